@@ -1,0 +1,121 @@
+"""Versioned, idempotent schema migrations recorded in ``forewarn_schema_migrations``.
+
+Every statement is idempotent (``IF NOT EXISTS``), so two processes migrating at once, or a
+migration interrupted half-way, converge. Version ranges keep components apart:
+1-99 telemetry tables, 100-199 alerts, 200-299 detectors and flows, 300-399 ingest.
+TTL is not a migration: it follows the configuration on every run, existing tables included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clickhouse_connect.driver.client import Client
+
+from forewarn.config import TTLSettings
+from forewarn.storage.schema import TABLES, Schema, q
+
+log = logging.getLogger(__name__)
+MIGRATIONS_TABLE = "forewarn_schema_migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: Callable[[Schema, TTLSettings], list[str]]
+
+    def checksum(self, schema: Schema, ttl: TTLSettings) -> str:
+        return hashlib.sha256("\n;\n".join(self.statements(schema, ttl)).encode()).hexdigest()[:16]
+
+
+def _v1_otel_tables(schema: Schema, ttl: TTLSettings) -> list[str]:
+    stmts: list[str] = []
+    for t in TABLES.values():
+        stmts += schema.create_table(t, getattr(ttl, t.ttl_signal) if t.ttl_signal else 0)
+    stmts.append(schema.create_trace_id_ts_mv())
+    return stmts
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "OpenTelemetry exporter tables", _v1_otel_tables),
+]
+
+
+def _migrations_table_ddl(schema: Schema) -> str:
+    engine = "ReplacingMergeTree(applied_at)"
+    if schema.cluster:
+        engine = (
+            f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{schema.database}/"
+            f"{MIGRATIONS_TABLE}', '{{replica}}', applied_at)"
+        )
+    return (
+        f"CREATE TABLE IF NOT EXISTS {schema.fq(MIGRATIONS_TABLE)}{schema.on_cluster()} "
+        "(version UInt32, name String, checksum String, applied_at DateTime64(3) DEFAULT now64(3)) "
+        f"ENGINE = {engine} ORDER BY version"
+    )
+
+
+def applied_versions(client: Client, schema: Schema) -> set[int]:
+    rows = client.query(f"SELECT DISTINCT version FROM {schema.fq(MIGRATIONS_TABLE)}").result_rows
+    return {int(r[0]) for r in rows}
+
+
+def migrate(client: Client, schema: Schema, ttl: TTLSettings) -> list[Migration]:
+    """Apply pending migrations in version order, then bring every table's TTL to the config."""
+    client.command(schema.create_database())
+    client.command(_migrations_table_ddl(schema))
+    done = applied_versions(client, schema)
+    applied = []
+    for m in sorted(MIGRATIONS, key=lambda m: m.version):
+        if m.version in done:
+            continue
+        log.info("applying migration %d: %s", m.version, m.name)
+        for stmt in m.statements(schema, ttl):
+            client.command(stmt)
+        client.insert(
+            MIGRATIONS_TABLE,
+            [[m.version, m.name, m.checksum(schema, ttl)]],
+            column_names=["version", "name", "checksum"],
+            database=schema.database,
+        )
+        applied.append(m)
+    apply_ttl(client, schema, ttl)
+    return applied
+
+
+_TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)", re.S)
+
+
+def current_ttl_days(client: Client, schema: Schema, table: str) -> int:
+    rows = client.query(
+        "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        parameters={"db": schema.database, "t": schema.local_name(table)},
+    ).result_rows
+    if not rows:
+        return -1
+    m = _TTL_DAYS.search(rows[0][0])
+    return int(m.group(1)) if m else 0
+
+
+def apply_ttl(client: Client, schema: Schema, ttl: TTLSettings) -> list[str]:
+    """Alter only tables whose TTL differs, so a restart does not re-materialise TTL needlessly."""
+    changed = []
+    for t in TABLES.values():
+        if not t.ttl_signal:
+            continue
+        want = int(getattr(ttl, t.ttl_signal))
+        have = current_ttl_days(client, schema, t.name)
+        if have < 0 or have == want:
+            continue
+        log.info("TTL of %s: %s -> %s days", t.name, have or "none", want or "none")
+        client.command(schema.modify_ttl(t, want))
+        changed.append(t.name)
+    return changed
+
+
+__all__ = ["MIGRATIONS", "MIGRATIONS_TABLE", "Migration", "apply_ttl", "migrate", "q"]

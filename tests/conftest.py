@@ -1,0 +1,46 @@
+"""Shared fixtures. chDB hosts one engine path per process, so the whole test session shares
+one embedded store directory and each test isolates itself in its own database."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forewarn.config import Settings, load_settings
+from forewarn.storage import open_storage
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb") / "store"
+
+
+@pytest.fixture(scope="session")
+def chdb_dsn(chdb_dir: Path) -> str:
+    return f"chdb://{chdb_dir}"
+
+
+@pytest.fixture
+def settings(chdb_dsn: str, tmp_path: Path) -> Settings:
+    """Settings on the session's embedded store, in a database of this test's own."""
+    db = "t_" + uuid.uuid4().hex[:12]
+    return load_settings(overrides={"data_dir": str(tmp_path), "storage": {"dsn": chdb_dsn, "database": db}})
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator:
+    """A migrated clickhouse-connect client on this test's database."""
+    client = open_storage(settings)
+    yield client
+    client.command(f"DROP DATABASE IF EXISTS `{settings.storage.database}`")
+    client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,191 @@
+"""Package layout, configuration and the storage layer (schema, migrations, TTL, cluster DDL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from forewarn.config import ConfigError, load_settings, masked_dump
+from forewarn.storage import TABLES, Schema, migrate
+from forewarn.storage.migrations import MIGRATIONS, apply_ttl, current_ttl_days
+
+ROOT = Path(__file__).resolve().parents[1]
+FOREWARN = [sys.executable, "-m", "forewarn.cli"]
+
+
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed, dirs = set(cfg["packages"]), cfg["package-dir"]
+    found = set()
+    for pkg, folder in dirs.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([pkg, *rel.parts]) if rel.parts else pkg)
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+def test_contract_column_names_and_types(store, settings) -> None:
+    rows = store.query(
+        "SELECT table, name, type FROM system.columns WHERE database = {db:String} AND table = 'otel_traces'",
+        parameters={"db": settings.storage.database},
+    ).result_rows
+    cols = {name: typ for _, name, typ in rows}
+    assert cols["Timestamp"] == "DateTime64(9)"
+    assert cols["SpanAttributes"] == "Map(LowCardinality(String), String)"
+    assert cols["Events.Timestamp"] == "Array(DateTime64(9))"
+    assert cols["Links.Attributes"] == "Array(Map(LowCardinality(String), String))"
+    assert cols["Duration"] == "UInt64"
+    hist = dict(
+        store.query(
+            "SELECT name, type FROM system.columns WHERE database = {db:String} "
+            "AND table = 'otel_metrics_exponential_histogram'",
+            parameters={"db": settings.storage.database},
+        ).result_rows
+    )
+    assert hist["PositiveBucketCounts"] == "Array(UInt64)"
+    assert hist["Exemplars.FilteredAttributes"] == "Array(Map(LowCardinality(String), String))"
+    assert hist["ScopeDroppedAttrCount"] == "UInt32"
+
+
+def test_migrations_are_recorded_and_idempotent(store, settings) -> None:
+    schema = Schema(settings.storage.database)
+    assert migrate(store, schema, settings.storage.ttl_days) == []  # already applied by the fixture
+    versions = [r[0] for r in store.query("SELECT version FROM forewarn_schema_migrations FINAL").result_rows]
+    assert versions == sorted(m.version for m in MIGRATIONS)
+    assert len({m.version for m in MIGRATIONS}) == len(MIGRATIONS)
+
+
+def test_ttl_follows_config_on_existing_tables(store, settings) -> None:
+    schema = Schema(settings.storage.database)
+    assert current_ttl_days(store, schema, "otel_logs") == 30
+    settings.storage.ttl_days.logs = 3
+    settings.storage.ttl_days.traces = 0
+    changed = apply_ttl(store, schema, settings.storage.ttl_days)
+    assert set(changed) == {"otel_logs", "otel_traces", "otel_traces_trace_id_ts"}
+    assert current_ttl_days(store, schema, "otel_logs") == 3
+    assert current_ttl_days(store, schema, "otel_traces") == 0
+    assert apply_ttl(store, schema, settings.storage.ttl_days) == []  # nothing to do twice
+
+
+def test_mv_fills_trace_id_ts(store) -> None:
+    store.command(
+        "INSERT INTO otel_traces (Timestamp, TraceId, SpanId) VALUES "
+        "(toStartOfMinute(now()) + 1, 'abc', '1'), (toStartOfMinute(now()) + 9, 'abc', '2'), (now(), '', '3')"
+    )  # recent times: rows already past the TTL are dropped on insert
+    rows = store.query(
+        "SELECT TraceId, min(Start), max(End) FROM otel_traces_trace_id_ts GROUP BY TraceId"
+    ).result_rows
+    assert [(r[0], r[1].second, r[2].second) for r in rows] == [("abc", 1, 9)]
+
+
+def test_cluster_ddl_is_parsed_by_the_engine(store) -> None:
+    schema = Schema("otel", cluster="prod")
+    stmts = [schema.create_database()]
+    for t in TABLES.values():
+        stmts += schema.create_table(t, 7)
+        stmts.append(schema.modify_ttl(t, 7) if t.ttl_column else "SELECT 1")
+    stmts.append(schema.create_trace_id_ts_mv())
+    for stmt in stmts:
+        formatted = store.query("SELECT formatQuery({q:String})", parameters={"q": stmt}).result_rows[0][0]
+        assert formatted  # the engine parsed it
+    joined = "\n".join(stmts)
+    assert "ON CLUSTER `prod`" in joined
+    assert "ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/otel_traces_local', '{replica}')" in joined
+    assert "ENGINE = Distributed(`prod`, `otel`, `otel_traces_local`, cityHash64(TraceId))" in joined
+    assert "FROM `otel`.`otel_traces_local`" in schema.create_trace_id_ts_mv()
+
+
+def test_config_file_env_and_flags(tmp_path, monkeypatch) -> None:
+    f = tmp_path / "forewarn.yaml"
+    f.write_text("storage:\n  database: fromfile\n  ttl_days: {logs: 5}\ncollector:\n  grpc_port: 1111\n")
+    monkeypatch.setenv("FOREWARN_COLLECTOR__GRPC_PORT", "2222")
+    s = load_settings(f, {"collector": {"http_port": 3333}})
+    assert (s.storage.database, s.storage.ttl_days.logs, s.storage.ttl_days.traces) == ("fromfile", 5, 30)
+    assert (s.collector.grpc_port, s.collector.http_port) == (2222, 3333)
+    f.write_text("storage:\n  ttl_dayz: 3\n")
+    with pytest.raises(ConfigError, match=r"storage\.ttl_dayz"):
+        load_settings(f)
+    f.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(f)
+
+
+def test_config_show_masks_secrets(tmp_path) -> None:
+    env = {**os.environ, "FOREWARN_STORAGE__DSN": "https://u:hunter2@ch:8443/", "FOREWARN_CONFIG": ""}
+    env["FOREWARN_COLLECTOR__AUTH_TOKENS"] = '["tok-secret"]'
+    out = subprocess.run([*FOREWARN, "config", "show"], env=env, capture_output=True, text=True, check=True)
+    assert "hunter2" not in out.stdout and "tok-secret" not in out.stdout
+    assert "u:***@ch:8443" in out.stdout
+    data = masked_dump(load_settings(overrides={"collector": {"auth_tokens": ["x"]}}))
+    assert data["collector"]["auth_tokens"] == ["**********"]
+
+
+def test_query_formats_from_a_fresh_data_dir(tmp_path) -> None:
+    dsn = f"chdb://{tmp_path / 'store'}"
+    sql = "SELECT number AS n, toString(number) AS s, toUInt64(number) * 1000000000000 AS big FROM numbers(2)"
+    out = subprocess.run(
+        [*FOREWARN, "query", "--storage", dsn, "--format", "json", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert rows == [{"n": 0, "s": "0", "big": 0}, {"n": 1, "s": "1", "big": 1000000000000}]
+    out = subprocess.run(
+        [*FOREWARN, "query", "--storage", dsn, "--format", "csv", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.splitlines()[0] == '"n","s","big"'
+    out = subprocess.run(
+        [*FOREWARN, "query", "--storage", dsn, "SELECT count() FROM otel_traces"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "0" in out.stdout  # the fresh store was migrated
+    bad = subprocess.run([*FOREWARN, "query", "--storage", dsn, "SELEC 1"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "Syntax error" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_query_through_the_process_that_owns_the_store(tmp_path) -> None:
+    """A second process queries an embedded store held by a running forewarn process."""
+    dsn = f"chdb://{tmp_path / 'store'}"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_SCRIPT, dsn], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout.readline().strip() == "ready"
+        out = subprocess.run(
+            [*FOREWARN, "query", "--storage", dsn, "-f", "json", "SELECT count() AS c FROM otel_logs"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(out.stdout) == {"c": 1}
+    finally:
+        owner.stdin.close()
+        owner.wait(timeout=30)
+    assert not list(tmp_path.glob(".*owner.json"))
+
+
+OWNER_SCRIPT = """
+import sys
+from forewarn.config import load_settings
+from forewarn.storage import open_storage
+from forewarn.storage.gateway import Gateway
+s = load_settings(overrides={"storage": {"dsn": sys.argv[1]}})
+c = open_storage(s)
+c.command("INSERT INTO otel_logs (Timestamp, Body) VALUES (now(), 'hello')")
+gw = Gateway(sys.argv[1], s.storage.database)
+print("ready", flush=True)
+sys.stdin.read()
+gw.close()
+"""
