@@ -243,7 +243,7 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data with every secret masked."""
     data = settings.model_dump(mode="json")  # SecretStr dumps as '**********'
     data["storage"]["dsn"] = mask_dsn(settings.storage_dsn)
-    for key, value in list(data["kafka"]["client"].items()):
+    for key in list(data["kafka"]["client"]):
         if any(s in key for s in ("password", "secret", "key")):
             data["kafka"]["client"][key] = "**********"
     return data
