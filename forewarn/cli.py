@@ -40,16 +40,23 @@ def _root(
     ctx.obj = {"config": config}
 
 
+# Modules that add commands; each has a ``register(app)`` and imports its heavy parts lazily.
+COMMAND_MODULES = (
+    "forewarn.storage_cli",
+    "forewarn.collector.cli",
+    "forewarn.collector.ingest_cli",
+    "forewarn.detectors.cli",
+    "forewarn.alerts.cli",
+    "forewarn.flows.cli",
+)
+
+
 def _register() -> None:
     # Imported here, not at module top, so each component stays optional for the others.
-    from forewarn import storage_cli
-    from forewarn.alerts import cli as alerts_cli
-    from forewarn.collector import cli as collector_cli
-    from forewarn.detectors import cli as detectors_cli
-    from forewarn.flows import cli as flows_cli
+    import importlib
 
-    for module in (storage_cli, collector_cli, detectors_cli, alerts_cli, flows_cli):
-        module.register(app)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
 
 
 _register()
