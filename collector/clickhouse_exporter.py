@@ -1,0 +1,114 @@
+"""The default exporter: commits OTLP payloads into ClickHouse (embedded chDB or a server).
+
+Inserts run in worker threads, each with its own clickhouse-connect client (the engine does the
+heavy lifting outside the GIL). Any storage error is retryable for the client: the failed
+thread's client is dropped and a fresh one connects on the next batch, so the exporter recovers
+by itself when the store comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from forewarn.collector.exporter import SIGNALS, ExportError
+
+from forewarn.config import Settings
+from forewarn.storage import connect, open_storage
+
+log = logging.getLogger(__name__)
+
+
+class ClickHouseExporter:
+    """Exporter writing straight into the OTel ClickHouse tables with ``insert_requests``.
+
+    >>> from forewarn.config import load_settings
+    >>> ClickHouseExporter(load_settings(), "chdb:///tmp/x").name
+    'clickhouse'
+    """
+
+    name = "clickhouse"
+
+    def __init__(self, settings: Settings, dsn: str | None = None):
+        self.settings = settings
+        self.dsn = dsn or settings.storage_dsn
+        self.database = settings.storage.database
+        self._pool = ThreadPoolExecutor(max_workers=len(SIGNALS), thread_name_prefix="ch-export")
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    async def start(self) -> None:
+        """Connect and run the migrations (the schema must exist before the first insert)."""
+        loop = asyncio.get_running_loop()
+        client = await loop.run_in_executor(self._pool, self._open)
+        self._remember(client)
+        self._started = True
+
+    def _open(self) -> Any:
+        client = open_storage(self.settings, self.dsn)
+        self._local.client = client
+        return client
+
+    def _remember(self, client: Any) -> None:
+        with self._lock:
+            self._clients.append(client)
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = connect(self.dsn, self.database)
+            self._local.client = client
+            self._remember(client)
+        return client
+
+    def _drop_client(self) -> None:
+        client = getattr(self._local, "client", None)
+        self._local.client = None
+        if client is not None:
+            with self._lock:
+                if client in self._clients:
+                    self._clients.remove(client)
+            try:
+                client.close()
+            except Exception:  # a broken connection may fail to close; it is gone either way
+                log.debug("closing a failed client", exc_info=True)
+
+    def _insert(self, signal: str, payloads: list[bytes]) -> dict[str, int]:
+        from forewarn.collector.convert import insert_requests
+
+        try:
+            return insert_requests(self._client(), signal, payloads, database=self.database)
+        except Exception as e:
+            self._drop_client()
+            raise ExportError(f"insert into ClickHouse failed: {_short(e)}", retryable=True) from e
+
+    async def export(self, signal: str, payloads: list[bytes]) -> None:
+        if self._closed:
+            raise ExportError("exporter is closed", retryable=True)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._insert, signal, payloads)
+
+    def ready(self) -> bool:
+        return self._started and not self._closed
+
+    async def close(self) -> None:
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for c in clients:
+            try:
+                c.close()
+            except Exception:
+                log.debug("closing client", exc_info=True)
+
+
+def _short(e: BaseException) -> str:
+    """First line of a storage error, bounded: enough to act on, no payload dumps in responses."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:300]

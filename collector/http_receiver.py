@@ -1,0 +1,154 @@
+"""OTLP/HTTP receiver (Starlette): ``POST /v1/{traces,metrics,logs}``, protobuf or JSON, gzip or identity.
+
+Bodies are read and decompressed as a stream with a cap, so neither a large body nor a
+decompression bomb can take more than ``max_request_bytes`` (413 either way). The response
+uses the request's Content-Type; errors carry a ``google.rpc.Status`` body in that encoding.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator, Callable
+
+from forewarn.collector.otlp import SPECS, BadData, decode_json, decode_protobuf, to_json
+from forewarn.collector.pipeline import Refusal
+from forewarn.collector.receiver import HTTP_STATUS, Receiver, rpc_status
+from google.protobuf.message import Message
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+ENCODINGS = ("gzip", "identity")
+
+
+async def read_body(chunks: AsyncIterator[bytes], encoding: str, limit: int) -> bytes:
+    """The whole body, decompressed; ``Refusal('too_large')`` as soon as either size passes ``limit``.
+
+    >>> import asyncio, gzip
+    >>> async def one(b):
+    ...     yield b
+    >>> asyncio.run(read_body(one(gzip.compress(b"abc" * 10)), "gzip", 100))
+    b'abcabcabcabcabcabcabcabcabcabc'
+    >>> try:
+    ...     asyncio.run(read_body(one(gzip.compress(b"0" * 10_000)), "gzip", 1000))
+    ... except Refusal as e:
+    ...     print(e.kind)
+    too_large
+    """
+    raw = 0
+    out = bytearray()
+    gz = encoding == "gzip"
+    dec = zlib.decompressobj(wbits=31) if gz else None
+    async for chunk in chunks:
+        raw += len(chunk)
+        if raw > limit:
+            raise Refusal("too_large", f"request body exceeds {limit} bytes")
+        if dec is None:
+            out += chunk
+            continue
+        data = chunk
+        try:
+            while data:
+                out += dec.decompress(data, limit + 1 - len(out))
+                if len(out) > limit or dec.unconsumed_tail:
+                    raise Refusal("too_large", f"decompressed request body exceeds {limit} bytes")
+                data = dec.unused_data if dec.eof else b""
+                if data:  # a further gzip member
+                    dec = zlib.decompressobj(wbits=31)
+        except zlib.error as e:
+            raise Refusal("bad_request", f"invalid gzip body: {e}") from None
+    if dec is not None and not dec.eof and (raw or out):
+        raise Refusal("bad_request", "invalid gzip body: truncated stream")
+    return bytes(out)
+
+
+class HttpReceiver:
+    """Builds the Starlette app of the OTLP/HTTP port (plus the ops routes when they share it)."""
+
+    def __init__(self, receiver: Receiver, max_request_bytes: int):
+        self.receiver = receiver
+        self.max_request_bytes = max_request_bytes
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(spec.http_path, self._endpoint(signal), methods=["POST"]) for signal, spec in SPECS.items()
+        ]
+
+    def _endpoint(self, signal: str) -> Callable[[Request], object]:
+        async def endpoint(request: Request) -> Response:
+            ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            reply_type = JSON if ctype == JSON else PROTOBUF
+            try:
+                msg = await self._handle(signal, ctype, request)
+            except Refusal as e:
+                return self._refusal(signal, e, reply_type)
+            self.receiver.count("http", signal, "200")
+            body = to_json(msg) if reply_type == JSON else msg.SerializeToString()
+            return Response(body, 200, media_type=reply_type)
+
+        return endpoint
+
+    async def _handle(self, signal: str, ctype: str, request: Request) -> Message:
+        self.receiver.authorize(request.headers.get("authorization"))
+        if ctype not in (PROTOBUF, JSON):
+            raise Refusal(
+                "unsupported", f"unsupported Content-Type {ctype or '(none)'!r}: use {PROTOBUF} or {JSON}"
+            )
+        encoding = request.headers.get("content-encoding", "identity").strip().lower() or "identity"
+        if encoding not in ENCODINGS:
+            raise Refusal("unsupported", f"unsupported Content-Encoding {encoding!r}: use gzip or identity")
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_request_bytes:
+            raise Refusal("too_large", f"request body exceeds {self.max_request_bytes} bytes")
+        body = await read_body(request.stream(), encoding, self.max_request_bytes)
+        try:
+            decoded = decode_json(signal, body) if ctype == JSON else decode_protobuf(signal, body)
+        except BadData as e:
+            raise Refusal("bad_request", str(e)) from None
+        return await self.receiver.export(signal, "http", decoded)
+
+    def _refusal(self, signal: str, e: Refusal, reply_type: str) -> Response:
+        code = HTTP_STATUS[e.kind]
+        self.receiver.count("http", signal, str(code))
+        st = rpc_status(e, with_retry_info=False)
+        body = to_json(st) if reply_type == JSON else st.SerializeToString()
+        headers: dict[str, str] = {}
+        if e.retry_after_s is not None:
+            headers["Retry-After"] = str(max(1, round(e.retry_after_s)))
+        if e.kind == "unsupported":
+            headers["Accept-Encoding"] = ", ".join(ENCODINGS)
+            headers["Accept-Post"] = f"{PROTOBUF}, {JSON}"
+        if e.kind == "unauthenticated":
+            headers["WWW-Authenticate"] = "Bearer"
+        if e.kind == "too_large":
+            headers["Connection"] = "close"  # the rest of the body was not read
+        return Response(body, code, headers=headers, media_type=reply_type)
+
+
+def ops_routes(ready: Callable[[], bool]) -> list[Route]:
+    """``/metrics`` (Prometheus), ``/healthz`` (process alive), ``/readyz`` (exporter ready, accepting)."""
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_: Request) -> Response:
+        if ready():
+            return PlainTextResponse("ready\n")
+        return PlainTextResponse("not ready\n", status_code=503)
+
+    return [
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+
+
+def make_app(routes: list[Route]) -> Starlette:
+    return Starlette(routes=routes)

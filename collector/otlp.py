@@ -1,0 +1,239 @@
+"""Decoding and validating OTLP export requests, protobuf or OTLP/JSON, into the bytes the exporter stores.
+
+The common path costs one upb parse plus a cheap per-item check: when nothing is rejected the
+client's original protobuf bytes go to the exporter untouched. Only a request with rejected items
+(spans with malformed ids, metrics without data) is rewritten and re-serialized.
+
+>>> from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+>>> req = ExportTraceServiceRequest()
+>>> spans = req.resource_spans.add().scope_spans.add().spans
+>>> _ = spans.add(trace_id=b"t" * 16, span_id=b"s" * 8, name="ok")
+>>> _ = spans.add(trace_id=b"short", span_id=b"s" * 8, name="bad")
+>>> d = decode_protobuf("traces", req.SerializeToString())
+>>> (d.items, d.rejected, d.error_message)
+(1, 1, 'span "bad": trace_id must be 16 bytes, got 5')
+>>> d = decode_json("traces", b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "5B8EFFF798038103D269B633813FC60C", "spanId": "EEE19B7EC3C1B174", "kind": 2, "startTimeUnixNano": "1544712660000000000", "unknownField": 1}]}]}]}')
+>>> (d.items, d.rejected)
+(1, 0)
+>>> ExportTraceServiceRequest.FromString(d.payload).resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
+'5b8efff798038103d269b633813fc60c'
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """What one OTLP signal looks like on the wire: its messages, gRPC service and HTTP path."""
+
+    name: str
+    request: type[Message]
+    response: type[Message]
+    grpc_service: str
+    http_path: str
+    rejected_field: str  # the partial_success counter
+
+
+SPECS: dict[str, SignalSpec] = {
+    "traces": SignalSpec(
+        "traces",
+        trace_pb.ExportTraceServiceRequest,
+        trace_pb.ExportTraceServiceResponse,
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        "/v1/traces",
+        "rejected_spans",
+    ),
+    "metrics": SignalSpec(
+        "metrics",
+        metrics_pb.ExportMetricsServiceRequest,
+        metrics_pb.ExportMetricsServiceResponse,
+        "opentelemetry.proto.collector.metrics.v1.MetricsService",
+        "/v1/metrics",
+        "rejected_data_points",
+    ),
+    "logs": SignalSpec(
+        "logs",
+        logs_pb.ExportLogsServiceRequest,
+        logs_pb.ExportLogsServiceResponse,
+        "opentelemetry.proto.collector.logs.v1.LogsService",
+        "/v1/logs",
+        "rejected_log_records",
+    ),
+}
+
+
+class BadData(ValueError):
+    """The request cannot be decoded or is invalid as a whole: a permanent failure (400 / INVALID_ARGUMENT)."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A validated request: ``payload`` holds only accepted items, serialized as protobuf."""
+
+    payload: bytes
+    items: int  # accepted spans / data points / log records
+    rejected: int = 0
+    error_message: str = ""
+
+
+def decode_protobuf(signal: str, raw: bytes) -> Decoded:
+    """Parse a binary OTLP request once (upb), validate it, pass the original bytes on if all is well."""
+    try:
+        msg = SPECS[signal].request.FromString(raw)
+    except (DecodeError, RuntimeError) as e:
+        raise BadData(f"cannot decode the {signal} request as protobuf: {e}") from None
+    return _validate(signal, msg, raw)
+
+
+def decode_json(signal: str, raw: bytes) -> Decoded:
+    """Parse OTLP/JSON (hex ids, integer or named enums, 64-bit ints as strings or numbers, unknown
+    fields ignored, camelCase or snake_case) into the protobuf message."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise BadData(f"request body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise BadData(f"OTLP/JSON request must be a JSON object, got {type(data).__name__}")
+    _hex_ids_to_base64(data)
+    try:
+        msg = json_format.ParseDict(data, SPECS[signal].request(), ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError) as e:
+        raise BadData(f"invalid OTLP/JSON {signal} request: {e}") from None
+    return _validate(signal, msg, None)
+
+
+_ID_KEYS = frozenset(("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id"))
+
+
+def _hex_ids_to_base64(root: dict[str, Any]) -> None:
+    """OTLP/JSON writes ids as hex; protobuf's JSON mapping wants base64 for bytes. Rewrite in place.
+
+    Only these id keys are bytes fields in OTLP, and attribute keys never appear as JSON object
+    keys (attributes are ``{"key": ..., "value": ...}`` lists), so a walk over every object is exact.
+    """
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in _ID_KEYS and isinstance(v, str):
+                    try:
+                        node[k] = base64.b64encode(bytes.fromhex(v)).decode()
+                    except ValueError:
+                        raise BadData(f"{k} must be a hex string, got {v[:40]!r}") from None
+                elif isinstance(v, dict | list):
+                    stack.append(v)
+        elif isinstance(node, list):
+            stack.extend(x for x in node if isinstance(x, dict | list))
+
+
+def _validate(signal: str, msg: Message, raw: bytes | None) -> Decoded:
+    if signal == "traces":
+        items, rejected, error = _check_spans(msg)
+    elif signal == "metrics":
+        items, rejected, error = _check_metrics(msg)
+    else:
+        items, rejected, error = _count_logs(msg), 0, ""
+    if raw is None or rejected:
+        raw = msg.SerializeToString()
+    return Decoded(raw, items, rejected, error)
+
+
+def _check_spans(msg: Any) -> tuple[int, int, str]:
+    items = rejected = 0
+    error = ""
+    for rs in msg.resource_spans:
+        for ss in rs.scope_spans:
+            spans = ss.spans
+            bad: list[int] = []
+            for i, sp in enumerate(spans):
+                if len(sp.trace_id) != 16 or len(sp.span_id) != 8:
+                    bad.append(i)
+            if not bad:
+                items += len(spans)
+                continue
+            if not error:
+                sp = spans[bad[0]]
+                field, want, got = (
+                    ("trace_id", 16, len(sp.trace_id))
+                    if len(sp.trace_id) != 16
+                    else ("span_id", 8, len(sp.span_id))
+                )
+                error = f'span "{sp.name}": {field} must be {want} bytes, got {got}'
+            for i in reversed(bad):
+                del spans[i]
+            items += len(spans)
+            rejected += len(bad)
+    return items, rejected, error
+
+
+_POINT_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+
+
+def _check_metrics(msg: Any) -> tuple[int, int, str]:
+    """A metric without data (or of a type this receiver does not know) is rejected, counting as one
+    point; histogram points whose bucket counts do not match their bounds are rejected one by one."""
+    items = rejected = 0
+    error = ""
+    for rm in msg.resource_metrics:
+        for sm in rm.scope_metrics:
+            metrics = sm.metrics
+            drop: list[int] = []
+            for i, m in enumerate(metrics):
+                kind = m.WhichOneof("data")
+                if kind not in _POINT_KINDS:
+                    drop.append(i)
+                    rejected += 1
+                    error = error or f'metric "{m.name}" has no data points of a known type'
+                    continue
+                points = getattr(m, kind).data_points
+                if kind == "histogram":
+                    bad = [
+                        j
+                        for j, p in enumerate(points)
+                        if len(p.bucket_counts) and len(p.bucket_counts) != len(p.explicit_bounds) + 1
+                    ]
+                    if bad:
+                        p = points[bad[0]]
+                        error = error or (
+                            f'metric "{m.name}": histogram point has'
+                            f" {len(p.bucket_counts)} bucket counts "
+                            f"for {len(p.explicit_bounds)} explicit bounds"
+                        )
+                        for j in reversed(bad):
+                            del points[j]
+                        rejected += len(bad)
+                items += len(points)
+            for i in reversed(drop):
+                del metrics[i]
+    return items, rejected, error
+
+
+def _count_logs(msg: Any) -> int:
+    # Invalid trace/span ids on logs are not rejected: the conversion treats them as absent (logs.proto).
+    return sum(len(sl.log_records) for rl in msg.resource_logs for sl in rl.scope_logs)
+
+
+def export_response(signal: str, rejected: int = 0, error_message: str = "") -> Message:
+    """The Export*ServiceResponse; ``partial_success`` is set only when something was rejected."""
+    resp = SPECS[signal].response()
+    if rejected:
+        setattr(resp.partial_success, SPECS[signal].rejected_field, rejected)
+        resp.partial_success.error_message = error_message
+    return resp
+
+
+def to_json(msg: Message) -> bytes:
+    """OTLP/JSON of a response message (camelCase names)."""
+    return json_format.MessageToJson(msg, indent=None).encode()

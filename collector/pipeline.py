@@ -1,0 +1,213 @@
+"""Group commit: concurrent requests share one durable export per signal, under a memory budget.
+
+Each signal has a writer task. While one batch is being exported, new requests queue; the writer
+then takes everything queued (up to ``max_batch_bytes``) as the next batch, so the commit rate
+follows the load without a fixed batch size. A request's future resolves only after the export of
+its batch returned, i.e. once its rows are durable. Queued bytes are bounded by
+``max_queue_bytes``: past it, requests are refused at once with a retryable status. After a
+retryable export failure a short circuit breaker refuses new and queued requests as unavailable
+for ``retry_after_s``, so clients back off instead of piling up behind a dead store.
+
+>>> import asyncio
+>>> class Memory:
+...     name, stored = "memory", []
+...     async def start(self): pass
+...     async def export(self, signal, payloads): self.stored.append((signal, len(payloads)))
+...     def ready(self): return True
+...     async def close(self): pass
+>>> async def demo():
+...     p = Pipeline(Memory(), max_queue_bytes=1 << 20, max_batch_bytes=1 << 20, linger_s=0.01)
+...     await p.start()
+...     await asyncio.gather(*(p.submit("traces", b"x" * 10, 1) for _ in range(5)))
+...     await p.close(timeout_s=1)
+...     return p.exporter.stored
+>>> asyncio.run(demo())
+[('traces', 5)]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from forewarn.collector import telemetry as m
+from forewarn.collector.exporter import SIGNALS, Exporter, ExportError
+
+log = logging.getLogger(__name__)
+
+
+class Refusal(Exception):
+    """A request the collector does not accept; ``kind`` picks the HTTP status and gRPC code.
+
+    Kinds: bad_request, unauthenticated, too_large, unsupported (permanent) and overloaded,
+    unavailable (retryable, with ``retry_after_s``).
+    """
+
+    def __init__(self, kind: str, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class _Pending:
+    payload: bytes
+    items: int
+    future: asyncio.Future[None]
+
+
+@dataclass
+class _Lane:
+    """One signal's queue and its writer."""
+
+    queue: deque[_Pending] = field(default_factory=deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class Pipeline:
+    """Queues validated payloads and commits them in shared batches through the exporter."""
+
+    def __init__(
+        self,
+        exporter: Exporter,
+        *,
+        max_queue_bytes: int,
+        max_batch_bytes: int,
+        linger_s: float = 0.002,
+        retry_after_s: float = 2.0,
+    ):
+        self.exporter = exporter
+        self.max_queue_bytes = max_queue_bytes
+        self.max_batch_bytes = max_batch_bytes
+        self.linger_s = linger_s
+        self.retry_after_s = retry_after_s
+        self.queued_bytes = 0
+        self.queued_requests = 0
+        self._lanes: dict[str, _Lane] = {}
+        self._closing = False
+        self._down_until = 0.0
+        self._down_reason = ""
+
+    async def start(self) -> None:
+        for signal in SIGNALS:
+            lane = _Lane()
+            lane.task = asyncio.create_task(self._writer(signal, lane), name=f"collector-writer-{signal}")
+            self._lanes[signal] = lane
+
+    def accepting(self) -> bool:
+        """False while shutting down or while the circuit breaker holds after a storage failure."""
+        return not self._closing and time.monotonic() >= self._down_until
+
+    async def submit(self, signal: str, payload: bytes, items: int) -> None:
+        """Return once ``payload`` is durable; raise Refusal (overloaded/unavailable) otherwise."""
+        if self._closing:
+            raise Refusal("unavailable", "collector is shutting down", self.retry_after_s)
+        if time.monotonic() < self._down_until:
+            raise Refusal("unavailable", f"storage unavailable: {self._down_reason}", self.retry_after_s)
+        size = len(payload)
+        if self.queued_bytes + size > self.max_queue_bytes:
+            raise Refusal(
+                "overloaded",
+                f"collector queue full ({self.queued_bytes} of {self.max_queue_bytes} bytes pending)",
+                self.retry_after_s,
+            )
+        lane = self._lanes[signal]
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lane.queue.append(_Pending(payload, items, fut))
+        self._account(size, 1)
+        lane.wakeup.set()
+        await fut
+
+    def _account(self, nbytes: int, nrequests: int) -> None:
+        self.queued_bytes += nbytes
+        self.queued_requests += nrequests
+        m.QUEUE_BYTES.set(self.queued_bytes)
+        m.QUEUE_REQUESTS.set(self.queued_requests)
+
+    def _take(self, lane: _Lane) -> list[_Pending]:
+        batch: list[_Pending] = []
+        size = 0
+        while lane.queue and (not batch or size + len(lane.queue[0].payload) <= self.max_batch_bytes):
+            p = lane.queue.popleft()
+            batch.append(p)
+            size += len(p.payload)
+        return batch
+
+    def _lane_bytes(self, lane: _Lane) -> int:
+        return sum(len(p.payload) for p in lane.queue)
+
+    async def _writer(self, signal: str, lane: _Lane) -> None:
+        while True:
+            await lane.wakeup.wait()
+            if self.linger_s and not self._closing and self._lane_bytes(lane) < self.max_batch_bytes:
+                await asyncio.sleep(self.linger_s)
+            batch = self._take(lane)
+            if not lane.queue:
+                lane.wakeup.clear()
+            if batch:
+                await self._commit(signal, lane, batch)
+
+    async def _commit(self, signal: str, lane: _Lane, batch: list[_Pending]) -> None:
+        nbytes = sum(len(p.payload) for p in batch)
+        m.BATCH_PAYLOADS.labels(signal).observe(len(batch))
+        m.BATCH_BYTES.labels(signal).observe(nbytes)
+        t0 = time.perf_counter()
+        error: Refusal | None = None
+        try:
+            await self.exporter.export(signal, [p.payload for p in batch])
+        except ExportError as e:
+            retry = e.retry_after_s or self.retry_after_s
+            kind = "unavailable" if e.retryable else "bad_request"
+            error = Refusal(kind, f"export failed: {e}", retry if e.retryable else None)
+            if e.retryable:
+                self._trip(str(e), retry)
+        except Exception as e:  # an exporter bug must not kill the writer or lose track of requests
+            log.exception("exporter %s failed on %s", self.exporter.name, signal)
+            error = Refusal("unavailable", f"export failed: {type(e).__name__}", self.retry_after_s)
+            self._trip(type(e).__name__, self.retry_after_s)
+        m.EXPORT_SECONDS.labels(signal, "ok" if error is None else "error").observe(time.perf_counter() - t0)
+        self._account(-nbytes, -len(batch))
+        for p in batch:
+            if p.future.done():  # the client went away; its rows are stored (or not) all the same
+                continue
+            if error is None:
+                p.future.set_result(None)
+            else:
+                p.future.set_exception(error)
+        if error is not None and error.kind == "unavailable":
+            self._fail_queued(error)
+
+    def _trip(self, reason: str, retry_after_s: float) -> None:
+        log.warning("export failed (%s); refusing requests for %.1fs", reason, retry_after_s)
+        self._down_reason = reason
+        self._down_until = time.monotonic() + retry_after_s
+
+    def _fail_queued(self, error: Refusal) -> None:
+        """Storage is down: answer everything still queued now, so clients retry instead of waiting."""
+        for lane in self._lanes.values():
+            while lane.queue:
+                p = lane.queue.popleft()
+                self._account(-len(p.payload), -1)
+                if not p.future.done():
+                    p.future.set_exception(error)
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Refuse new requests, wait (bounded) until everything queued is exported, stop the writers."""
+        self._closing = True
+        deadline = time.monotonic() + timeout_s
+        while self.queued_requests and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self.queued_requests:
+            log.error("drain timed out with %d requests not durable; they get 503", self.queued_requests)
+            self._fail_queued(Refusal("unavailable", "collector is shutting down", self.retry_after_s))
+        for lane in self._lanes.values():
+            if lane.task is not None:
+                lane.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane.task
