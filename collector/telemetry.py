@@ -6,46 +6,65 @@ same series and a scrape sees the whole process.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from typing import Any
 
-RECEIVED = Counter(
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+
+def _metric(cls: type, name: str, doc: str, *args: Any, **kwargs: Any) -> Any:
+    """Create a metric once per process, even if this module is imported under two names
+    (pytest's doctest collection imports ``collector.telemetry`` beside ``forewarn.collector.telemetry``)."""
+    existing = REGISTRY._names_to_collectors.get(name)  # no public lookup in prometheus-client
+    return existing if existing is not None else cls(name, doc, *args, **kwargs)
+
+
+RECEIVED = _metric(
+    Counter,
     "forewarn_collector_received_items",
     "Spans, data points and log records received, before validation.",
     ["signal", "transport"],
 )
-ACCEPTED = Counter(
+ACCEPTED = _metric(
+    Counter,
     "forewarn_collector_accepted_items",
     "Items committed to the exporter and acknowledged to the client.",
     ["signal"],
 )
-REJECTED = Counter(
+REJECTED = _metric(
+    Counter,
     "forewarn_collector_rejected_items",
     "Items not stored, by reason (invalid, bad_request, overloaded, unavailable, unauthenticated, too_large).",
     ["signal", "reason"],
 )
-REQUESTS = Counter(
+REQUESTS = _metric(
+    Counter,
     "forewarn_collector_requests",
     "Export requests answered, by transport and status (HTTP code or gRPC status name).",
     ["transport", "signal", "status"],
 )
-BATCH_PAYLOADS = Histogram(
+BATCH_PAYLOADS = _metric(
+    Histogram,
     "forewarn_collector_batch_requests",
     "Client requests committed together in one export (group commit).",
     ["signal"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
-BATCH_BYTES = Histogram(
+BATCH_BYTES = _metric(
+    Histogram,
     "forewarn_collector_batch_bytes",
     "Serialized bytes per export batch.",
     ["signal"],
     buckets=tuple(2**k for k in range(10, 27, 2)),
 )
-EXPORT_SECONDS = Histogram(
+EXPORT_SECONDS = _metric(
+    Histogram,
     "forewarn_collector_export_seconds",
     "Time to make one batch durable (insert latency), by outcome.",
     ["signal", "outcome"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-QUEUE_BYTES = Gauge("forewarn_collector_queue_bytes", "Payload bytes queued or being exported.")
-QUEUE_REQUESTS = Gauge("forewarn_collector_queue_requests", "Requests waiting for their batch to be durable.")
-EXPORTER_READY = Gauge("forewarn_collector_exporter_ready", "1 when the exporter accepts data.")
+QUEUE_BYTES = _metric(Gauge, "forewarn_collector_queue_bytes", "Payload bytes queued or being exported.")
+QUEUE_REQUESTS = _metric(
+    Gauge, "forewarn_collector_queue_requests", "Requests waiting for their batch to be durable."
+)
+EXPORTER_READY = _metric(Gauge, "forewarn_collector_exporter_ready", "1 when the exporter accepts data.")
