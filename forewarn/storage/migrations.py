@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 
 from forewarn.config import TTLSettings
-from forewarn.storage.schema import TABLES, Schema, q
+from forewarn.storage.schema import TABLES, Schema, Table, q
 
 log = logging.getLogger(__name__)
 MIGRATIONS_TABLE = "forewarn_schema_migrations"
@@ -41,8 +41,51 @@ def _v1_otel_tables(schema: Schema, ttl: TTLSettings) -> list[str]:
     return stmts
 
 
+# --- 300-399: Kafka ingest ---
+# forewarn_ingest_batches records each partition range an ingester is about to insert, before the
+# insert: a replay after a crash re-forms exactly these ranges, so their deduplication tokens
+# match and ClickHouse drops the repeated insert. Dead letters keep records that are not OTLP.
+INGEST_TABLES: tuple[Table, ...] = (
+    Table(
+        "forewarn_ingest_batches",
+        (
+            ("group_id", "LowCardinality(String)"),
+            ("topic", "LowCardinality(String)"),
+            ("partition", "UInt32"),
+            ("first_offset", "Int64"),
+            ("last_offset", "Int64"),
+            ("planned_at", "DateTime64(3) DEFAULT now64(3)"),
+        ),
+        order_by="(group_id, topic, partition, first_offset)",
+        engine="ReplacingMergeTree",
+        ttl_column="toDateTime(planned_at)",
+        shard_key="cityHash64(topic, partition)",
+    ),
+    Table(
+        "forewarn_ingest_dead_letters",
+        (
+            ("received_at", "DateTime64(3) DEFAULT now64(3)"),
+            ("topic", "LowCardinality(String)"),
+            ("partition", "UInt32"),
+            ("offset", "Int64"),
+            ("error", "String"),
+            ("value", "String CODEC(ZSTD(1))"),
+        ),
+        order_by="(topic, partition, offset)",
+        engine="ReplacingMergeTree",
+        ttl_column="toDateTime(received_at)",
+        shard_key="cityHash64(topic, partition)",
+    ),
+)
+
+
+def _v300_ingest_tables(schema: Schema, ttl: TTLSettings) -> list[str]:
+    return [s for t in INGEST_TABLES for s in schema.create_table(t, 7 if t.name.endswith("batches") else 30)]
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "OpenTelemetry exporter tables", _v1_otel_tables),
+    Migration(300, "ingest: batch plans and dead letters", _v300_ingest_tables),
 ]
 
 
