@@ -1,0 +1,344 @@
+"""Signals: the series the detectors watch, computed in ClickHouse from the OTel exporter tables.
+
+Each query aggregates one closed time window ``[start, end)`` into fixed buckets of ``step``
+milliseconds, so the score flow computes every point exactly once as its watermark advances.
+We use incremental queries rather than materialized views because two of the signals need state
+that crosses insert blocks: a cumulative counter's rate needs the previous point of the series
+(which sits in an earlier insert), and exact percentiles need every span of the bucket, which
+arrive spread over many inserts. A look-back of ``counter_lookback_ms`` before the window gives
+the window functions the previous point.
+
+Series naming (``name`` + ``labels``; ``series_id`` is a stable hash of name, service and labels):
+
+* gauges: ``<metric>`` (last value in the bucket); non-monotonic cumulative sums likewise;
+* monotonic sums: ``<metric>:rate`` per second (delta or cumulative; counter resets handled);
+* histograms: ``<metric>:p50|p95|p99`` (interpolated in the buckets) and ``<metric>:rate``;
+* summaries: ``<metric>:q<quantile>``;
+* traces: ``red.rate|red.error_ratio|red.p50|red.p95|red.p99`` per service (entry spans: server,
+  consumer or root) and per operation (label ``operation`` = span name, all spans of the service);
+  ``latency.shift``: distance of a service's latency distribution from its recent past;
+* logs (see :mod:`forewarn.flows.logmining`): ``log.rate``, ``log.error_rate``,
+  ``log.template_rate`` (label ``template_id``), ``log.new_templates``.
+
+>>> histogram_quantile([0, 10, 0], [1.0, 2.0], 0.5)
+1.5
+>>> round(histogram_quantile([5, 5], [10.0], 0.99), 3)
+10.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from clickhouse_connect.driver.client import Client
+
+from forewarn.storage.schema import q
+
+QUANTILES = (0.5, 0.95, 0.99)
+LAT_BINS = 80  # half-octave bins of span duration in ns: bin k covers [2^(k/2), 2^((k+1)/2))
+SIGNAL_COLUMNS = ["series_id", "ts", "value", "name", "service", "labels"]
+UP_ONLY = ("red.error_ratio", "red.p", "log.error_rate", "log.new_templates", "latency.shift")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A closed interval of event time, in epoch milliseconds, cut into ``step_ms`` buckets."""
+
+    start_ms: int
+    end_ms: int
+    step_ms: int
+    shard: int = 0
+    shards: int = 1
+
+    @property
+    def step_s(self) -> float:
+        return self.step_ms / 1000.0
+
+    def params(self, lookback_ms: int = 0) -> dict[str, int]:
+        return {
+            "t0": self.start_ms,
+            "t1": self.end_ms,
+            "lb": self.start_ms - lookback_ms,
+            "step": self.step_ms,
+            "shard": self.shard,
+            "shards": self.shards,
+        }
+
+
+def _bucket(col: str) -> str:
+    return f"intDiv(toUnixTimestamp64Milli({col}), {{step:Int64}}) * {{step:Int64}}"
+
+
+def _range(col: str, lower: str = "t0") -> str:
+    return (
+        f"{col} >= fromUnixTimestamp64Milli({{{lower}:Int64}}) AND {col} < fromUnixTimestamp64Milli({{t1:Int64}})"
+        " AND cityHash64(ServiceName) % {shards:UInt64} = {shard:UInt64}"
+    )
+
+
+def histogram_quantile(counts: Sequence[float], bounds: Sequence[float], qq: float) -> float:
+    """Quantile from explicit-bucket counts, linear inside the bucket (Prometheus' convention:
+    the first bucket starts at 0 when its bound is positive, the overflow bucket yields the
+    highest finite bound)."""
+    c = np.asarray(counts, dtype=float)
+    total = c.sum()
+    if total <= 0:
+        return float("nan")
+    cum = np.cumsum(c)
+    rank = qq * total
+    i = int(np.searchsorted(cum, rank, side="left"))
+    i = min(i, len(c) - 1)
+    if i >= len(bounds):  # overflow bucket
+        return float(bounds[-1]) if len(bounds) else float("nan")
+    upper = float(bounds[i])
+    lower = float(bounds[i - 1]) if i > 0 else min(0.0, upper)
+    below = cum[i - 1] if i > 0 else 0.0
+    inside = c[i]
+    if inside <= 0:
+        return upper
+    return lower + (upper - lower) * (rank - below) / inside
+
+
+class SignalQueries:
+    """The SQL of every signal family for one database; each method returns long-format rows."""
+
+    def __init__(self, client: Client, database: str, counter_lookback_ms: int = 900_000):
+        self.client, self.db, self.lookback_ms = client, database, counter_lookback_ms
+
+    def t(self, table: str) -> str:
+        return f"{q(self.db)}.{q(table)}"
+
+    def _rows(self, sql: str, w: Window, lookback: bool = False) -> pd.DataFrame:
+        return self.client.query_df(sql, parameters=w.params(self.lookback_ms if lookback else 0))
+
+    # -- metrics ---------------------------------------------------------------------------------
+    def gauges(self, w: Window) -> pd.DataFrame:
+        sql = f"""
+            SELECT MetricName AS name, ServiceName AS service, Attributes AS labels,
+                   {_bucket("TimeUnix")} AS ts, argMax(Value, TimeUnix) AS value
+            FROM {self.t("otel_metrics_gauge")} WHERE {_range("TimeUnix")}
+            GROUP BY name, service, labels, ts"""
+        return self._rows(sql, w)
+
+    def sums(self, w: Window) -> pd.DataFrame:
+        # Monotonic: rate = increase / elapsed over the points ending in the bucket. Cumulative
+        # increase is the difference to the previous point, or the value itself after a reset
+        # (value went down or the start time changed); a re-sent duplicate point adds 0 over 0 s.
+        sql = f"""
+            SELECT if(mono, concat(MetricName, ':rate'), MetricName) AS name, service, labels,
+                   {_bucket("TimeUnix")} AS ts,
+                   multiIf(NOT mono AND temp = 2, argMax(Value, TimeUnix),
+                           NOT mono, sum(Value),
+                           sum(dt) > 0, sum(inc) / sum(dt), nan) AS value
+            FROM (
+                SELECT MetricName, ServiceName AS service, Attributes AS labels, TimeUnix, Value,
+                       IsMonotonic AS mono, AggregationTemporality AS temp,
+                       lagInFrame(Value, 1, nan) OVER w AS prev_v,
+                       lagInFrame(TimeUnix, 1, TimeUnix) OVER w AS prev_t,
+                       lagInFrame(StartTimeUnix, 1, StartTimeUnix) OVER w AS prev_start,
+                       StartTimeUnix,
+                       row_number() OVER w AS rn,
+                       if(temp = 1, Value,
+                          if(rn = 1, 0, if(Value < prev_v OR StartTimeUnix != prev_start, Value, Value - prev_v)))
+                           AS inc,
+                       if(temp = 1,
+                          (toUnixTimestamp64Nano(TimeUnix) - toUnixTimestamp64Nano(StartTimeUnix)) / 1e9,
+                          if(rn = 1, 0, (toUnixTimestamp64Nano(TimeUnix) - toUnixTimestamp64Nano(
+                              if(StartTimeUnix != prev_start, greatest(StartTimeUnix, prev_t), prev_t))) / 1e9))
+                           AS dt
+                FROM {self.t("otel_metrics_sum")} WHERE {_range("TimeUnix", "lb")}
+                WINDOW w AS (PARTITION BY ServiceName, MetricName, Attributes ORDER BY TimeUnix
+                             ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+            )
+            WHERE TimeUnix >= fromUnixTimestamp64Milli({{t0:Int64}})
+            GROUP BY MetricName, mono, temp, service, labels, ts
+            HAVING NOT isNaN(value)"""
+        return self._rows(sql, w, lookback=True)
+
+    def histograms(self, w: Window) -> pd.DataFrame:
+        # Cumulative histograms become per-interval counts by subtracting the previous point
+        # (unless it reset); then buckets are summed per time bucket and quantiles interpolated.
+        sql = f"""
+            SELECT MetricName AS metric, service, labels, {_bucket("TimeUnix")} AS ts,
+                   any(ExplicitBounds) AS bounds, sumForEach(d_counts) AS counts, sum(d_n) AS n, sum(dt) AS dt
+            FROM (
+                SELECT MetricName, ServiceName AS service, Attributes AS labels, TimeUnix, ExplicitBounds,
+                       AggregationTemporality AS temp,
+                       lagInFrame(BucketCounts, 1, []) OVER w AS prev_c,
+                       lagInFrame(Count, 1, 0) OVER w AS prev_n,
+                       lagInFrame(TimeUnix, 1, TimeUnix) OVER w AS prev_t,
+                       lagInFrame(StartTimeUnix, 1, StartTimeUnix) OVER w AS prev_start,
+                       StartTimeUnix, row_number() OVER w AS rn,
+                       (temp = 2 AND rn > 1 AND (Count < prev_n OR StartTimeUnix != prev_start
+                                      OR length(prev_c) != length(BucketCounts))) AS reset,
+                       multiIf(temp = 1 OR reset, arrayMap(x -> toInt64(x), BucketCounts), rn = 1,
+                               arrayMap(x -> toInt64(0), BucketCounts),
+                               arrayMap((a, b) -> toInt64(a) - toInt64(b), BucketCounts, prev_c)) AS d_counts,
+                       multiIf(temp = 1 OR reset, toInt64(Count), rn = 1, toInt64(0),
+                               toInt64(Count) - toInt64(prev_n)) AS d_n,
+                       if(temp = 1 OR reset,
+                          (toUnixTimestamp64Nano(TimeUnix) - toUnixTimestamp64Nano(
+                              if(reset AND rn > 1, greatest(StartTimeUnix, prev_t), StartTimeUnix))) / 1e9,
+                          if(rn = 1, 0, (toUnixTimestamp64Nano(TimeUnix) - toUnixTimestamp64Nano(prev_t)) / 1e9))
+                           AS dt
+                FROM {self.t("otel_metrics_histogram")} WHERE {_range("TimeUnix", "lb")}
+                WINDOW w AS (PARTITION BY ServiceName, MetricName, Attributes ORDER BY TimeUnix
+                             ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+            )
+            WHERE TimeUnix >= fromUnixTimestamp64Milli({{t0:Int64}})
+            GROUP BY metric, service, labels, ts, length(ExplicitBounds)"""
+        df = self._rows(sql, w, lookback=True)
+        out: list[tuple] = []
+        for r in df.itertuples(index=False):
+            if r.dt > 0:
+                out.append((f"{r.metric}:rate", r.service, r.labels, r.ts, r.n / r.dt))
+            if r.n > 0:
+                for qq in QUANTILES:
+                    v = histogram_quantile(r.counts, r.bounds, qq)
+                    out.append((f"{r.metric}:p{round(qq * 100)}", r.service, r.labels, r.ts, v))
+        return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value"])
+
+    def summaries(self, w: Window) -> pd.DataFrame:
+        sql = f"""
+            SELECT concat(MetricName, ':q', toString(qv.1)) AS name, ServiceName AS service,
+                   Attributes AS labels, {_bucket("TimeUnix")} AS ts, argMax(qv.2, TimeUnix) AS value
+            FROM {self.t("otel_metrics_summary")}
+            ARRAY JOIN arrayZip(ValueAtQuantiles.Quantile, ValueAtQuantiles.Value) AS qv
+            WHERE {_range("TimeUnix")}
+            GROUP BY name, service, labels, ts"""
+        return self._rows(sql, w)
+
+    # -- traces ----------------------------------------------------------------------------------
+    def red(self, w: Window) -> pd.DataFrame:
+        """Rate, error ratio and exact latency percentiles (ms), per service and per operation."""
+        entry = "(SpanKind IN ('Server', 'Consumer') OR ParentSpanId = '')"
+        sql = f"""
+            SELECT ServiceName AS service, if(op_level, SpanName, '') AS operation, {_bucket("Timestamp")} AS ts,
+                   count() AS n, countIf(StatusCode = 'Error') AS errors,
+                   quantilesExactInclusive({", ".join(map(str, QUANTILES))})(Duration / 1e6) AS qs
+            FROM {self.t("otel_traces")}
+            ARRAY JOIN if({entry}, [0, 1], [1]) AS op_level
+            WHERE {_range("Timestamp")}
+            GROUP BY service, operation, op_level, ts"""
+        df = self._rows(sql, w)
+        out: list[tuple] = []
+        step_s = w.step_s
+        for r in df.itertuples(index=False):
+            labels = {"operation": r.operation} if r.operation else {}
+            out.append(("red.rate", r.service, labels, r.ts, r.n / step_s))
+            out.append(("red.error_ratio", r.service, labels, r.ts, r.errors / r.n))
+            for qq, v in zip(QUANTILES, r.qs, strict=True):
+                out.append((f"red.p{round(qq * 100)}", r.service, labels, r.ts, float(v)))
+        return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value"])
+
+    def latency_hist(self, w: Window) -> pd.DataFrame:
+        """Per service and bucket, counts of entry spans in half-octave duration bins."""
+        sql = f"""
+            SELECT ServiceName AS service, {_bucket("Timestamp")} AS ts,
+                   least(toUInt32(floor(log2(greatest(Duration, 1)) * 2)), {LAT_BINS - 1}) AS bin, count() AS c
+            FROM {self.t("otel_traces")}
+            WHERE {_range("Timestamp")} AND (SpanKind IN ('Server', 'Consumer') OR ParentSpanId = '')
+            GROUP BY service, ts, bin"""
+        df = self._rows(sql, w)
+        rows = []
+        if df.empty:
+            return pd.DataFrame(rows, columns=["service", "ts", "bins"])
+        for (service, ts), g in df.groupby(["service", "ts"], sort=True):
+            bins = np.zeros(LAT_BINS, dtype=np.uint64)
+            bins[g["bin"].to_numpy(dtype=int)] = g["c"].to_numpy(dtype=np.uint64)
+            rows.append((service, int(ts), bins))
+        return pd.DataFrame(rows, columns=["service", "ts", "bins"])
+
+    def latency_history(self, w: Window, buckets: int) -> pd.DataFrame:
+        """The stored histograms of the ``buckets`` steps before the window (the shift baseline)."""
+        sql = f"""
+            SELECT service, toUnixTimestamp64Milli(ts) AS ts_ms, bins FROM {self.t("forewarn_latency_hist")} FINAL
+            WHERE ts >= fromUnixTimestamp64Milli({{lb:Int64}}) AND ts < fromUnixTimestamp64Milli({{t0:Int64}})
+              AND cityHash64(service) % {{shards:UInt64}} = {{shard:UInt64}}
+            ORDER BY service, ts_ms"""
+        df = self.client.query_df(sql, parameters=w.params(buckets * w.step_ms))
+        return (
+            df.rename(columns={"ts_ms": "ts"}) if len(df) else pd.DataFrame(columns=["service", "ts", "bins"])
+        )
+
+
+def latency_shift(
+    current: pd.DataFrame, history: pd.DataFrame, baseline_buckets: int = 30, min_spans: int = 20
+):
+    """Wasserstein-1 distance, in octaves, between each bucket's duration distribution and the
+    pooled distribution of the service's preceding ``baseline_buckets`` buckets.
+
+    It moves when the shape moves (a slow tail growing, a bimodal split) even if the watched
+    percentiles do not.
+    """
+    out: list[tuple] = []
+    if current.empty:
+        return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value"])
+    allh = pd.concat([history, current], ignore_index=True) if len(history) else current
+    for service, g in allh.groupby("service", sort=True):
+        g = g.sort_values("ts")
+        ts_list = g["ts"].astype("int64").tolist()
+        mats = [np.asarray(b, dtype=float) for b in g["bins"]]
+        cur_ts = set(current.loc[current["service"] == service, "ts"].astype("int64"))
+        for i, ts in enumerate(ts_list):
+            if ts not in cur_ts or i == 0:
+                continue
+            base = np.sum(mats[max(0, i - baseline_buckets) : i], axis=0)
+            cur = mats[i]
+            if base.sum() < min_spans or cur.sum() < max(5, min_spans // 4):
+                continue
+            d = np.abs(np.cumsum(cur / cur.sum()) - np.cumsum(base / base.sum())).sum() * 0.5
+            out.append(("latency.shift", service, {}, ts, float(d)))
+    return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value"])
+
+
+def compute_signals(
+    queries: SignalQueries, w: Window, latency_baseline: int = 30
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All signal families of the window in long format, and the latency histograms to store."""
+    hist = queries.latency_hist(w)
+    parts = [
+        queries.gauges(w),
+        queries.sums(w),
+        queries.histograms(w),
+        queries.summaries(w),
+        queries.red(w),
+        latency_shift(hist, queries.latency_history(w, latency_baseline), latency_baseline),
+    ]
+    return finish(parts), hist
+
+
+def finish(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate signal frames, drop non-finite values and attach the stable ``series_id``."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=SIGNAL_COLUMNS)
+    df = pd.concat(parts, ignore_index=True)
+    df["value"] = df["value"].astype(float)
+    df = df[np.isfinite(df["value"])].copy()
+    df["ts"] = df["ts"].astype("int64")
+    df["labels"] = [dict(x) if x is not None else {} for x in df["labels"]]
+    df["series_id"] = [
+        series_id(n, s, lab) for n, s, lab in zip(df["name"], df["service"], df["labels"], strict=True)
+    ]
+    return df[SIGNAL_COLUMNS].sort_values(["ts", "series_id"], kind="stable").reset_index(drop=True)
+
+
+def series_id(name: str, service: str, labels: dict[str, str]) -> int:
+    """Stable 63-bit id of a series (blake2b of its identity with sorted labels).
+
+    >>> series_id("red.rate", "cart", {"operation": "GET /"}) == series_id("red.rate", "cart", {"operation": "GET /"})
+    True
+    """
+    import hashlib
+
+    key = "\x1f".join([name, service, *(f"{k}\x1e{v}" for k, v in sorted(labels.items()))])
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def is_up_only(name: str) -> bool:
+    """Signals where only an increase is bad (errors, latency, novelty)."""
+    return name.startswith(UP_ONLY) or name.endswith((":p50", ":p95", ":p99"))
