@@ -1,0 +1,44 @@
+"""Retries of insert_requests never duplicate rows; distinct dedup tokens do land (real chDB)."""
+
+from __future__ import annotations
+
+import pytest
+from forewarn.collector.convert import insert_requests
+from test_convert_traces import trace_request
+
+
+def count(store, db: str, table: str = "otel_traces") -> int:
+    return int(store.query(f"SELECT count() FROM `{db}`.`{table}`").result_rows[0][0])
+
+
+def test_retry_without_token_does_not_duplicate(store, settings):
+    db = settings.storage.database
+    payloads = [trace_request(n_spans=4).SerializeToString(), trace_request(n_spans=2).SerializeToString()]
+    insert_requests(store, "traces", payloads, database=db)
+    insert_requests(store, "traces", payloads, database=db)
+    assert count(store, db) == 6
+
+
+def test_same_token_drops_replay_and_different_tokens_land(store, settings):
+    db = settings.storage.database
+    payloads = [trace_request(n_spans=3).SerializeToString()]
+    insert_requests(store, "traces", payloads, database=db, dedup_token="otlp_spans:0:10-19")
+    insert_requests(store, "traces", payloads, database=db, dedup_token="otlp_spans:0:10-19")
+    assert count(store, db) == 3
+    insert_requests(store, "traces", payloads, database=db, dedup_token="otlp_spans:0:20-29")
+    assert count(store, db) == 6
+
+
+def test_retry_of_prerendered_requests_does_not_duplicate(store, settings):
+    db = settings.storage.database
+    payloads = [trace_request(n_spans=2, complex_values=True).SerializeToString()]
+    for _ in range(2):
+        insert_requests(store, "traces", payloads, database=db)
+    assert count(store, db) == 2
+
+
+def test_unknown_signal_and_storage_failure_raise(store, settings):
+    with pytest.raises(ValueError, match="unknown signal"):
+        insert_requests(store, "profiles", [b""], database=settings.storage.database)
+    with pytest.raises(Exception, match=r"(?i)database|exist"):
+        insert_requests(store, "traces", [trace_request().SerializeToString()], database="no_such_db_x")
