@@ -260,8 +260,16 @@ def _v300_ingest_tables(schema: Schema, ttl: TTLSettings) -> list[str]:
     return [s for t in INGEST_TABLES for s in schema.create_table(t, 7 if t.name.endswith("batches") else 30)]
 
 
+def _v150_remediation_audit(schema: Schema, ttl: TTLSettings) -> list[str]:
+    # The table is defined next to its writer; imported lazily so storage stays the base layer.
+    from forewarn.alerts.remediation.audit import audit_ddl
+
+    return audit_ddl(schema, ttl)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "OpenTelemetry exporter tables", _v1_otel_tables),
+    Migration(150, "remediation audit table", _v150_remediation_audit),
     Migration(250, "flows: signals, anomalies, incidents, checkpoints, models, feedback", _v250_flows_tables),
     Migration(300, "ingest: batch plans and dead letters", _v300_ingest_tables),
 ]
