@@ -325,21 +325,36 @@ class RemediationEngine:
                 a = await asyncio.to_thread(self._begin_attempt, a.id, hook)
                 if a is None:
                     return
-                headers = hook.on_resolve.headers if a.kind == "resolve" and hook.on_resolve else hook.headers
-                res = await sender.attempt(
-                    self._http,
-                    method=a.method,
-                    url=a.url,
-                    body=self._body(a),
-                    secret=self._secret,
-                    idem_key=a.idem_key,
-                    action_id=a.id,
-                    attempt_no=a.attempts,
-                    timeout=hook.timeout,
-                    headers=headers,
-                )
+                try:
+                    res = await self._send(a, hook)
+                except asyncio.CancelledError:
+                    self._interrupted(a)  # stopping mid-call: audit it; the action stays queued
+                    raise
                 if await asyncio.to_thread(self._end_attempt, a, hook, res):
                     return
+
+    async def _send(self, a: Action, hook: HookConfig) -> sender.AttemptResult:
+        assert self._http is not None
+        headers = hook.on_resolve.headers if a.kind == "resolve" and hook.on_resolve else hook.headers
+        return await sender.attempt(
+            self._http,
+            method=a.method,
+            url=a.url,
+            body=self._body(a),
+            secret=self._secret,
+            idem_key=a.idem_key,
+            action_id=a.id,
+            attempt_no=a.attempts,
+            timeout=hook.timeout,
+            headers=headers,
+        )
+
+    def _interrupted(self, a: Action) -> None:
+        try:
+            with self.state.tx() as c:
+                self._audit(c, a, "attempt", "interrupted", attempt=a.attempts, error="engine stopped")
+        except sqlite3.Error:
+            log.exception("remediation: could not audit an interrupted attempt")
 
     def _begin_attempt(self, action_id: str, hook: HookConfig) -> Action | None:
         """Pass the breaker gate and count the attempt durably before sending (or refuse)."""
