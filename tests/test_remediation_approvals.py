@@ -62,47 +62,51 @@ def test_approval_flow_via_api_and_cli_survives_restart(store, settings, tmp_pat
             await eng.submit("g3", "team", [alert(3)])
             await settled(eng)
         assert receiver.count() == 0  # nothing runs without approval
-        async with running(cfg, settings) as eng, serving(eng) as url:  # pending survives a restart
-            async with httpx.AsyncClient(base_url=url) as http:
-                pending = (await http.get(API, params={"state": "pending"})).json()
-                assert sorted(p["groupKey"] for p in pending) == ["g1", "g2", "g3"]
-                ids = {p["groupKey"]: p["id"] for p in pending}
+        # pending approvals survive a restart
+        async with (
+            running(cfg, settings) as eng,
+            serving(eng) as url,
+            httpx.AsyncClient(base_url=url) as http,
+        ):
+            pending = (await http.get(API, params={"state": "pending"})).json()
+            assert sorted(p["groupKey"] for p in pending) == ["g1", "g2", "g3"]
+            ids = {p["groupKey"]: p["id"] for p in pending}
 
-                # CLI: list, approve
-                code, out = await asyncio.to_thread(
-                    cli, "remediation", "list", "--state", "pending", "--url", url
-                )
-                assert code == 0, out
-                assert ids["g1"] in out and "pending" in out and "Boom" in out
-                code, out = await asyncio.to_thread(
-                    cli, "remediation", "approve", ids["g1"], "--by", "alice", "-m", "go", "--url", url
-                )
-                assert code == 0, out
-                assert "queued by alice" in out
-                await until(lambda: receiver.count() == 1, what="the approved call")
+            # CLI: list, approve
+            code, out = await asyncio.to_thread(
+                cli, "remediation", "list", "--state", "pending", "--url", url
+            )
+            assert code == 0, out
+            assert ids["g1"] in out and "pending" in out and "Boom" in out
+            code, out = await asyncio.to_thread(
+                cli, "remediation", "approve", ids["g1"], "--by", "alice", "-m", "go", "--url", url
+            )
+            assert code == 0, out
+            assert "queued by alice" in out
+            await until(lambda: receiver.count() == 1, what="the approved call")
 
-                # API: deny one, approve one
-                r = await http.post(f"{API}/{ids['g2']}/deny", json={"by": "bob", "comment": "not now"})
-                assert r.status_code == 200 and r.json()["state"] == "denied"
-                r = await http.post(f"{API}/{ids['g3']}/approve", json={"by": "carol"})
-                assert r.status_code == 200
-                await until(lambda: receiver.count() == 2, what="the second approved call")
+            # API: deny one, approve one
+            r = await http.post(f"{API}/{ids['g2']}/deny", json={"by": "bob", "comment": "not now"})
+            assert r.status_code == 200 and r.json()["state"] == "denied"
+            r = await http.post(f"{API}/{ids['g3']}/approve", json={"by": "carol"})
+            assert r.status_code == 200
+            await until(lambda: receiver.count() == 2, what="the second approved call")
 
-                # decided twice, unknown id, bad body
-                r = await http.post(f"{API}/{ids['g2']}/approve", json={"by": "eve"})
-                assert r.status_code == 409 and "denied" in r.json()["error"]
-                assert (await http.post(f"{API}/nope/approve", json={"by": "eve"})).status_code == 404
-                assert (await http.post(f"{API}/{ids['g1']}/approve", content=b"{")).status_code == 400
-                assert (await http.post(f"{API}/{ids['g1']}/approve", json={})).status_code == 400
-                assert (await http.get(API, params={"state": "bogus"})).status_code == 400
-                code, out = await asyncio.to_thread(cli, "remediation", "deny", ids["g2"], "--url", url)
-                assert code == 1 and "409" in out
+            # decided twice, unknown id, bad body
+            r = await http.post(f"{API}/{ids['g2']}/approve", json={"by": "eve"})
+            assert r.status_code == 409 and "denied" in r.json()["error"]
+            assert (await http.post(f"{API}/nope/approve", json={"by": "eve"})).status_code == 404
+            assert (await http.post(f"{API}/{ids['g1']}/approve", content=b"{")).status_code == 400
+            assert (await http.post(f"{API}/{ids['g1']}/approve", json={})).status_code == 400
+            assert (await http.get(API, params={"state": "bogus"})).status_code == 400
+            code, out = await asyncio.to_thread(cli, "remediation", "deny", ids["g2"], "--url", url)
+            assert code == 1 and "409" in out
 
-                await settled(eng)
-                states = {a["groupKey"]: a["state"] for a in (await http.get(API)).json()}
-                assert states == {"g1": "succeeded", "g2": "denied", "g3": "succeeded"}
-                code, out = await asyncio.to_thread(cli, "remediation", "list", "--url", url)
-                assert "by alice" in out and "by bob" in out
+            await settled(eng)
+            states = {a["groupKey"]: a["state"] for a in (await http.get(API)).json()}
+            assert states == {"g1": "succeeded", "g2": "denied", "g3": "succeeded"}
+            code, out = await asyncio.to_thread(cli, "remediation", "list", "--url", url)
+            assert "by alice" in out and "by bob" in out
 
     asyncio.run(main())
     approved_by = {r.headers["Idempotency-Key"]: r.body for r in receiver.requests}
