@@ -9,6 +9,8 @@ with :data:`COMPLEX_MARKER` before anything is written (the caller pre-renders a
 >>> sql = select_sql("traces", "otel_traces", "SRC")
 >>> sql.startswith("SELECT") and "ARRAY JOIN" in sql and "FROM SRC" in sql
 True
+>>> all(select_sql("metrics", table, "SRC") for table in METRIC_KINDS)
+True
 """
 
 from __future__ import annotations
@@ -81,44 +83,41 @@ def _throw(conds: list[str]) -> str:
     return f"throwIf({' OR '.join(conds)}, '{COMPLEX_MARKER}') = 0"
 
 
-# Per signal: the resource-level projection (computed once per resource), the scopes array and
-# item array names, and the alias of the item inside the statement.
+# Per signal: the resource list, the scopes list in a resource, the items list in a scope.
 _LEVELS = {
     "traces": ("resource_spans", "scope_spans", "spans"),
     "logs": ("resource_logs", "scope_logs", "log_records"),
     "metrics": ("resource_metrics", "scope_metrics", "metrics"),
 }
-
-_METRIC_KINDS = {
+METRIC_KINDS = {
     "otel_metrics_gauge": "gauge",
     "otel_metrics_sum": "sum",
     "otel_metrics_histogram": "histogram",
     "otel_metrics_exponential_histogram": "exponential_histogram",
     "otel_metrics_summary": "summary",
 }
+IT = "it"  # the row-level item: a span, a log record or a metric data point
 
 
 def _trace_columns() -> dict[str, str]:
-    sp = "sp"
-    ev = f"{t(sp, 'events')}"
-    ln = f"{t(sp, 'links')}"
+    ev, ln = t(IT, "events"), t(IT, "links")
     return {
-        "Timestamp": ts(t(sp, "start_time_unix_nano")),
-        "TraceId": hex_id(t(sp, "trace_id"), 16),
-        "SpanId": hex_id(t(sp, "span_id"), 8),
-        "ParentSpanId": hex_id(t(sp, "parent_span_id"), 8),
-        "TraceState": t(sp, "trace_state"),
-        "SpanName": t(sp, "name"),
-        "SpanKind": f"if({t(sp, 'kind')} BETWEEN 0 AND 5, {_KIND_NAMES}[{t(sp, 'kind')} + 1], '')",
+        "Timestamp": ts(t(IT, "start_time_unix_nano")),
+        "TraceId": hex_id(t(IT, "trace_id"), 16),
+        "SpanId": hex_id(t(IT, "span_id"), 8),
+        "ParentSpanId": hex_id(t(IT, "parent_span_id"), 8),
+        "TraceState": t(IT, "trace_state"),
+        "SpanName": t(IT, "name"),
+        "SpanKind": f"if({t(IT, 'kind')} BETWEEN 0 AND 5, {_KIND_NAMES}[{t(IT, 'kind')} + 1], '')",
         "ServiceName": "svc",
         "ResourceAttributes": "res_attrs",
         "ScopeName": t("ss", "scope", "name"),
         "ScopeVersion": t("ss", "scope", "version"),
-        "SpanAttributes": attr_map(t(sp, "attributes")),
-        "Duration": f"{t(sp, 'end_time_unix_nano')} - {t(sp, 'start_time_unix_nano')}",
-        "StatusCode": f"if({t(sp, 'status', 'code')} BETWEEN 0 AND 2, "
-        f"{_STATUS_NAMES}[{t(sp, 'status', 'code')} + 1], '')",
-        "StatusMessage": t(sp, "status", "message"),
+        "SpanAttributes": attr_map(t(IT, "attributes")),
+        "Duration": f"{t(IT, 'end_time_unix_nano')} - {t(IT, 'start_time_unix_nano')}",
+        "StatusCode": f"if({t(IT, 'status', 'code')} BETWEEN 0 AND 2, "
+        f"{_STATUS_NAMES}[{t(IT, 'status', 'code')} + 1], '')",
+        "StatusMessage": t(IT, "status", "message"),
         "Events.Timestamp": f"arrayMap(e -> {ts(t('e', 'time_unix_nano'))}, {ev})",
         "Events.Name": f"arrayMap(e -> {t('e', 'name')}, {ev})",
         "Events.Attributes": f"arrayMap(e -> {attr_map(t('e', 'attributes'))}, {ev})",
@@ -130,18 +129,123 @@ def _trace_columns() -> dict[str, str]:
 
 
 def _trace_checks() -> list[str]:
-    sp = "sp"
     return [
-        attrs_complex(t(sp, "attributes")),
-        f"arrayExists(e -> {attrs_complex(t('e', 'attributes'))}, {t(sp, 'events')})",
-        f"arrayExists(l -> {attrs_complex(t('l', 'attributes'))}, {t(sp, 'links')})",
+        attrs_complex(t(IT, "attributes")),
+        f"arrayExists(e -> {attrs_complex(t('e', 'attributes'))}, {t(IT, 'events')})",
+        f"arrayExists(l -> {attrs_complex(t('l', 'attributes'))}, {t(IT, 'links')})",
     ]
 
 
-def _columns(signal: str, table: str) -> tuple[dict[str, str], list[str]]:
+def _scope_columns() -> dict[str, str]:
+    return {
+        "ResourceAttributes": "res_attrs",
+        "ResourceSchemaUrl": "res_schema_url",
+        "ServiceName": "svc",
+        "ScopeName": t("ss", "scope", "name"),
+        "ScopeVersion": t("ss", "scope", "version"),
+        "ScopeAttributes": attr_map(t("ss", "scope", "attributes")),
+        "ScopeDroppedAttrCount": t("ss", "scope", "dropped_attributes_count"),
+        "ScopeSchemaUrl": t("ss", "schema_url"),
+    }
+
+
+def _log_columns() -> dict[str, str]:
+    time_ns, observed = t(IT, "time_unix_nano"), t(IT, "observed_time_unix_nano")
+    return {
+        **_scope_columns(),
+        "Timestamp": ts(f"if({time_ns} != 0, {time_ns}, {observed})"),
+        "TraceId": hex_id(t(IT, "trace_id"), 16),
+        "SpanId": hex_id(t(IT, "span_id"), 8),
+        "TraceFlags": f"bitAnd({t(IT, 'flags')}, 255)",
+        "SeverityText": t(IT, "severity_text"),
+        "SeverityNumber": f"bitAnd({t(IT, 'severity_number')}, 255)",
+        "Body": any_str(t(IT, "body")),
+        "LogAttributes": attr_map(t(IT, "attributes")),
+        "EventName": t(IT, "event_name"),
+    }
+
+
+def _number(x: str) -> str:
+    """A NumberDataPoint/Exemplar value as Float64: as_int converted, absent as 0."""
+    return f"multiIf({t(x, 'value')} = 'as_int', toFloat64({t(x, 'as_int')}), {t(x, 'value')} = 'as_double', {t(x, 'as_double')}, 0.)"
+
+
+def _exemplar_id(x: str, size: int) -> str:
+    # The exporter hex-encodes the fixed-size id array: an absent id is all zeros, not empty.
+    return f"if(length({x}) = {size}, lower(hex({x})), repeat('0', {2 * size}))"
+
+
+def _metric_columns(kind: str) -> dict[str, str]:
+    ex = t(IT, "exemplars")
+    cols = {
+        **_scope_columns(),
+        "MetricName": t("m", "name"),
+        "MetricDescription": t("m", "description"),
+        "MetricUnit": t("m", "unit"),
+        "Attributes": attr_map(t(IT, "attributes")),
+        "StartTimeUnix": ts(t(IT, "start_time_unix_nano")),
+        "TimeUnix": ts(t(IT, "time_unix_nano")),
+        "Flags": t(IT, "flags"),
+    }
+    if kind != "summary":
+        cols |= {
+            "Exemplars.FilteredAttributes": f"arrayMap(x -> {attr_map(t('x', 'filtered_attributes'))}, {ex})",
+            "Exemplars.TimeUnix": f"arrayMap(x -> {ts(t('x', 'time_unix_nano'))}, {ex})",
+            "Exemplars.Value": f"arrayMap(x -> {_number('x')}, {ex})",
+            "Exemplars.SpanId": f"arrayMap(x -> {_exemplar_id(t('x', 'span_id'), 8)}, {ex})",
+            "Exemplars.TraceId": f"arrayMap(x -> {_exemplar_id(t('x', 'trace_id'), 16)}, {ex})",
+        }
+    if kind in ("gauge", "sum"):
+        cols["Value"] = _number(IT)
+    else:
+        cols |= {"Count": t(IT, "count"), "Sum": t(IT, "sum")}
+    if kind in ("sum", "histogram", "exponential_histogram"):
+        cols["AggregationTemporality"] = t("m", kind, "aggregation_temporality")
+    if kind in ("histogram", "exponential_histogram"):
+        cols |= {"Min": t(IT, "min"), "Max": t(IT, "max")}
+    if kind == "sum":
+        cols["IsMonotonic"] = t("m", kind, "is_monotonic")
+    elif kind == "histogram":
+        cols |= {"BucketCounts": t(IT, "bucket_counts"), "ExplicitBounds": t(IT, "explicit_bounds")}
+    elif kind == "exponential_histogram":
+        cols |= {
+            "Scale": t(IT, "scale"),
+            "ZeroCount": t(IT, "zero_count"),
+            "PositiveOffset": t(IT, "positive", "offset"),
+            "PositiveBucketCounts": t(IT, "positive", "bucket_counts"),
+            "NegativeOffset": t(IT, "negative", "offset"),
+            "NegativeBucketCounts": t(IT, "negative", "bucket_counts"),
+        }
+    elif kind == "summary":
+        q = t(IT, "quantile_values")
+        cols |= {
+            "ValueAtQuantiles.Quantile": f"arrayMap(v -> {t('v', 'quantile')}, {q})",
+            "ValueAtQuantiles.Value": f"arrayMap(v -> {t('v', 'value')}, {q})",
+        }
+    return cols
+
+
+def _metric_checks(kind: str) -> list[str]:
+    checks = [attrs_complex(t(IT, "attributes"))]
+    if kind != "summary":
+        checks.append(
+            f"arrayExists(x -> {attrs_complex(t('x', 'filtered_attributes'))}, {t(IT, 'exemplars')})"
+        )
+    return checks
+
+
+def _spec(signal: str, table: str) -> tuple[dict[str, str], list[str], str]:
+    """Columns, complex-value checks and the ARRAY JOIN reaching the row-level item."""
+    items = _LEVELS[signal][2]
     if signal == "traces":
-        return _trace_columns(), _trace_checks()
-    raise NotImplementedError(f"{signal} conversion is not implemented yet")
+        return _trace_columns(), _trace_checks(), f"ARRAY JOIN {t('ss', items)} AS {IT}"
+    if signal == "logs":
+        body = t(IT, "body")
+        checks = [attrs_complex(t(IT, "attributes")), any_complex(body)]
+        return _log_columns(), checks, f"ARRAY JOIN {t('ss', items)} AS {IT}"
+    kind = METRIC_KINDS[table]
+    join = f"ARRAY JOIN {t('ss', items)} AS m ARRAY JOIN {t('m', kind, 'data_points')} AS {IT}"
+    return _metric_columns(kind), _metric_checks(kind), join
 
 
 def target_columns(table: str) -> list[str]:
@@ -166,8 +270,8 @@ def target_columns(table: str) -> list[str]:
 
 def select_sql(signal: str, table: str, source: str) -> str:
     """The SELECT producing ``table``'s rows (in :func:`target_columns` order) from ``source``."""
-    res_list, scopes, items = _LEVELS[signal]
-    cols, checks = _columns(signal, table)
+    res_list, scopes, _ = _LEVELS[signal]
+    cols, checks, item_join = _spec(signal, table)
     res_kvs = t("rs", "resource", "attributes")
     inner = (
         f"SELECT {attr_map(res_kvs)} AS res_attrs, {_named(res_kvs, 'service.name')} AS svc, "
@@ -176,9 +280,9 @@ def select_sql(signal: str, table: str, source: str) -> str:
         f"WHERE {_throw([attrs_complex(res_kvs)])}"
     )
     scope_check = attrs_complex(t("ss", "scope", "attributes"))
-    projection = ",\n  ".join(f"{expr} AS `{name}`" for name, expr in cols.items())
+    projection = ",\n  ".join(f"{cols[name]} AS `{name}`" for name in target_columns(table))
     return (
         f"SELECT\n  {projection}\nFROM ({inner})\n"
-        f"ARRAY JOIN scopes AS ss ARRAY JOIN {t('ss', items)} AS sp\n"
+        f"ARRAY JOIN scopes AS ss {item_join}\n"
         f"WHERE {_throw([scope_check, *checks])}"
     )

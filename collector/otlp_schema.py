@@ -97,18 +97,20 @@ ANY = (
     f"array_value String, kvlist_value String, bytes_value String, value Enum8({_ANY_KINDS}))"
 )
 KVS = f"Array(Tuple(key String, value {ANY}))"
-_NUMBER_KINDS = "Enum8('none'=0,'as_double'=3,'as_int'=6)"
+# Oneof presence enums carry the member's field number, which differs between the two messages.
+_POINT_VALUE = "Enum8('none'=0,'as_double'=4,'as_int'=6)"
+_EXEMPLAR_VALUE = "Enum8('none'=0,'as_double'=3,'as_int'=6)"
 _RESOURCE = f"resource Tuple(attributes {KVS}, dropped_attributes_count UInt32)"
 _SCOPE = f"scope Tuple(name String, version String, attributes {KVS}, dropped_attributes_count UInt32)"
 _EXEMPLARS = (
-    f"exemplars Array(Tuple(time_unix_nano UInt64, as_double Float64, as_int Int64, value {_NUMBER_KINDS}, "
+    f"exemplars Array(Tuple(time_unix_nano UInt64, as_double Float64, as_int Int64, value {_EXEMPLAR_VALUE}, "
     f"span_id String, trace_id String, filtered_attributes {KVS}))"
 )
 _POINT_HEAD = (
     f"attributes {KVS}, start_time_unix_nano UInt64, time_unix_nano UInt64, flags UInt32, {_EXEMPLARS}"
 )
 _NUMBER_POINTS = (
-    f"data_points Array(Tuple({_POINT_HEAD}, as_double Float64, as_int Int64, value {_NUMBER_KINDS}))"
+    f"data_points Array(Tuple({_POINT_HEAD}, as_double Float64, as_int Int64, value {_POINT_VALUE}))"
 )
 _HIST_POINTS = (
     f"data_points Array(Tuple({_POINT_HEAD}, count UInt64, sum Float64, bucket_counts Array(UInt64), "
