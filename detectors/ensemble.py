@@ -1,0 +1,253 @@
+"""The default streaming ensemble, vectorised over series: robust baselines, four change tests, one
+calibrated score.
+
+Every statistic is causal (a point is scored against medians and scales of the points *before* it)
+and is either a moving median over a bounded window (kept as a per-series tail buffer) or a linear
+exponential recursion (carried as filter state). Both continue exactly across calls, so scores do not
+depend on how a stream is cut into blocks: scoring 1 point at a time, 1,000 at a time, or a prefix of
+the stream gives the same numbers. The only Python-level loop runs over the (rare) candidate alerts
+to apply the refractory period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import bottleneck as bn
+import numpy as np
+from scipy.signal import lfilter
+from scipy.special import ndtr, ndtri
+
+COMPONENTS = ("spike", "level", "trend", "variance")
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class EnsembleParams:
+    """Parameters of the default ensemble; the defaults are the ones chosen on the synthetic corpus.
+
+    >>> EnsembleParams().window
+    96
+    """
+
+    window: int = 96  # points in the robust scale (moving median of absolute deviations)
+    base: int = 8  # points in the local baseline (moving median) each point is compared with
+    short: int = 6  # points in the level-shift test's recent median
+    long: int = 30  # points in the trend / variance test's recent window
+    z_cap: float = 15.0  # a test statistic counts at most this much when learning its typical size
+    half_life: float = 2000.0  # points of memory of the score calibration
+    warmup: int = 120  # points seen before any alert may fire
+    refractory: int = 150  # points after an alert during which the series does not alert again
+    refractory_frac: float = 0.02  # ... or this fraction of the points seen so far, if larger
+    threshold: float = 0.999  # alert when the calibrated score reaches this
+    components: tuple[str, ...] = COMPONENTS
+
+    def __post_init__(self) -> None:
+        if self.window < 8 or self.short < 2 or self.long < self.short:
+            raise ValueError("need window >= 8 and 2 <= short <= long")
+        if not 0 < self.threshold <= 1:
+            raise ValueError("threshold must be in (0, 1]")
+        unknown = set(self.components) - set(COMPONENTS)
+        if unknown or not self.components:
+            raise ValueError(f"unknown components {sorted(unknown)}; choose from {COMPONENTS}")
+
+
+@dataclass
+class ScoreBlock:
+    """Scores of a block of points, arrays shaped (series, points)."""
+
+    score: np.ndarray  # calibrated score in [0, 1] after alert suppression
+    raw: np.ndarray  # calibrated score before the refractory / warm-up suppression
+    alert: np.ndarray  # bool: the score reached the threshold
+    component: np.ndarray  # int index into ``components`` of the strongest test
+    expected: np.ndarray  # the baseline the point was compared with
+    lower: np.ndarray  # expected band: a value outside it would trip the spike test
+    upper: np.ndarray
+    components: tuple[str, ...] = field(default=COMPONENTS)
+
+
+def _ew(values: np.ndarray, last: np.ndarray, lam: float) -> np.ndarray:
+    """Exponentially weighted sum ``y_t = lam*y_(t-1) + v_t`` along axis 1, continuing from ``last``."""
+    out, _ = lfilter([1.0], [1.0, -lam], values, axis=1, zi=lam * last[:, None])
+    return out
+
+
+class EnsembleCore:
+    """State and vectorised update of the default ensemble for a fixed set of S series.
+
+    >>> import numpy as np
+    >>> core = EnsembleCore(2)
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.sin(np.arange(400) / 50.0) + rng.normal(0, 0.1, (2, 400))
+    >>> x[1, 300] += 2.0
+    >>> block = core.update(x)
+    >>> bool(block.alert[0].any()), int(np.argmax(block.alert[1]))
+    (False, 300)
+    """
+
+    def __init__(self, n_series: int, params: EnsembleParams | None = None) -> None:
+        self.params = params or EnsembleParams()
+        p = self.params
+        self.n_series = n_series
+        self._tail = p.window + 2 * p.long + p.base + 1
+        self._lam = 0.5 ** (1.0 / p.half_life)
+        self._zcap = p.z_cap
+        self._u_alert = (
+            float(ndtri((1 + p.threshold ** (1.0 / len(p.components))) / 2)) if p.threshold < 1 else 40.0
+        )
+        self._comp_idx = np.array([COMPONENTS.index(c) for c in p.components])
+        self.state: dict[str, np.ndarray] = self._empty(n_series)
+
+    # -- state ---------------------------------------------------------------------------------
+    def _empty(self, n: int) -> dict[str, np.ndarray]:
+        c = len(COMPONENTS)
+        return {
+            "tail_x": np.full((n, self._tail), np.nan),
+            "tail_dev": np.full((n, self._tail), np.nan),
+            "ew_w": np.zeros((n, c)),
+            "ew_s2": np.zeros((n, c)),
+            "seen": np.zeros(n, dtype=np.int64),
+            "since_alert": np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64),
+        }
+
+    def add_series(self, n: int) -> None:
+        """Grow by ``n`` fresh series (a series that starts mid-stream starts from empty state)."""
+        new = self._empty(n)
+        self.state = {k: np.concatenate([v, new[k]]) for k, v in self.state.items()}
+        self.n_series += n
+
+    def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v[rows].copy() for k, v in self.state.items()}
+
+    def put(self, rows: np.ndarray, sub: dict[str, np.ndarray]) -> None:
+        for k, v in sub.items():
+            self.state[k][rows] = v
+
+    # -- scoring -------------------------------------------------------------------------------
+    def update(self, values: np.ndarray, rows: np.ndarray | None = None) -> ScoreBlock:
+        """Learn and score ``values`` (series, points) in time order; ``rows`` picks a subset of series."""
+        x = np.asarray(values, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError("values must be 2-D (series, points)")
+        if rows is None:
+            if x.shape[0] != self.n_series:
+                raise ValueError(f"expected {self.n_series} series, got {x.shape[0]}")
+            st = self.state
+        else:
+            st = self.take(rows)
+        x = np.where(np.isfinite(x), x, np.nan)
+        block = self._score(st, x)
+        if rows is not None:
+            self.put(rows, st)
+        return block
+
+    def _score(self, st: dict[str, np.ndarray], x: np.ndarray) -> ScoreBlock:
+        p = self.params
+        n, k = x.shape
+        tl, w, m, m2 = self._tail, p.window, p.short, p.long
+        xe = np.concatenate([st["tail_x"], x], axis=1)
+        b = p.base
+        med = bn.move_median(xe, b, min_count=(b + 1) // 2, axis=1)
+        base = med[:, tl - 1 : tl + k - 1]  # local baseline of each new point: median of the points before it
+        dev = np.abs(x - base)
+        deve = np.concatenate([st["tail_dev"], dev], axis=1)
+        mc = max(4, w // 4)
+        mad = bn.move_median(deve, w, min_count=mc, axis=1)
+        mdev = bn.move_mean(deve, w, min_count=mc, axis=1)
+        tiny = 1e-9 * (1.0 + np.abs(med))
+        scale_e = np.fmax(np.fmax(_MAD_TO_SIGMA * mad, mdev), tiny)
+        scale = scale_e[:, tl - 1 : tl + k - 1]
+        new = slice(tl, tl + k)
+
+        z = np.full((len(COMPONENTS), n, k), np.nan)
+        z[0] = dev / scale
+        short_med = bn.move_median(xe, m, min_count=(m + 1) // 2, axis=1)
+        long_med = bn.move_median(xe, m2, min_count=(m2 + 1) // 2, axis=1)
+        ref_m = slice(tl - m, tl - m + k)
+        ref_m2 = slice(tl - m2, tl - m2 + k)
+        # level: the last ``short`` points against the ``base`` points just before them
+        z[1] = np.abs(short_med[:, new] - med[:, ref_m]) / scale_e[:, ref_m] * np.sqrt(m)
+        # trend: the last ``long`` points against the ``long`` points before them
+        z[2] = np.abs(long_med[:, new] - long_med[:, ref_m2]) / scale_e[:, ref_m2] * np.sqrt(m2)
+        recent_dev = bn.move_median(deve, m2, min_count=(m2 + 1) // 2, axis=1)[:, new]
+        z[3] = np.abs(np.log((_MAD_TO_SIGMA * recent_dev + tiny[:, new]) / scale_e[:, ref_m2]))
+
+        # Calibration: each test statistic is measured in units of its own typical size so far
+        # (exponentially weighted root mean square, with huge values capped while learning).
+        ok = np.isfinite(z)
+        z2 = np.where(ok, np.minimum(z, self._zcap) ** 2, 0.0)
+        lam = self._lam
+        u = np.empty_like(z)
+        spike_limit = np.full((n, k), np.nan)
+        for c in range(len(COMPONENTS)):
+            ww = _ew(ok[c].astype(np.float64), st["ew_w"][:, c], lam)
+            ws2 = _ew(z2[c], st["ew_s2"][:, c], lam)
+            pw = np.concatenate([st["ew_w"][:, c : c + 1], ww[:, :-1]], axis=1)
+            ps2 = np.concatenate([st["ew_s2"][:, c : c + 1], ws2[:, :-1]], axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rms = np.sqrt(ps2 / pw) + 1e-6
+                u[c] = z[c] / rms
+            u[c][pw < 5.0] = np.nan
+            if c == 0:  # the z a spike needs to reach the threshold: the honest expected band
+                spike_limit = self._u_alert * rms
+            st["ew_w"][:, c], st["ew_s2"][:, c] = ww[:, -1], ws2[:, -1]
+        uc = u[self._comp_idx]
+        best = np.where(np.isfinite(uc), uc, -np.inf)
+        which = np.argmax(best, axis=0)
+        umax = np.take_along_axis(best, which[None], axis=0)[0]
+        raw = (2.0 * ndtr(umax) - 1.0) ** len(
+            self._comp_idx
+        )  # Šidák: chance that any of the tests is this extreme
+        raw = np.where(np.isfinite(x), raw, 0.0)
+        component = self._comp_idx[which]
+
+        # Expected value and band of the strongest test, in the series' units.
+        expected = np.where(
+            component == 1, med[:, ref_m], np.where(component >= 2, long_med[:, ref_m2], base)
+        )
+        band = np.where(np.isfinite(spike_limit), spike_limit, 3.0) * scale
+        st["tail_x"] = xe[:, -tl:]
+        st["tail_dev"] = deve[:, -tl:]
+        score, alert = self._suppress(st, raw, np.isfinite(x))
+        return ScoreBlock(
+            score=score,
+            raw=raw,
+            alert=alert,
+            component=component,
+            expected=expected,
+            lower=expected - band,
+            upper=expected + band,
+        )
+
+    def _suppress(
+        self, st: dict[str, np.ndarray], raw: np.ndarray, ok: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Warm-up and refractory period: the score stays just below the threshold while suppressed."""
+        p = self.params
+        n, k = raw.shape
+        seen = st["seen"][:, None] + np.cumsum(ok, axis=1)
+        alert = np.zeros((n, k), dtype=bool)
+        since = st["since_alert"]
+        cand_r, cand_c = np.nonzero((raw >= p.threshold) & (seen > p.warmup))
+        last_col = np.full(n, -1, dtype=np.int64)
+        last_since = since.copy()
+        for r, c in zip(cand_r.tolist(), cand_c.tolist(), strict=True):
+            gap = (c - last_col[r]) if last_col[r] >= 0 else last_since[r] + c + 1
+            if gap > max(p.refractory, int(p.refractory_frac * seen[r, c])):
+                alert[r, c] = True
+                last_col[r] = c
+        st["seen"] = seen[:, -1].copy() if k else st["seen"]
+        st["since_alert"] = np.where(last_col >= 0, k - 1 - last_col, since + k)
+        below = max(p.threshold - 1e-9, 0.0)  # still below the threshold when printed with 9 decimals
+        score = np.where(alert | (raw < p.threshold), raw, below)
+        return score, alert
+
+    def memory_bytes(self) -> int:
+        """Bytes of model state held per series."""
+        return int(sum(v.nbytes for v in self.state.values()) // max(self.n_series, 1))
+
+
+def params_dict(params: EnsembleParams) -> dict:
+    d = asdict(params)
+    d["components"] = list(params.components)
+    return d

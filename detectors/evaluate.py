@@ -1,0 +1,271 @@
+"""NAB-style window scoring and event-level metrics, and the comparison of candidate detectors.
+
+Scoring follows the Numenta Anomaly Benchmark's published rules (standard profile): each label gets
+a window of ``0.1 * len / n_labels`` points centred on it; detections in the probationary period
+(first 15% of the file, at most 750 points) are ignored; only the first detection in a window counts,
+weighted by a scaled sigmoid of its position (early = +1); every detection outside a window costs
+``A_FP`` weighted by how far after the previous window it is; each missed window costs ``A_FN``. The
+corpus score is ``100 * (raw - null) / (perfect - null)`` summed over files, where *null* never fires.
+
+``python -m forewarn.detectors.evaluate`` prints the table in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from forewarn.detectors.ensemble import COMPONENTS, EnsembleCore, EnsembleParams
+from forewarn.detectors.scenarios import Scenario, make_corpus
+
+STANDARD = {"tp": 1.0, "fp": 0.11, "fn": 1.0}
+
+
+def scaled_sigmoid(pos: float) -> float:
+    """NAB's weight of a detection at relative position ``pos`` (-1 = window start, 0 = end).
+
+    >>> round(scaled_sigmoid(-1.0), 4), round(scaled_sigmoid(0.0), 4), scaled_sigmoid(5.0)
+    (0.9866, 0.0, -1.0)
+    """
+    if pos > 3.0:
+        return -1.0
+    return 2.0 / (1.0 + math.exp(5.0 * pos)) - 1.0
+
+
+def windows(n: int, labels: Sequence[int]) -> list[tuple[int, int]]:
+    """NAB windows (inclusive index ranges), overlapping ones merged."""
+    if not labels:
+        return []
+    half = int(0.1 * n / len(labels)) // 2
+    out: list[tuple[int, int]] = []
+    for i in sorted(labels):
+        a, b = max(0, i - half), min(n - 1, i + half)
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+@dataclass
+class FileScore:
+    raw: float
+    perfect: float
+    null: float
+    tp: int  # windows detected
+    fn: int  # windows missed
+    fp: int  # detections outside windows (after probation)
+    delays: list[int]  # first detection minus label, per detected window (points)
+
+
+def score_file(alerts: np.ndarray, labels: Sequence[int], profile: dict[str, float] = STANDARD) -> FileScore:
+    """Score boolean ``alerts`` of one file against its labelled onsets.
+
+    >>> a = np.zeros(1000, bool); a[700] = True
+    >>> fs = score_file(a, [700]); (fs.tp, fs.fp, fs.fn, round(fs.raw, 3))
+    (1, 0, 0, 0.852)
+    """
+    n = len(alerts)
+    wins = windows(n, labels)
+    probation = min(math.floor(0.15 * n), 0.15 * 5000)
+    detected = [False] * len(wins)
+    raw = 0.0
+    fp = 0
+    delays: list[int] = []
+    label_of = [min((lab for lab in labels if a <= lab <= b), default=a) for a, b in wins]
+    for i in np.flatnonzero(alerts):
+        if i < probation:
+            continue
+        hit = next((j for j, (a, b) in enumerate(wins) if a <= i <= b), None)
+        if hit is not None:
+            if not detected[hit]:
+                a, b = wins[hit]
+                raw += profile["tp"] * scaled_sigmoid(-(b - i + 1) / (b - a + 1))
+                detected[hit] = True
+                delays.append(int(i) - label_of[hit])
+            continue
+        fp += 1
+        prev = [(a, b) for a, b in wins if b < i]
+        if prev:
+            a, b = prev[-1]
+            raw += profile["fp"] * scaled_sigmoid((i - b) / (b - a + 1))
+        else:
+            raw -= profile["fp"]
+    fn = detected.count(False)
+    raw -= profile["fn"] * fn
+    perfect = profile["tp"] * scaled_sigmoid(-1.0) * len(wins)
+    return FileScore(raw, perfect, -profile["fn"] * len(wins), len(wins) - fn, fn, fp, delays)
+
+
+@dataclass
+class Summary:
+    name: str
+    nab: float
+    precision: float
+    recall: float
+    median_delay: float
+    fp_per_10k: float
+    points_per_s: float
+
+    def row(self) -> str:
+        return (
+            f"| {self.name} | {self.nab:.1f} | {self.precision:.2f} | {self.recall:.2f} | "
+            f"{self.median_delay:.0f} | {self.fp_per_10k:.1f} | {self.points_per_s:,.0f} |"
+        )
+
+
+def summarise(name: str, scores: list[FileScore], points: int, seconds: float) -> Summary:
+    raw = sum(s.raw for s in scores)
+    null = sum(s.null for s in scores)
+    perfect = sum(s.perfect for s in scores)
+    nab = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
+    tp = sum(s.tp for s in scores)
+    fn = sum(s.fn for s in scores)
+    fp = sum(s.fp for s in scores)
+    delays = [d for s in scores for d in s.delays]
+    return Summary(
+        name,
+        nab,
+        tp / (tp + fp) if tp + fp else 0.0,
+        tp / (tp + fn) if tp + fn else 0.0,
+        float(np.median(delays)) if delays else float("nan"),
+        1e4 * fp / max(points, 1),
+        points / max(seconds, 1e-9),
+    )
+
+
+Detector = Callable[[Scenario], np.ndarray]
+
+
+def ensemble_detector(params: EnsembleParams | None = None) -> Detector:
+    def run(s: Scenario) -> np.ndarray:
+        return EnsembleCore(1, params).update(s.values[None, :]).alert[0]
+
+    return run
+
+
+def zscore_detector(window: int = 96, z: float = 6.0, refractory: int = 150) -> Detector:
+    """Floor: a plain rolling z-score with the same refractory period."""
+
+    def run(s: Scenario) -> np.ndarray:
+        import pandas as pd
+
+        x = pd.Series(s.values)
+        mu = x.rolling(window, min_periods=window // 4).mean().shift(1)
+        sd = x.rolling(window, min_periods=window // 4).std().shift(1)
+        cand = ((x - mu).abs() > z * (sd + 1e-9)).to_numpy()
+        return _refract(cand, refractory)
+
+    return run
+
+
+def hst_detector(threshold: float = 0.95, refractory: int = 150) -> Detector:
+    """river's HalfSpaceTrees on (value, change) features, min-max scaled online, with a
+    ThresholdFilter keeping flagged points out of learning."""
+
+    def run(s: Scenario) -> np.ndarray:
+        from river import anomaly, compose, preprocessing
+
+        model = compose.Pipeline(
+            preprocessing.MinMaxScaler(),
+            anomaly.HalfSpaceTrees(n_trees=10, height=8, window_size=250, seed=0),
+        )
+        filt = anomaly.ThresholdFilter(model, threshold=threshold)
+        out = np.zeros(len(s.values), dtype=bool)
+        prev = float(s.values[0])
+        for i, v in enumerate(s.values.tolist()):
+            if not math.isfinite(v):
+                continue
+            feats = {"v": v, "d": v - prev}
+            prev = v
+            out[i] = filt.classify(filt.score_one(feats))
+            filt.learn_one(feats)
+        return _refract(out, refractory)
+
+    return run
+
+
+def holt_winters_detector(z: float = 5.0, refractory: int = 150) -> Detector:
+    """river's Holt (level + trend) forecaster; alert when the one-step error leaves a robust band."""
+
+    def run(s: Scenario) -> np.ndarray:
+        from river import time_series
+
+        model = time_series.HoltWinters(alpha=0.3, beta=0.05)
+        out = np.zeros(len(s.values), dtype=bool)
+        errs: list[float] = []
+        for i, v in enumerate(s.values.tolist()):
+            if not math.isfinite(v):
+                continue
+            if i > 10:
+                pred = model.forecast(horizon=1)[0]
+                e = abs(v - pred)
+                if len(errs) > 50:
+                    recent = errs[-500:]
+                    scale = float(np.median(recent)) * 1.4826 + 1e-9
+                    out[i] = e > z * scale
+                errs.append(e)
+            model.learn_one(v)
+        return _refract(out, refractory)
+
+    return run
+
+
+def _refract(cand: np.ndarray, refractory: int, warmup: int = 120) -> np.ndarray:
+    out = np.zeros_like(cand, dtype=bool)
+    last = -(10**9)
+    for i in np.flatnonzero(cand):
+        if i > warmup and i - last > refractory:
+            out[i] = True
+            last = i
+    return out
+
+
+def evaluate(name: str, detector: Detector, corpus: list[Scenario]) -> Summary:
+    t = time.perf_counter()
+    alerts = [detector(s) for s in corpus]
+    seconds = time.perf_counter() - t
+    scores = [score_file(a, s.labels) for a, s in zip(alerts, corpus, strict=True)]
+    return summarise(name, scores, sum(len(s.values) for s in corpus), seconds)
+
+
+def candidates(slow: bool) -> dict[str, Detector]:
+    base = EnsembleParams()
+    out: dict[str, Detector] = {"ensemble (default)": ensemble_detector(base)}
+    for c in COMPONENTS:
+        out[f"{c} only"] = ensemble_detector(replace(base, components=(c,)))
+    out["rolling z-score (floor)"] = zscore_detector()
+    if slow:
+        out["river HalfSpaceTrees + ThresholdFilter"] = hst_detector()
+        out["river Holt forecaster band"] = holt_winters_detector()
+    return out
+
+
+HEADER = (
+    "| detector | NAB-style score | event precision | event recall | median delay (points) | "
+    "false alerts / 10k points | points/s |\n|---|---|---|---|---|---|---|"
+)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--series", type=int, default=120, help="scenarios in the corpus")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--max-len", type=int, default=20000)
+    ap.add_argument("--slow", action="store_true", help="also run the per-point river candidates")
+    args = ap.parse_args(argv)
+    corpus = make_corpus(args.series, seed=args.seed, max_len=args.max_len)
+    n_points = sum(len(s.values) for s in corpus)
+    n_labels = sum(len(s.labels) for s in corpus)
+    print(f"corpus: {len(corpus)} series, {n_points} points, {n_labels} labelled incidents, seed {args.seed}")
+    print(HEADER)
+    for name, det in candidates(args.slow).items():
+        print(evaluate(name, det, corpus).row(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

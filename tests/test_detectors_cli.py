@@ -1,0 +1,87 @@
+"""``forewarn detect`` end to end in a subprocess: formats, one row per input row, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+FOREWARN = [sys.executable, "-m", "forewarn.cli"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*FOREWARN, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_detect_csv_formats_and_alignment(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 3000
+    v = 50 + 10 * np.sin(np.arange(n) / 40) + rng.normal(0, 1, n)
+    v[2200] += 40
+    rows = []
+    for i in range(n):
+        if i % 3 == 0:
+            ts = str(1_600_000_000 + 300 * i)  # unix seconds
+        elif i % 3 == 1:
+            ts = f"2020-09-13T12:{i % 60:02d}:00Z"  # ISO 8601
+        else:
+            ts = "2020-09-13 12:00:00"  # duplicates are fine
+        val = "" if i == 10 else ("nan" if i == 11 else f"{v[i]:.3f}")
+        rows.append((ts, val))
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    with open(src, "w", newline="") as f:
+        csv.writer(f).writerows([("timestamp", "value"), *rows])
+    r = _run("detect", "--input", str(src), "--output", str(dst))
+    assert r.returncode == 0, r.stderr
+    with open(dst, newline="") as f:
+        out = list(csv.reader(f))
+    assert out[0][:4] == ["timestamp", "value", "anomaly_score", "is_anomaly"]
+    assert len(out) == n + 1
+    assert [(o[0], o[1]) for o in out[1:]] == rows
+    score = np.array([float(o[2]) for o in out[1:]])
+    flag = np.array([int(o[3]) for o in out[1:]])
+    assert ((score >= 0) & (score <= 1)).all()
+    assert flag[2200] == 1 and flag[10] == 0 and flag[11] == 0
+    assert "spike" in out[2201][9]
+    # is_anomaly is exactly the committed threshold applied to anomaly_score
+    from forewarn.config import DetectorSettings
+
+    assert ((score >= DetectorSettings().threshold) == flag.astype(bool)).all()
+    again = tmp_path / "again.csv"
+    assert _run("detect", "--input", str(src), "--output", str(again)).returncode == 0
+    assert again.read_bytes() == dst.read_bytes()
+
+
+def test_detect_options_and_errors(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("timestamp,value\n" + "".join(f"{i},{i % 7}\n" for i in range(500)))
+    dst = tmp_path / "out.csv"
+    r = _run(
+        "detect",
+        "-i",
+        str(src),
+        "-o",
+        str(dst),
+        "--components",
+        "spike,level",
+        "-p",
+        "window=64",
+        "--threshold",
+        "0.99",
+        "--no-explain",
+    )
+    assert r.returncode == 0, r.stderr
+    assert dst.read_text().splitlines()[0] == "timestamp,value,anomaly_score,is_anomaly"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,val\n1,2\n")
+    r = _run("detect", "-i", str(bad), "-o", str(dst))
+    assert r.returncode == 2 and "timestamp,value" in r.stderr and "Traceback" not in r.stderr
+    r = _run("detect", "-i", str(tmp_path / "missing.csv"), "-o", str(dst))
+    assert r.returncode == 2 and "not found" in r.stderr
+    r = _run("detect", "-i", str(src), "-o", str(dst), "-p", "window=abc")
+    assert r.returncode == 2 and "not a number" in r.stderr
+    r = _run("detect", "-i", str(src), "-o", str(dst), "--components", "nope")
+    assert r.returncode == 2 and "unknown components" in r.stderr

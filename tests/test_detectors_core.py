@@ -1,0 +1,164 @@
+"""The default ensemble: determinism, no look-ahead, block-size independence, state round trip,
+robustness cases, explanations, and the NAB-style scorer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from forewarn.detectors import EnsembleCore, EnsembleParams, MultiSeriesDetector
+from forewarn.detectors.evaluate import ensemble_detector, evaluate, score_file, windows
+from forewarn.detectors.scenarios import make_corpus
+
+
+def _series(n: int = 3000, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 100 + 20 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 2, n)
+
+
+def test_deterministic_and_no_look_ahead() -> None:
+    x = _series()
+    x[2000:] += 30
+    full = EnsembleCore(1).update(x[None, :])
+    again = EnsembleCore(1).update(x[None, :])
+    np.testing.assert_array_equal(full.score, again.score)
+    for cut in (150, 1234, 2001):
+        prefix = EnsembleCore(1).update(x[None, :cut])
+        np.testing.assert_array_equal(prefix.score[0], full.score[0, :cut])
+        np.testing.assert_array_equal(prefix.alert[0], full.alert[0, :cut])
+
+
+def test_block_size_does_not_change_scores() -> None:
+    x = _series(1500, seed=3)
+    full = EnsembleCore(1).update(x[None, :])
+    core = EnsembleCore(1)
+    parts = [core.update(x[None, i : i + k]).score[0] for i, k in ((0, 1), (1, 499), (500, 7), (507, 993))]
+    np.testing.assert_allclose(np.concatenate(parts), full.score[0], rtol=1e-9, atol=1e-12)
+
+
+def test_vectorised_equals_one_series_at_a_time() -> None:
+    xs = np.stack([_series(800, seed=s) for s in range(5)])
+    many = EnsembleCore(5).update(xs)
+    for i in range(5):
+        one = EnsembleCore(1).update(xs[i : i + 1])
+        np.testing.assert_allclose(one.score[0], many.score[i], rtol=1e-9, atol=1e-12)
+
+
+def test_detects_step_and_spike_with_explanation() -> None:
+    x = _series()
+    x[1500] += 40
+    x[2500:] += 25
+    det = MultiSeriesDetector()
+    found = det.update(["svc"] * len(x), np.arange(len(x)) * 300.0, x)
+    when = [a.timestamp / 300 for a in found]
+    assert any(1500 <= w <= 1503 for w in when), when
+    assert any(2500 <= w <= 2520 for w in when), when
+    assert len(found) <= 6
+    for a in found:
+        ex = a.explanation
+        assert ex.component in ("spike", "level", "trend", "variance")
+        assert ex.lower <= ex.expected <= ex.upper and ex.text and 0 <= a.score <= 1
+
+
+def test_robustness_cases() -> None:
+    rng = np.random.default_rng(5)
+    n = 2000
+    cases = {
+        "constant": np.full(n, 7.0),
+        "nan_and_gaps": np.where(rng.random(n) < 0.1, np.nan, rng.normal(10, 1, n)),
+        "all_nan": np.full(n, np.nan),
+        "counter_reset": np.concatenate([np.cumsum(rng.poisson(5, 1000)), np.cumsum(rng.poisson(5, 1000))])
+        * 1.0,
+        "scale_jump": np.concatenate([rng.normal(0, 1e-3, 1000), rng.normal(0, 1e6, 1000)]),
+        "inf": np.where(np.arange(n) == 1500, np.inf, rng.normal(0, 1, n)),
+    }
+    for name, x in cases.items():
+        b = EnsembleCore(1).update(x[None, :])
+        assert np.all((b.score >= 0) & (b.score <= 1)), name
+        assert np.isfinite(b.score).all(), name
+        assert b.alert.sum() <= 20, (name, int(b.alert.sum()))
+        assert not b.alert[0, ~np.isfinite(x)].any(), name
+    assert not EnsembleCore(1).update(cases["constant"][None, :]).alert.any()
+    # a stuck sensor that comes back to life is noticed
+    x = cases["constant"].copy()
+    x[1800] = 8.0
+    assert EnsembleCore(1).update(x[None, :]).alert[0, 1800]
+
+
+def test_series_start_mid_stream_and_irregular_duplicate_timestamps() -> None:
+    det = MultiSeriesDetector()
+    x = _series(1200, seed=9)
+    det.update(["a"] * 600, np.arange(600.0), x[:600])
+    # "b" appears later; "a" has duplicated and irregular timestamps in this batch
+    ts = np.concatenate([np.arange(600.0, 900.0), [899.0, 899.0], np.arange(902.0, 1200.0, 1.0)])
+    ids = ["a"] * len(ts) + ["b"] * 300
+    vals = np.concatenate([x[600 : 600 + len(ts)], x[:300]])
+    det.update(ids, np.concatenate([ts, np.arange(300.0)]), vals)
+    assert det.series_ids == ["a", "b"]
+    assert set(det.last_scores) == {"a", "b"}
+
+
+def test_snapshot_round_trip(tmp_path) -> None:
+    x = _series(2000, seed=4)
+    x[1700] += 50
+    ref = MultiSeriesDetector()
+    ref_found = ref.update(["s"] * 2000, np.arange(2000.0), x)
+    det = MultiSeriesDetector()
+    det.update(["s"] * 1000, np.arange(1000.0), x[:1000])
+    det.save(tmp_path / "state" / "detectors")
+    back = MultiSeriesDetector.load(tmp_path / "state" / "detectors")
+    found = back.update(["s"] * 1000, np.arange(1000.0, 2000.0), x[1000:])
+    # the same alerts; scores equal up to float rounding of the split exponential filters
+    assert [a.timestamp for a in found] == [a.timestamp for a in ref_found if a.timestamp >= 1000]
+    ref_tail = MultiSeriesDetector()
+    ref_tail.update(["s"] * 1000, np.arange(1000.0), x[:1000])
+    ref_tail.update(["s"] * 1000, np.arange(1000.0, 2000.0), x[1000:])
+    np.testing.assert_array_equal(back.last_scores["s"], ref_tail.last_scores["s"])
+
+
+def test_snapshot_refuses_foreign_or_pickled_files(tmp_path) -> None:
+    import json
+    import pickle
+
+    MultiSeriesDetector().save(tmp_path / "d")
+    meta = json.loads((tmp_path / "d.json").read_text())
+    meta["version"] = 99
+    (tmp_path / "d.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="snapshot"):
+        MultiSeriesDetector.load(tmp_path / "d")
+    (tmp_path / "p.json").write_text(json.dumps({**meta, "version": 1}))
+    (tmp_path / "p.npz").write_bytes(pickle.dumps({"x": object()}))
+    with pytest.raises(ValueError):
+        MultiSeriesDetector.load(tmp_path / "p")
+
+
+def test_params_validated() -> None:
+    with pytest.raises(ValueError):
+        EnsembleParams(components=("nope",))
+    with pytest.raises(ValueError):
+        EnsembleParams(threshold=0)
+
+
+def test_nab_scorer_rules() -> None:
+    n = 2000
+    assert windows(n, [1000]) == [(900, 1100)]
+    a = np.zeros(n, bool)
+    assert score_file(a, [1000]).raw == -1.0  # a missed window costs A_FN
+    a[100] = True  # inside probation: ignored
+    assert score_file(a, [1000]).fp == 0
+    a[500] = True  # before any window: full A_FP
+    early = score_file(a, [1000])
+    assert early.fp == 1 and early.raw == pytest.approx(-1.11)
+    a[:] = False
+    a[900], a[950] = True, True  # only the first detection in a window counts, at the start ~ +0.987
+    fs = score_file(a, [1000])
+    assert fs.tp == 1 and fs.fp == 0 and fs.raw == pytest.approx(0.9866, abs=1e-3)
+    a[:] = False
+    a[1101] = True  # just after the window: nearly free
+    assert -0.11 < score_file(a, [1000]).raw + 1.0 < 0
+
+
+def test_default_ensemble_beats_null_on_small_corpus() -> None:
+    corpus = make_corpus(8, seed=11, max_len=4000)
+    s = evaluate("ensemble", ensemble_detector(), corpus)
+    assert s.nab > 0 and s.recall > 0.3
