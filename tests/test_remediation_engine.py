@@ -273,3 +273,35 @@ def test_audit_rows_wait_in_the_outbox_while_the_store_is_down(store, settings, 
     asyncio.run(main())
     events = [r["event"] for r in audit_rows(store)]
     assert events == ["queued", "attempt", "succeeded"]
+
+
+def test_per_hook_rate_limit_timeout_and_reload(store, settings, tmp_path) -> None:
+    slow = Receiver(delay_s=0.5)
+    fast = Receiver()
+    try:
+        cfg = config(slow.url, tmp_path, timeout="100ms", max_executions=2, window="1m")
+        base = config(fast.url, tmp_path, max_executions=100, window="1m")
+        cfg2 = base.model_copy(update={"hooks": [base.hooks[0].model_copy(update={"max_executions": 2})]})
+
+        async def main() -> None:
+            async with running(cfg, settings) as eng:
+                await eng.submit("g1", "team", [alert(1)])
+                await settled(eng)
+                [failed] = await eng.list_actions(state="failed")
+                assert failed.last_error.startswith("timeout after 0.1s")
+                await eng.reload(cfg2)  # new URL, global cap 100, the hook's own cap 2 per minute
+                await eng.submit("g2", "team", [alert(2)])
+                await eng.submit("g3", "team", [alert(3)])
+                await settled(eng)
+                assert fast.count() == 1
+                states = {a.group_key: (a.state, a.reason) for a in await eng.list_actions()}
+                assert states["g3"] == ("refused", "hook_rate_limit")  # g1 and g2 used the hook's 2
+
+        asyncio.run(main())
+    finally:
+        slow.close()
+        fast.close()
+    [row] = audit_rows(store, "event = 'attempt' AND outcome = 'error'") or audit_rows(
+        store, "event = 'attempt' AND outcome = 'retryable_error'"
+    )
+    assert row["error"].startswith("timeout") and row["status_code"] == 0

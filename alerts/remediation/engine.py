@@ -114,6 +114,7 @@ class RemediationEngine:
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._started = False
+        self._allow_cache: dict[str, bool] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -136,6 +137,15 @@ class RemediationEngine:
         for a in await asyncio.to_thread(self._state.actions_in, (QUEUED,)):
             self._spawn(a.id)
         self._wake.set()  # batches left in the inbox by a previous run
+
+    async def reload(self, config: RemediationsConfig) -> None:
+        """Apply a new ``remediations:`` section (SIGHUP): hooks, guardrails and the signing key.
+
+        Queued actions of a hook that no longer exists are refused when they next run;
+        concurrency and backlog limits keep their values until a restart.
+        """
+        secret = config.read_secret() if config.hooks else b""
+        self.config, self._secret, self._allow_cache = config, secret, {}
 
     async def stop(self) -> None:
         """Stop background work; unfinished actions stay queued and resume on the next start."""
@@ -284,7 +294,7 @@ class RemediationEngine:
 
     def _guardrail(self, c: sqlite3.Connection, hook: HookConfig, a: Action, now: float) -> str:
         """The name of the first guardrail refusing this action, or '' when it may proceed."""
-        if not sender.allowed(a.url, self.config.allowlist):
+        if not self._allowed(a.url):
             return "allowlist"
         if a.kind != "fire":
             return ""
@@ -299,6 +309,14 @@ class RemediationEngine:
         if self.state.executions_since(c, now - self.config.window) >= self.config.max_executions:
             return "blast_radius"
         return ""
+
+    def _allowed(self, url: str) -> bool:
+        hit = self._allow_cache.get(url)
+        if hit is None:
+            if len(self._allow_cache) > 10_000:
+                self._allow_cache.clear()
+            hit = self._allow_cache[url] = sender.allowed(url, self.config.allowlist)
+        return hit
 
     # -- execution -------------------------------------------------------------------------------
     def _spawn(self, action_id: str) -> None:
