@@ -1,0 +1,356 @@
+"""Alertmanager 0.25 YAML configuration, validated with pydantic; unsupported keys are errors.
+
+Only the parts forewarn implements are accepted, so a config that would behave differently
+here than in Alertmanager fails at load instead of silently routing alerts elsewhere.
+
+>>> cfg = parse_config('''
+... route: {receiver: ops, group_by: [alertname], routes: [{matchers: ['sev="page"'], receiver: ops}]}
+... receivers: [{name: ops, webhook_configs: [{url: "http://127.0.0.1:1/"}]}]
+... ''')
+>>> cfg.route.routes[0].matchers[0].value, cfg.global_.resolve_timeout
+('page', 300.0)
+>>> try:
+...     parse_config("route: {receiver: ops, foo: 1}\\nreceivers: [{name: ops}]")
+... except AlertsConfigError as e:
+...     print(e)
+invalid alerts config:
+  route.foo: unsupported key
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from forewarn.alerts.labels import LABEL_NAME_RE, Matcher, MatcherError, parse_matchers
+from forewarn.alerts.timeintervals import TimeInterval
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+class AlertsConfigError(ValueError):
+    """A router configuration that cannot be loaded; the message names each bad key."""
+
+
+def parse_duration(value: Any) -> float:
+    """Prometheus model durations (``1d``, ``1h30m``, ``500ms``; ``0``), in seconds.
+
+    >>> parse_duration("1h30m"), parse_duration("1d"), parse_duration("250ms")
+    (5400.0, 86400.0, 0.25)
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"not a valid duration string: {value!r} (needs a unit, e.g. 30s)")
+    s = str(value)
+    if s == "0":
+        return 0.0
+    m = _DURATION_RE.match(s)
+    if not s or not m or not any(m.groups()):
+        raise ValueError(f"not a valid duration string: {s!r}")
+    return float(sum(int(g) * u for g, u in zip(m.groups(), _UNITS, strict=True) if g))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
+
+
+def _duration(v: Any) -> float | None:
+    return None if v is None else parse_duration(v)
+
+
+def _matcher_list(v: Any) -> list[Matcher]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        v = [v]
+    out: list[Matcher] = []
+    for s in v:
+        if not isinstance(s, str):
+            raise ValueError(f"matcher must be a string, got {s!r}")
+        try:
+            out.extend(parse_matchers(s))
+        except MatcherError as e:
+            raise ValueError(str(e)) from None
+    return out
+
+
+def _legacy_matchers(eq: dict[str, str] | None, rx: dict[str, str] | None) -> list[Matcher]:
+    """``match``/``match_re`` maps; a ``match_re`` value keeps its anchors when printed, as in 0.25."""
+    out = [Matcher.make(k, "=", v) for k, v in (eq or {}).items()]
+    out += [Matcher.make(k, "=~", f"^(?:{v})$") for k, v in (rx or {}).items()]
+    for m in out:
+        if not LABEL_NAME_RE.match(m.name):
+            raise ValueError(f"invalid label name {m.name!r}")
+    return out
+
+
+class BasicAuth(_Model):
+    username: str = ""
+    password: SecretStr = SecretStr("")
+
+
+class Authorization(_Model):
+    type: str = "Bearer"
+    credentials: SecretStr = SecretStr("")
+
+
+class TLSConfig(_Model):
+    insecure_skip_verify: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class HTTPConfig(_Model):
+    basic_auth: BasicAuth | None = None
+    authorization: Authorization | None = None
+    bearer_token: SecretStr | None = None
+    tls_config: TLSConfig | None = None
+    follow_redirects: bool = True
+
+    def headers(self) -> dict[str, str]:
+        """Authentication headers for outgoing notifications (values never logged)."""
+        if self.authorization is not None:
+            return {
+                "Authorization": f"{self.authorization.type} {self.authorization.credentials.get_secret_value()}"
+            }
+        if self.bearer_token is not None:
+            return {"Authorization": f"Bearer {self.bearer_token.get_secret_value()}"}
+        return {}
+
+
+class GlobalConfig(_Model):
+    resolve_timeout: float = 300.0
+    http_config: HTTPConfig = HTTPConfig()
+    slack_api_url: str | None = None
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+
+    _d = field_validator("resolve_timeout", mode="before")(_duration)
+
+
+class WebhookConfig(_Model):
+    url: str
+    send_resolved: bool = True
+    max_alerts: int = Field(default=0, ge=0)
+    http_config: HTTPConfig | None = None
+
+
+class SlackConfig(_Model):
+    api_url: str | None = None
+    channel: str | None = None
+    username: str = "Alertmanager"
+    send_resolved: bool = False
+    title: str | None = None
+    text: str | None = None
+    http_config: HTTPConfig | None = None
+
+
+class PagerdutyConfig(_Model):
+    routing_key: SecretStr
+    url: str | None = None
+    send_resolved: bool = True
+    severity: str = "error"
+    client: str = "Alertmanager"
+    source: str | None = None
+    description: str | None = None
+    component: str | None = None
+    group: str | None = None
+    class_: str | None = Field(default=None, alias="class")
+    http_config: HTTPConfig | None = None
+
+
+class Receiver(_Model):
+    name: str = Field(min_length=1)
+    webhook_configs: list[WebhookConfig] = []
+    slack_configs: list[SlackConfig] = []
+    pagerduty_configs: list[PagerdutyConfig] = []
+
+
+class Route(_Model):
+    receiver: str | None = None
+    group_by: list[str] | None = None
+    matchers: list[Matcher] = []
+    match: dict[str, str] | None = None
+    match_re: dict[str, str] | None = None
+    group_wait: float | None = None
+    group_interval: float | None = None
+    repeat_interval: float | None = None
+    continue_: bool = Field(default=False, alias="continue")
+    mute_time_intervals: list[str] = []
+    active_time_intervals: list[str] = []
+    routes: list[Route] = []
+
+    _d = field_validator("group_wait", "group_interval", "repeat_interval", mode="before")(_duration)
+    _m = field_validator("matchers", mode="before")(_matcher_list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Route:
+        self.matchers = [*_legacy_matchers(self.match, self.match_re), *self.matchers]
+        if self.group_by is not None:
+            if "..." in self.group_by and len(self.group_by) > 1:
+                raise ValueError("cannot have wildcard group_by (`...`) and other labels at the same time")
+            if len(set(self.group_by)) != len(self.group_by):
+                raise ValueError("duplicated label in group_by")
+            for ln in self.group_by:
+                if ln != "..." and not LABEL_NAME_RE.match(ln):
+                    raise ValueError(f"invalid label name {ln!r} in group_by")
+        if self.group_interval == 0:
+            raise ValueError("group_interval cannot be zero")
+        if self.repeat_interval == 0:
+            raise ValueError("repeat_interval cannot be zero")
+        return self
+
+
+class InhibitRule(_Model):
+    source_matchers: list[Matcher] = []
+    target_matchers: list[Matcher] = []
+    source_match: dict[str, str] | None = None
+    source_match_re: dict[str, str] | None = None
+    target_match: dict[str, str] | None = None
+    target_match_re: dict[str, str] | None = None
+    equal: list[str] = []
+
+    _m = field_validator("source_matchers", "target_matchers", mode="before")(_matcher_list)
+
+    @model_validator(mode="after")
+    def _merge(self) -> InhibitRule:
+        self.source_matchers = [
+            *_legacy_matchers(self.source_match, self.source_match_re),
+            *self.source_matchers,
+        ]
+        self.target_matchers = [
+            *_legacy_matchers(self.target_match, self.target_match_re),
+            *self.target_matchers,
+        ]
+        return self
+
+
+class NamedTimeInterval(_Model):
+    name: str = Field(min_length=1)
+    time_intervals: list[TimeInterval]
+
+
+class AlertsConfig(_Model):
+    """The whole router configuration (Alertmanager's top-level keys forewarn supports)."""
+
+    global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
+    route: Route
+    receivers: list[Receiver]
+    inhibit_rules: list[InhibitRule] = []
+    time_intervals: list[NamedTimeInterval] = []
+    mute_time_intervals: list[NamedTimeInterval] = []
+    templates: list[str] = []
+    remediations: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> AlertsConfig:
+        if self.templates:
+            raise ValueError("templates: notification templates are not supported")
+        names = [r.name for r in self.receivers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"notification config name {sorted(dup)[0]!r} is not unique")
+        intervals = [t.name for t in (*self.time_intervals, *self.mute_time_intervals)]
+        if len(set(intervals)) != len(intervals):
+            raise ValueError("time interval names must be unique")
+        r = self.route
+        if not r.receiver:
+            raise ValueError("root route must specify a default receiver")
+        if r.matchers:
+            raise ValueError("root route must not have any matchers")
+        if r.continue_:
+            raise ValueError("cannot have continue in root route")
+        if r.mute_time_intervals:
+            raise ValueError("root route must not have any mute time intervals")
+        if r.active_time_intervals:
+            raise ValueError("root route must not have any active time intervals")
+
+        def walk(route: Route, path: str) -> None:
+            if route.receiver and route.receiver not in names:
+                raise ValueError(f"{path}: undefined receiver {route.receiver!r} used in route")
+            for ti in (*route.mute_time_intervals, *route.active_time_intervals):
+                if ti not in intervals:
+                    raise ValueError(f"{path}: undefined time interval {ti!r} used in route")
+            for i, child in enumerate(route.routes):
+                walk(child, f"{path}.routes[{i}]")
+
+        walk(r, "route")
+        return self
+
+    def receiver(self, name: str) -> Receiver:
+        return next(r for r in self.receivers if r.name == name)
+
+    def intervals(self) -> dict[str, list[TimeInterval]]:
+        return {t.name: t.time_intervals for t in (*self.time_intervals, *self.mute_time_intervals)}
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith(
+            ("function-", "tagged-union")
+        ):
+            continue
+        else:
+            name = {"global_": "global", "continue_": "continue", "class_": "class"}.get(str(part), str(part))
+            out += ("." if out else "") + name
+    return out
+
+
+def _format(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        where = _loc(err["loc"])
+        msg = (
+            "unsupported key"
+            if err["type"] == "extra_forbidden"
+            else err["msg"].removeprefix("Value error, ")
+        )
+        lines.append(f"  {where}: {msg}" if where else f"  {msg}")
+    return "invalid alerts config:\n" + "\n".join(lines)
+
+
+def parse_config(text: str) -> AlertsConfig:
+    """Parse and validate YAML text; ``remediations:`` is handed to the remediation package."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise AlertsConfigError(f"invalid alerts config: not YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise AlertsConfigError("invalid alerts config: the top level must be a mapping")
+    try:
+        cfg = AlertsConfig.model_validate(raw)
+    except ValidationError as e:
+        raise AlertsConfigError(_format(e)) from None
+    if raw.get("remediations") is not None:
+        try:
+            from forewarn.alerts.remediation.config import parse_remediations
+        except ImportError as e:
+            raise AlertsConfigError(f"invalid alerts config: remediations: not available ({e})") from None
+        try:
+            cfg.remediations = parse_remediations(raw["remediations"])
+        except (ValueError, ValidationError) as e:
+            raise AlertsConfigError(f"invalid alerts config:\n  remediations: {e}") from None
+    return cfg
+
+
+def load_config(path: str | Path) -> AlertsConfig:
+    """Load a config file; a missing or unreadable file is a clear :class:`AlertsConfigError`."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise AlertsConfigError(f"cannot read alerts config {path}: {e.strerror}") from None
+    return parse_config(text)

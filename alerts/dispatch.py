@@ -1,0 +1,343 @@
+"""Aggregation groups and their timers, and the flush pipeline (mute stages, dedup, retries).
+
+Mirrors Alertmanager 0.25's ``dispatch`` and ``notify`` packages on one asyncio loop: each
+group is a task that sleeps until its next flush; a flush runs inhibition, time intervals and
+silences, hands the survivors to remediation, then for each integration decides by the
+notification log whether to send, retries until the flush deadline, and logs only successes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from forewarn.alerts import config as c
+from forewarn.alerts.labels import all_match, fingerprint, sort_by_labels
+from forewarn.alerts.metrics import FLUSH_LAG, NOTIFICATIONS, NOTIFY_FAILED, NOTIFY_LATENCY
+from forewarn.alerts.model import Alert
+from forewarn.alerts.notifiers import Flush, HTTPClients, Integration, NotifyError, build_integrations
+from forewarn.alerts.routing import RouteNode, build_tree, group_key
+from forewarn.alerts.silences import Silences
+from forewarn.alerts.state import NflogEntry, StateStore
+from forewarn.alerts.timeintervals import any_contains
+
+log = logging.getLogger(__name__)
+
+MIN_NOTIFY_TIMEOUT = 10.0  # notify.MinTimeout: a flush may retry at least this long
+CLEANUP_INTERVAL = 30.0  # empty groups are removed by this ticker, as in Alertmanager
+
+SubmitFn = Callable[[str, str, list[dict[str, Any]]], Awaitable[None]]
+
+
+class AlertProvider:
+    """Every known alert by fingerprint, merged on re-post, persisted, with listeners."""
+
+    def __init__(self, store: StateStore, max_alerts: int) -> None:
+        self.store, self.max_alerts = store, max_alerts
+        self.alerts: dict[str, Alert] = {a.fp: a for a in (Alert.from_row(r) for r in store.load_alerts())}
+        self.listeners: list[Callable[[Alert], None]] = []
+
+    def put(self, alerts: list[Alert], now: float) -> list[Alert]:
+        stored: list[Alert] = []
+        for alert in alerts:
+            old = self.alerts.get(alert.fp)
+            if old is not None and alert.overlaps(old):
+                alert = old.merge(alert, now)
+            if old is None and len(self.alerts) >= self.max_alerts:
+                raise OverflowError(f"alert limit of {self.max_alerts} reached")
+            self.alerts[alert.fp] = alert
+            stored.append(alert)
+        self.store.put_alerts((a.fp, a.to_row()) for a in stored)
+        for a in stored:
+            for fn in self.listeners:
+                fn(a)
+        return stored
+
+    def gc(self, now: float) -> list[str]:
+        """Drop resolved alerts (Alertmanager's ``--alerts.gc-interval`` sweep)."""
+        gone = [fp for fp, a in self.alerts.items() if a.resolved_at(now)]
+        for fp in gone:
+            del self.alerts[fp]
+        if gone:
+            self.store.delete_alerts(gone)
+        return gone
+
+
+class Inhibitor:
+    """Inhibit rules with a per-rule cache of the alerts matching their source side."""
+
+    def __init__(self, rules: list[c.InhibitRule], provider: AlertProvider) -> None:
+        self.rules = rules
+        self.cache: list[dict[str, Alert]] = [{} for _ in rules]
+        for a in provider.alerts.values():
+            self.observe(a)
+        provider.listeners.append(self.observe)
+
+    def observe(self, a: Alert) -> None:
+        for rule, cache in zip(self.rules, self.cache, strict=True):
+            if all_match(rule.source_matchers, a.labels):
+                cache[a.fp] = a
+
+    def mutes(self, labels: dict[str, str], now: float) -> str | None:
+        """The fingerprint of an inhibiting alert, or None."""
+        for rule, cache in zip(self.rules, self.cache, strict=True):
+            if not all_match(rule.target_matchers, labels):
+                continue
+            both = all_match(rule.source_matchers, labels)
+            for src in list(cache.values()):
+                if src.resolved_at(now):
+                    continue
+                if any(src.labels.get(n, "") != labels.get(n, "") for n in rule.equal):
+                    continue
+                if both and all_match(rule.target_matchers, src.labels):
+                    continue
+                return src.fp
+        return None
+
+    def gc(self, now: float) -> None:
+        for cache in self.cache:
+            for fp in [fp for fp, a in cache.items() if a.resolved_at(now)]:
+                del cache[fp]
+
+
+class AggrGroup:
+    """Alerts of one (route, group labels); a task flushes them on Alertmanager's timers."""
+
+    def __init__(self, dispatcher: Dispatcher, route: RouteNode, labels: dict[str, str]) -> None:
+        self.d, self.route, self.labels = dispatcher, route, labels
+        self.key = group_key(route, labels)
+        self.alerts: dict[str, Alert] = {}
+        self.has_flushed = False
+        loop = asyncio.get_running_loop()
+        self.next_at = loop.time() + route.group_wait
+        self._wake = asyncio.Event()
+        self.task = loop.create_task(self._run(), name=f"alert-group {self.key}")
+
+    def insert(self, alert: Alert) -> None:
+        self.alerts[alert.fp] = alert
+        if not self.has_flushed and alert.starts_at + self.route.group_wait < time.time():
+            self.next_at = asyncio.get_running_loop().time()
+            self._wake.set()
+
+    def empty(self) -> bool:
+        return not self.alerts
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            delay = self.next_at - loop.time()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                self._wake.clear()
+                continue
+            FLUSH_LAG.observe(-delay)
+            self.next_at = loop.time() + self.route.group_interval
+            self.has_flushed = True
+            try:
+                await self._flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("flush of group %s failed", self.key)
+
+    async def _flush(self) -> None:
+        if not self.alerts:
+            return
+        now = time.time()
+        batch = []
+        for a in self.alerts.values():
+            b = a.copy()
+            if not b.resolved_at(now):
+                b.ends_at = 0.0
+            batch.append(b)
+        batch = sort_by_labels(batch, key=lambda a: a.labels)
+        deadline = max(self.route.group_interval, MIN_NOTIFY_TIMEOUT)
+        try:
+            ok = await asyncio.wait_for(self.d.pipeline.run(self, batch, now), deadline)
+        except TimeoutError:
+            ok = False
+        if ok:
+            t = time.time()
+            for a in batch:
+                cur = self.alerts.get(a.fp)
+                if cur is not None and a.resolved_at(t) and cur.updated_at == a.updated_at:
+                    del self.alerts[a.fp]
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+class Pipeline:
+    """Mute stages then, per integration, dedup → send with retries → notification log."""
+
+    def __init__(
+        self,
+        cfg: c.AlertsConfig,
+        inhibitor: Inhibitor,
+        silences: Silences,
+        store: StateStore,
+        clients: HTTPClients,
+        external_url: str,
+        submit: SubmitFn | None,
+    ) -> None:
+        self.cfg, self.inhibitor, self.silences, self.store = cfg, inhibitor, silences, store
+        self.intervals = cfg.intervals()
+        self.integrations = {r.name: build_integrations(r, cfg.global_, clients) for r in cfg.receivers}
+        self.external_url, self.submit = external_url, submit
+
+    def muted(self, route: RouteNode, alerts: list[Alert], now: float) -> list[Alert]:
+        """The alerts left after inhibition, time intervals and silences ([] when all muted)."""
+        alerts = [a for a in alerts if self.inhibitor.mutes(a.labels, now) is None]
+        if not alerts:
+            return []
+        at = datetime.fromtimestamp(now, UTC)
+        if route.active_time_intervals and not any(
+            any_contains(self.intervals[n], at) for n in route.active_time_intervals
+        ):
+            return []
+        if any(any_contains(self.intervals[n], at) for n in route.mute_time_intervals):
+            return []
+        return [a for a in alerts if not self.silences.mutes(a.labels, now)]
+
+    async def run(self, group: AggrGroup, alerts: list[Alert], now: float) -> bool:
+        route = group.route
+        alerts = self.muted(route, alerts, now)
+        if not alerts:
+            return True
+        if self.submit is not None:
+            try:
+                await self.submit(group.key, route.receiver, [a.webhook_dict(now) for a in alerts])
+            except Exception:
+                log.exception("remediation submit failed for group %s", group.key)
+        flush = Flush(route.receiver, group.key, group.labels, self.external_url, now)
+        integrations = self.integrations.get(route.receiver, [])
+        results = await asyncio.gather(*(self._integration(i, flush, route, alerts) for i in integrations))
+        return all(results)
+
+    @staticmethod
+    def needs_update(
+        entry: NflogEntry | None, firing: set[str], resolved: set[str], send_resolved: bool, repeat: float
+    ) -> bool:
+        """``DedupStage.needsUpdate`` (see the module docstring of the reference for the five rules)."""
+        if entry is None:
+            return bool(firing)
+        if not firing <= entry.firing:
+            return True
+        if not firing:
+            return bool(entry.firing)
+        if send_resolved and not resolved <= entry.resolved:
+            return True
+        return entry.ts < time.time() - repeat
+
+    async def _integration(self, integ: Integration, f: Flush, route: RouteNode, alerts: list[Alert]) -> bool:
+        firing = {a.fp for a in alerts if not a.resolved_at(f.now)}
+        resolved = {a.fp for a in alerts if a.resolved_at(f.now)}
+        entry = self.store.get_nflog(f.receiver, integ.name, integ.idx, f.group_key)
+        if not self.needs_update(entry, firing, resolved, integ.send_resolved, route.repeat_interval):
+            return True
+        sent = alerts if integ.send_resolved else [a for a in alerts if not a.resolved_at(f.now)]
+        if sent and not await self._send(integ, f, sent):
+            return False
+        self.store.put_nflog(
+            NflogEntry(
+                f.receiver,
+                integ.name,
+                integ.idx,
+                f.group_key,
+                frozenset(firing),
+                frozenset(resolved),
+                time.time(),
+            )
+        )
+        return True
+
+    async def _send(self, integ: Integration, f: Flush, alerts: list[Alert]) -> bool:
+        """Exponential backoff (0.5 s × 1.5, ±50 % jitter, ≤ 60 s) until the caller's deadline."""
+        interval, attempt, last = 0.5, 0, ""
+        while True:
+            attempt += 1
+            t0 = time.perf_counter()
+            try:
+                await integ.notify(f, alerts, timeout=MIN_NOTIFY_TIMEOUT)
+            except NotifyError as e:
+                NOTIFY_FAILED.labels(integ.name).inc()
+                if e.retry and str(e) != last:
+                    log.warning("%s/%s[%d] attempt %d: %s", f.receiver, integ.name, integ.idx, attempt, e)
+                last = str(e)
+                if not e.retry:
+                    log.error("%s/%s[%d]: giving up: %s", f.receiver, integ.name, integ.idx, e)
+                    return False
+            else:
+                NOTIFICATIONS.labels(integ.name).inc()
+                NOTIFY_LATENCY.labels(integ.name).observe(time.perf_counter() - t0)
+                return True
+            await asyncio.sleep(interval * random.uniform(0.5, 1.5))
+            interval = min(interval * 1.5, 60.0)
+
+
+class Dispatcher:
+    """Routes every stored alert into its groups; owns the groups and their cleanup ticker."""
+
+    def __init__(
+        self,
+        cfg: c.AlertsConfig,
+        provider: AlertProvider,
+        silences: Silences,
+        store: StateStore,
+        clients: HTTPClients,
+        external_url: str,
+        submit: SubmitFn | None = None,
+    ) -> None:
+        self.cfg, self.provider = cfg, provider
+        self.tree = build_tree(cfg.route)
+        self.inhibitor = Inhibitor(cfg.inhibit_rules, provider)
+        self.pipeline = Pipeline(cfg, self.inhibitor, silences, store, clients, external_url, submit)
+        self.groups: dict[RouteNode, dict[str, AggrGroup]] = {}
+        self._cleanup: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin routing: existing alerts first (as Alertmanager's subscription replays them)."""
+        for a in list(self.provider.alerts.values()):
+            self.process(a)
+        self.provider.listeners.append(self.process)
+        self._cleanup = asyncio.get_running_loop().create_task(self._cleanup_loop())
+
+    def process(self, alert: Alert) -> None:
+        for route in self.tree.match(alert.labels):
+            labels = route.group_labels(alert.labels)
+            groups = self.groups.setdefault(route, {})
+            gfp = fingerprint(labels)
+            ag = groups.get(gfp)
+            if ag is None:
+                ag = groups[gfp] = AggrGroup(self, route, labels)
+            ag.insert(alert)
+
+    async def _cleanup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CLEANUP_INTERVAL)
+            for groups in self.groups.values():
+                for gfp in [k for k, g in groups.items() if g.empty()]:
+                    groups.pop(gfp).stop()
+            self.inhibitor.gc(time.time())
+
+    def all_groups(self) -> list[AggrGroup]:
+        return [g for groups in self.groups.values() for g in groups.values()]
+
+    async def stop(self) -> None:
+        tasks = [g.task for g in self.all_groups()]
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+            tasks.append(self._cleanup)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.groups.clear()
+        if self.process in self.provider.listeners:
+            self.provider.listeners.remove(self.process)

@@ -1,0 +1,201 @@
+"""Real parts for router tests and benchmarks: an HTTP sink, the real Alertmanager, an in-thread router.
+
+Nothing here is a fake: the sink is a uvicorn server on 127.0.0.1 that records what it is
+sent, the oracle is the ``prometheus-alertmanager`` binary, the router is :class:`AlertRouter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+from forewarn.alerts.server import AlertRouter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/-/ready", timeout=1.0, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+@dataclass
+class Received:
+    t: float
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class _ThreadServer:
+    """A uvicorn server on its own thread and event loop."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.port = port
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_level="error", lifespan="off", access_log=False
+            )
+        )
+        self.server.capture_signals = _no_signals  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("HTTP server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class _NoSignals:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: Any) -> None:
+        return None
+
+
+def _no_signals() -> _NoSignals:
+    return _NoSignals()
+
+
+class WebhookSink:
+    """Records every POST (any path); ``fail(path, [503, 503])`` makes the next answers errors."""
+
+    def __init__(self, max_records: int = 100_000) -> None:
+        self.records: deque[Received] = deque(maxlen=max_records)
+        self.statuses: dict[str, list[int]] = {}
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+        async def handle(request: Request) -> Response:
+            raw = await request.body()
+            path = request.url.path
+            with self.lock:
+                queue = self.statuses.get(path)
+                status = queue.pop(0) if queue else 200
+                self.records.append(
+                    Received(time.time(), path, dict(request.headers), orjson.loads(raw) if raw else None)
+                )
+            return Response(status_code=status)
+
+        app = Starlette(routes=[Route("/{path:path}", handle, methods=["POST", "PUT"])])
+        self._server = _ThreadServer(app, self.port)
+
+    def fail(self, path: str, statuses: list[int]) -> None:
+        with self.lock:
+            self.statuses[path] = list(statuses)
+
+    def received(self, path: str | None = None) -> list[Received]:
+        with self.lock:
+            return [r for r in self.records if path is None or r.path == path]
+
+    def __enter__(self) -> WebhookSink:
+        self._server.start()
+        return self
+
+    def __exit__(self, *a: Any) -> None:
+        self._server.stop()
+
+
+class Alertmanager:
+    """The real Alertmanager 0.25 binary on a free port, clustering disabled."""
+
+    def __init__(self, config_text: str, workdir: Path | None = None) -> None:
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="am-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "alertmanager.yml").write_text(config_text)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which(ALERTMANAGER_BIN) is not None
+
+    def __enter__(self) -> Alertmanager:
+        self.proc = subprocess.Popen(
+            [
+                ALERTMANAGER_BIN,
+                f"--config.file={self.dir / 'alertmanager.yml'}",
+                f"--storage.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                f"--web.external-url={self.url}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.dir / "am.log", "wb"),
+        )
+        wait_ready(self.url)
+        return self
+
+    def __exit__(self, *a: Any) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class RouterThread:
+    """:class:`AlertRouter` on its own event loop thread (in-process, for tests and benchmarks)."""
+
+    def __init__(self, config_text: str, data_dir: Path | None = None, **kw: Any) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="fw-alerts-"))
+        (self.dir / "alertmanager.yml").write_text(config_text)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.router = AlertRouter(
+            self.dir / "alertmanager.yml", data_dir=data_dir, listen=f"127.0.0.1:{self.port}", **kw
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> RouterThread:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.router.start(), self.loop).result(30)
+        return self
+
+    def __exit__(self, *a: Any) -> None:
+        asyncio.run_coroutine_threadsafe(self.router.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
