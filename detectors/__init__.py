@@ -30,6 +30,7 @@ means the same on every series.
 from forewarn.detectors.ensemble import COMPONENTS, EnsembleCore, EnsembleParams, ScoreBlock
 from forewarn.detectors.forecast import SaturationForecast, SaturationForecaster
 from forewarn.detectors.multiseries import Anomaly, Explanation, MultiSeriesDetector
+from forewarn.detectors.multivariate import MultivariateDetector
 
 __all__ = [
     "COMPONENTS",
@@ -38,6 +39,7 @@ __all__ = [
     "EnsembleParams",
     "Explanation",
     "MultiSeriesDetector",
+    "MultivariateDetector",
     "SaturationForecast",
     "SaturationForecaster",
     "ScoreBlock",
