@@ -5,8 +5,8 @@ then takes everything queued (up to ``max_batch_bytes``) as the next batch, so t
 follows the load without a fixed batch size. A request's future resolves only after the export of
 its batch returned, i.e. once its rows are durable. Queued bytes are bounded by
 ``max_queue_bytes``: past it, requests are refused at once with a retryable status. After a
-retryable export failure a short circuit breaker refuses new and queued requests as unavailable
-for ``retry_after_s``, so clients back off instead of piling up behind a dead store.
+retryable export failure a short circuit breaker refuses that signal's new and queued requests
+as unavailable for ``retry_after_s``, so clients back off instead of piling up behind a dead store.
 
 >>> import asyncio
 >>> class Memory:
@@ -68,6 +68,8 @@ class _Lane:
     queue: deque[_Pending] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    down_until: float = 0.0  # circuit breaker: per signal, so one failing table does not block the rest
+    down_reason: str = ""
 
 
 class Pipeline:
@@ -91,8 +93,6 @@ class Pipeline:
         self.queued_requests = 0
         self._lanes: dict[str, _Lane] = {}
         self._closing = False
-        self._down_until = 0.0
-        self._down_reason = ""
 
     async def start(self) -> None:
         for signal in SIGNALS:
@@ -101,15 +101,17 @@ class Pipeline:
             self._lanes[signal] = lane
 
     def accepting(self) -> bool:
-        """False while shutting down or while the circuit breaker holds after a storage failure."""
-        return not self._closing and time.monotonic() >= self._down_until
+        """False while shutting down or while a circuit breaker holds after a storage failure."""
+        now = time.monotonic()
+        return not self._closing and all(now >= lane.down_until for lane in self._lanes.values())
 
     async def submit(self, signal: str, payload: bytes, items: int) -> None:
         """Return once ``payload`` is durable; raise Refusal (overloaded/unavailable) otherwise."""
         if self._closing:
             raise Refusal("unavailable", "collector is shutting down", self.retry_after_s)
-        if time.monotonic() < self._down_until:
-            raise Refusal("unavailable", f"storage unavailable: {self._down_reason}", self.retry_after_s)
+        lane = self._lanes[signal]
+        if time.monotonic() < lane.down_until:
+            raise Refusal("unavailable", f"storage unavailable: {lane.down_reason}", self.retry_after_s)
         size = len(payload)
         if self.queued_bytes + size > self.max_queue_bytes:
             raise Refusal(
@@ -117,7 +119,6 @@ class Pipeline:
                 f"collector queue full ({self.queued_bytes} of {self.max_queue_bytes} bytes pending)",
                 self.retry_after_s,
             )
-        lane = self._lanes[signal]
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane.queue.append(_Pending(payload, items, fut))
         self._account(size, 1)
@@ -166,11 +167,11 @@ class Pipeline:
             kind = "unavailable" if e.retryable else "bad_request"
             error = Refusal(kind, f"export failed: {e}", retry if e.retryable else None)
             if e.retryable:
-                self._trip(str(e), retry)
+                self._trip(signal, lane, str(e), retry)
         except Exception as e:  # an exporter bug must not kill the writer or lose track of requests
             log.exception("exporter %s failed on %s", self.exporter.name, signal)
             error = Refusal("unavailable", f"export failed: {type(e).__name__}", self.retry_after_s)
-            self._trip(type(e).__name__, self.retry_after_s)
+            self._trip(signal, lane, type(e).__name__, self.retry_after_s)
         m.EXPORT_SECONDS.labels(signal, "ok" if error is None else "error").observe(time.perf_counter() - t0)
         self._account(-nbytes, -len(batch))
         for p in batch:
@@ -181,16 +182,16 @@ class Pipeline:
             else:
                 p.future.set_exception(error)
         if error is not None and error.kind == "unavailable":
-            self._fail_queued(error)
+            self._fail_queued(error, [lane])
 
-    def _trip(self, reason: str, retry_after_s: float) -> None:
-        log.warning("export failed (%s); refusing requests for %.1fs", reason, retry_after_s)
-        self._down_reason = reason
-        self._down_until = time.monotonic() + retry_after_s
+    def _trip(self, signal: str, lane: _Lane, reason: str, retry_after_s: float) -> None:
+        log.warning("%s export failed (%s); refusing %s for %.1fs", signal, reason, signal, retry_after_s)
+        lane.down_reason = reason
+        lane.down_until = time.monotonic() + retry_after_s
 
-    def _fail_queued(self, error: Refusal) -> None:
+    def _fail_queued(self, error: Refusal, lanes: list[_Lane] | None = None) -> None:
         """Storage is down: answer everything still queued now, so clients retry instead of waiting."""
-        for lane in self._lanes.values():
+        for lane in lanes if lanes is not None else self._lanes.values():
             while lane.queue:
                 p = lane.queue.popleft()
                 self._account(-len(p.payload), -1)
