@@ -71,7 +71,7 @@ def test_router_submits_flushes_to_remediation(store, settings, tmp_path) -> Non
     def router():
         return server.AlertRouter(
             cfg, data_dir=data, storage_dsn=settings.storage_dsn, database=settings.storage.database,
-            listen="127.0.0.1:0",
+            listen="127.0.0.1:0", api_tokens=["t0ken"],
         )  # fmt: skip
 
     async def main() -> None:
@@ -79,7 +79,8 @@ def test_router_submits_flushes_to_remediation(store, settings, tmp_path) -> Non
         await r.start()
         url = f"http://127.0.0.1:{r.port}"
         try:
-            async with httpx.AsyncClient(base_url=url) as http:
+            auth = {"Authorization": "Bearer t0ken"}
+            async with httpx.AsyncClient(base_url=url, headers=auth) as http:
                 alerts = [
                     _alert("HighLatency", "checkout"),
                     _alert("HighLatency", "search"),
@@ -92,10 +93,16 @@ def test_router_submits_flushes_to_remediation(store, settings, tmp_path) -> Non
                     await http.get("/api/forewarn/v1/remediations", params={"state": "pending"})
                 ).json()
                 assert [p["hook"] for p in pending] == ["page-dba"]
+                denied = await asyncio.to_thread(
+                    subprocess.run,
+                    [sys.executable, "-m", "forewarn.cli", "remediation", "list", "--url", url],
+                    capture_output=True, text=True, timeout=60,
+                )  # fmt: skip
+                assert denied.returncode == 1 and "401" in denied.stderr  # the router's API auth applies
                 out = await asyncio.to_thread(
                     subprocess.run,
                     [sys.executable, "-m", "forewarn.cli", "remediation", "approve", pending[0]["id"],
-                     "--by", "oncall", "--url", url],
+                     "--by", "oncall", "--url", url, "--token", "t0ken"],
                     capture_output=True, text=True, timeout=60,
                 )  # fmt: skip
                 assert out.returncode == 0, out.stderr
@@ -107,7 +114,7 @@ def test_router_submits_flushes_to_remediation(store, settings, tmp_path) -> Non
         r = router()
         await r.start()
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{r.port}") as http:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{r.port}", headers=auth) as http:
                 await http.post("/api/v2/alerts", json=[_alert("HighLatency", "checkout")])
                 await asyncio.sleep(1.5)  # > group_wait + group_interval: the group has flushed again
                 past = datetime.now(UTC) - timedelta(seconds=1)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-URL = typer.Option("--url", envvar="FOREWARN_ALERTS_URL", help="Base URL of the forewarn alerts router.")
+URL = typer.Option("--url", envvar="FOREWARN_ALERTS__URL", help="Base URL of the forewarn alerts router.")
 TOKEN = typer.Option(
     "--token", envvar="FOREWARN_ALERTS_TOKEN", help="Bearer token, when the router requires one."
 )
@@ -23,19 +23,22 @@ remediation = typer.Typer(
 def _call(method: str, url: str, path: str, token: str | None, **kw: Any) -> Any:
     import httpx
 
+    from forewarn.cliutil import fail
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        resp = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=10.0, **kw)
+        resp = httpx.request(
+            method, url.rstrip("/") + path, headers=headers, timeout=10.0, trust_env=False, **kw
+        )
     except httpx.HTTPError as e:
-        typer.echo(f"error: cannot reach {url}: {e}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"cannot reach the router at {url}: {e}")
     if resp.status_code >= 400:
         try:
-            msg = resp.json().get("error", resp.text)
+            data = resp.json()
         except ValueError:
-            msg = resp.text
-        typer.echo(f"error: HTTP {resp.status_code}: {msg}", err=True)
-        raise typer.Exit(1)
+            data = resp.text.strip()
+        msg = data.get("error", data) if isinstance(data, dict) else data
+        fail(f"{method} {path}: HTTP {resp.status_code}: {msg}", code=1)
     return resp.json()
 
 

@@ -213,14 +213,23 @@ class RemediationEngine:
         """Decide each alert of each batch; returns the actions to execute now."""
         run: list[str] = []
         for inbox_id, group_key, receiver, alerts in batch:
-            with self.state.tx() as c:
-                for alert in alerts:
-                    for hook in self.config.hooks:
-                        if hook.matches(_labels(alert)):
-                            action_id = self._decide(c, hook, group_key, receiver, alert)
-                            if action_id:
-                                run.append(action_id)
-                self.state.drop_inbox(c, inbox_id)
+            try:
+                with self.state.tx() as c:
+                    for alert in alerts:
+                        for hook in self.config.hooks:
+                            if hook.matches(_labels(alert)):
+                                action_id = self._decide(c, hook, group_key, receiver, alert)
+                                if action_id:
+                                    run.append(action_id)
+                    self.state.drop_inbox(c, inbox_id)
+            except (sqlite3.Error, OSError):
+                raise  # the state file itself is in trouble: retried by the admission loop
+            except Exception:
+                # A batch this code cannot evaluate would block every later one: set it aside
+                # loudly (its content is in the log) rather than retry it forever.
+                log.exception("remediation: cannot evaluate batch for group %s: %r", group_key, alerts)
+                with self.state.tx() as c:
+                    self.state.drop_inbox(c, inbox_id)
         return run
 
     def _decide(
@@ -327,6 +336,16 @@ class RemediationEngine:
         task.add_done_callback(lambda t, i=action_id: self._runners.pop(i, None))
 
     async def _execute(self, action_id: str) -> None:
+        while True:
+            try:
+                return await self._execute_once(action_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or a full disk must not strand the action: try again later
+                log.exception("remediation: executing action %s failed; retrying in 5s", action_id)
+                await asyncio.sleep(5.0)
+
+    async def _execute_once(self, action_id: str) -> None:
         assert self._sem is not None and self._http is not None
         async with self._sem:
             while True:
@@ -379,6 +398,9 @@ class RemediationEngine:
         with self.state.tx() as c:
             a = self.state.get_action(action_id)
             if a is None or a.state != QUEUED:
+                return None
+            if not self._allowed(a.url):  # the allowlist may have shrunk by a reload
+                self._finish(a, REFUSED, "allowlist")
                 return None
             b = self.state.breaker(c, hook.name)
             now = time.time()
