@@ -38,7 +38,7 @@ class EnsembleParams:
     half_life: float = 2000.0  # points of memory of the score calibration
     warmup: int = 120  # points seen before any alert may fire
     refractory: int = 150  # points after an alert during which the series does not alert again
-    refractory_frac: float = 0.02  # ... or this fraction of the points seen so far, if larger
+    refractory_frac: float = 0.05  # ... or this fraction of the points seen so far, if larger
     threshold: float = 0.999  # alert when the calibrated score reaches this
     components: tuple[str, ...] = COMPONENTS
 

@@ -1,5 +1,5 @@
 """Multivariate anomalies over per-service feature vectors (e.g. rate, error ratio, p99 latency,
-CPU) with scikit-learn's IsolationForest, trained in batch and scored on new vectors.
+CPU) with scikit-learn's IsolationForest plus whitened PCA, trained in batch, scored on new vectors.
 
 The score is calibrated (share of training vectors that looked more normal, or the per-feature
 robust tail probability if larger), so the committed threshold applies here too; each anomaly names the features that
@@ -37,6 +37,10 @@ class MultivariateDetector:
         self.median = np.nanmedian(x, axis=0)
         mad = np.nanmedian(np.abs(x - self.median), axis=0) * 1.4826
         self.scale = np.where(mad > 0, mad, np.nanstd(x, axis=0) + 1e-12)
+        from sklearn.decomposition import PCA
+
+        # whitened principal components: a broken correlation is an extreme value on a minor one
+        self.pca = PCA(whiten=True, random_state=self.seed).fit(np.nan_to_num((x - self.median) / self.scale))
         self.forest = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(
             np.nan_to_num(x - self.median)
         )
@@ -51,15 +55,18 @@ class MultivariateDetector:
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Calibrated score in [0, 1] per row: the larger of the forest's (share of training vectors
-        that looked more normal) and the largest per-feature robust z as a two-sided tail
-        (IsolationForest alone under-rates one extreme feature among normal ones)."""
+        that looked more normal) and the largest robust z of a feature or whitened principal
+        component as a two-sided tail (IsolationForest alone under-rates one extreme feature among
+        normal ones, and a broken correlation)."""
         from scipy.special import ndtr
 
         x = self._check(x)
         raw = -self.forest.score_samples(np.nan_to_num(x - self.median))
         forest = np.searchsorted(self.train_scores, raw, side="right") / (len(self.train_scores) + 1)
-        zmax = np.nanmax(np.abs(x - self.median) / self.scale, axis=1, initial=0.0)
-        return np.maximum(forest, (2 * ndtr(zmax) - 1) ** x.shape[1])
+        z = (x - self.median) / self.scale
+        pcs = self.pca.transform(np.nan_to_num(z))
+        zmax = np.fmax(np.nanmax(np.abs(z), axis=1, initial=0.0), np.max(np.abs(pcs), axis=1, initial=0.0))
+        return np.maximum(forest, (2 * ndtr(zmax) - 1) ** (2 * x.shape[1]))
 
     def explain(self, x: np.ndarray) -> list[Explanation]:
         x = self._check(x)

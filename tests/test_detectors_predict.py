@@ -1,0 +1,48 @@
+"""Saturation forecasts and the multivariate detector."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from forewarn.detectors import MultivariateDetector, SaturationForecaster
+
+
+def test_time_to_full_with_band_and_text() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(0, 120 * 60, 60.0)
+    filling = 40 + t / 3600 * 10 + rng.normal(0, 0.3, len(t))  # +10 points/hour, 60 now
+    flat = 50 + rng.normal(0, 0.3, len(t))
+    full = np.full(len(t), 101.0)
+    fc = SaturationForecaster(limit=100.0, window=60, warn_within_s=6 * 3600)
+    a, b, c = fc.forecast(
+        ["disk /data", "disk /var", "disk /tmp"], np.stack([t, t, t]), np.stack([filling, flat, full])
+    )
+    assert 3.6 * 3600 < a.eta_s < 4.4 * 3600
+    assert a.eta_low_s <= a.eta_s <= a.eta_high_s
+    assert a.text().startswith("disk /data full in ~") and " h " in a.text()
+    assert not math.isfinite(b.eta_s) or b.eta_s > 24 * 3600
+    assert c.eta_s == 0 and "at or above" in c.text()
+    assert [f.series_id for f in fc.warnings([a, b, c])] == ["disk /data", "disk /tmp"]
+
+
+def test_forecast_handles_nan_and_short_series() -> None:
+    fc = SaturationForecaster(limit=1.0)
+    t = np.arange(10.0)[None, :]
+    v = np.full((1, 10), np.nan)
+    assert not math.isfinite(fc.forecast(["pool"], t, v)[0].eta_s)
+
+
+def test_multivariate_names_contributing_features() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, (3000, 2))
+    train = np.column_stack([base[:, 0], base[:, 0] * 2 + rng.normal(0, 0.1, 3000), base[:, 1]])
+    det = MultivariateDetector(["rate", "cpu", "errors"], seed=3).fit(train)
+    normal = det.score(train[:200])
+    assert np.mean(normal > 0.999) < 0.02
+    # the correlation between rate and cpu breaks: each alone is ordinary
+    odd = np.array([[1.5, -3.0, 0.0]])
+    ex = det.explain(odd)[0]
+    assert ex.score > 0.99 and ex.component == "multivariate"
+    assert {ex.contributors[0][0], ex.contributors[1][0]} == {"rate", "cpu"}
+    assert "cpu" in ex.text
