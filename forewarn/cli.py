@@ -43,6 +43,7 @@ def _root(
 # Modules that add commands; each has a ``register(app)`` and imports its heavy parts lazily.
 COMMAND_MODULES = (
     "forewarn.storage_cli",
+    "forewarn.up_cli",
     "forewarn.collector.cli",
     "forewarn.collector.ingest_cli",
     "forewarn.detectors.cli",
