@@ -33,7 +33,13 @@ def settings(ctx: typer.Context, **overrides: Any) -> Settings:
     return s
 
 
+# Libraries that log every request at INFO; their chatter would drown forewarn's own lines.
+QUIET_LOGGERS = ("httpx", "httpcore", "prefect", "uvicorn.error", "kafka")
+
+
 def setup_logging(level: str) -> None:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     if logging.getLogger().handlers:
         logging.getLogger().setLevel(level)
         return
