@@ -4,7 +4,8 @@ ClickHouse reads the length-delimited requests with the :mod:`otlp_schema` struc
 flattens resource → scope → item with nested ``ARRAY JOIN``s; attributes become maps with
 ``mapFromArrays``. Resource-level columns are computed once per resource, before the item join.
 A request still holding an array/kvlist value (which SQL here does not render) stops the statement
-with :data:`COMPLEX_MARKER` before anything is written (the caller pre-renders and re-runs it).
+with :data:`COMPLEX_MARKER`; the caller makes that happen before anything is written (one block
+per statement), pre-renders such values in Python and re-runs the statement.
 
 >>> sql = select_sql("traces", "otel_traces", "SRC")
 >>> sql.startswith("SELECT") and "ARRAY JOIN" in sql and "FROM SRC" in sql
@@ -39,18 +40,19 @@ def go_float(x: str) -> str:
 
 
 def any_str(v: str) -> str:
-    """pcommon ``AsString`` of a scalar AnyValue tuple (arrays/kvlists arrive pre-rendered)."""
+    """pcommon ``AsString`` of a scalar AnyValue tuple; an array/kvlist raises COMPLEX_MARKER.
+
+    ``multiIf`` evaluates a branch only for the rows that take it, so the throw costs nothing
+    unless such a value is there.
+    """
     k = t(v, "value")
     return (
         f"multiIf({k} = 'string', {t(v, 'string_value')}, {k} = 'int', toString({t(v, 'int_value')}), "
         f"{k} = 'bool', if({t(v, 'bool_value')}, 'true', 'false'), "
         f"{k} = 'double', {go_float(t(v, 'double_value'))}, "
-        f"{k} = 'bytes', base64Encode({t(v, 'bytes_value')}), '')"
+        f"{k} = 'bytes', base64Encode({t(v, 'bytes_value')}), {k} = 'none', '', "
+        f"toString(throwIf({k} IN ('array', 'kvlist'), '{COMPLEX_MARKER}')))"
     )
-
-
-def any_complex(v: str) -> str:
-    return f"{t(v, 'value')} IN ('array', 'kvlist')"
 
 
 def attr_map(kvs: str) -> str:
@@ -60,10 +62,6 @@ def attr_map(kvs: str) -> str:
     )
 
 
-def attrs_complex(kvs: str) -> str:
-    return f"arrayExists(a -> {any_complex(t('a', 'value'))}, {kvs})"
-
-
 def hex_id(x: str, size: int) -> str:
     """Lowercase hex of a trace/span id; empty when absent, all-zero or of the wrong length."""
     return f"if(length({x}) = {size} AND {x} != repeat(char(0), {size}), lower(hex({x})), '')"
@@ -71,16 +69,6 @@ def hex_id(x: str, size: int) -> str:
 
 def ts(x: str) -> str:
     return f"fromUnixTimestamp64Nano(reinterpretAsInt64({x}))"
-
-
-def _named(kvs: str, key: str) -> str:
-    """The stringified value of the first attribute named ``key`` ('' when absent)."""
-    first = f"arrayFirst(a -> {t('a', 'key')} = '{key}', {kvs})"
-    return any_str(t(first, "value"))
-
-
-def _throw(conds: list[str]) -> str:
-    return f"throwIf({' OR '.join(conds)}, '{COMPLEX_MARKER}') = 0"
 
 
 # Per signal: the resource list, the scopes list in a resource, the items list in a scope.
@@ -109,7 +97,7 @@ def _trace_columns() -> dict[str, str]:
         "TraceState": t(IT, "trace_state"),
         "SpanName": t(IT, "name"),
         "SpanKind": f"if({t(IT, 'kind')} BETWEEN 0 AND 5, {_KIND_NAMES}[{t(IT, 'kind')} + 1], '')",
-        "ServiceName": "svc",
+        "ServiceName": "res_attrs['service.name']",
         "ResourceAttributes": "res_attrs",
         "ScopeName": t("ss", "scope", "name"),
         "ScopeVersion": t("ss", "scope", "version"),
@@ -128,22 +116,14 @@ def _trace_columns() -> dict[str, str]:
     }
 
 
-def _trace_checks() -> list[str]:
-    return [
-        attrs_complex(t(IT, "attributes")),
-        f"arrayExists(e -> {attrs_complex(t('e', 'attributes'))}, {t(IT, 'events')})",
-        f"arrayExists(l -> {attrs_complex(t('l', 'attributes'))}, {t(IT, 'links')})",
-    ]
-
-
 def _scope_columns() -> dict[str, str]:
     return {
         "ResourceAttributes": "res_attrs",
-        "ResourceSchemaUrl": "res_schema_url",
-        "ServiceName": "svc",
+        "ResourceSchemaUrl": t("rs", "schema_url"),
+        "ServiceName": "res_attrs['service.name']",
         "ScopeName": t("ss", "scope", "name"),
         "ScopeVersion": t("ss", "scope", "version"),
-        "ScopeAttributes": attr_map(t("ss", "scope", "attributes")),
+        "ScopeAttributes": "scope_attrs",
         "ScopeDroppedAttrCount": t("ss", "scope", "dropped_attributes_count"),
         "ScopeSchemaUrl": t("ss", "schema_url"),
     }
@@ -225,27 +205,16 @@ def _metric_columns(kind: str) -> dict[str, str]:
     return cols
 
 
-def _metric_checks(kind: str) -> list[str]:
-    checks = [attrs_complex(t(IT, "attributes"))]
-    if kind != "summary":
-        checks.append(
-            f"arrayExists(x -> {attrs_complex(t('x', 'filtered_attributes'))}, {t(IT, 'exemplars')})"
-        )
-    return checks
-
-
-def _spec(signal: str, table: str) -> tuple[dict[str, str], list[str], str]:
-    """Columns, complex-value checks and the ARRAY JOIN reaching the row-level item."""
+def _spec(signal: str, table: str) -> tuple[dict[str, str], str]:
+    """Columns, and the ARRAY JOIN from a scope (``ss``) down to the row-level item."""
     items = _LEVELS[signal][2]
     if signal == "traces":
-        return _trace_columns(), _trace_checks(), f"ARRAY JOIN {t('ss', items)} AS {IT}"
+        return _trace_columns(), f"ARRAY JOIN {t('ss', items)} AS {IT}"
     if signal == "logs":
-        body = t(IT, "body")
-        checks = [attrs_complex(t(IT, "attributes")), any_complex(body)]
-        return _log_columns(), checks, f"ARRAY JOIN {t('ss', items)} AS {IT}"
+        return _log_columns(), f"ARRAY JOIN {t('ss', items)} AS {IT}"
     kind = METRIC_KINDS[table]
     join = f"ARRAY JOIN {t('ss', items)} AS m ARRAY JOIN {t('m', kind, 'data_points')} AS {IT}"
-    return _metric_columns(kind), _metric_checks(kind), join
+    return _metric_columns(kind), join
 
 
 def target_columns(table: str) -> list[str]:
@@ -269,20 +238,21 @@ def target_columns(table: str) -> list[str]:
 
 
 def select_sql(signal: str, table: str, source: str) -> str:
-    """The SELECT producing ``table``'s rows (in :func:`target_columns` order) from ``source``."""
+    """The SELECT producing ``table``'s rows (in :func:`target_columns` order) from ``source``.
+
+    Resource and scope attribute maps are built as ``ARRAY JOIN`` arguments, so once per
+    resource/scope: an expression merely selected from an outer level would be evaluated after
+    the joins, once per row.
+    """
     res_list, scopes, _ = _LEVELS[signal]
-    cols, checks, item_join = _spec(signal, table)
-    res_kvs = t("rs", "resource", "attributes")
-    inner = (
-        f"SELECT {attr_map(res_kvs)} AS res_attrs, {_named(res_kvs, 'service.name')} AS svc, "
-        f"{t('rs', 'schema_url')} AS res_schema_url, {t('rs', scopes)} AS scopes "
-        f"FROM {source} ARRAY JOIN {res_list} AS rs "
-        f"WHERE {_throw([attrs_complex(res_kvs)])}"
-    )
-    scope_check = attrs_complex(t("ss", "scope", "attributes"))
+    cols, item_join = _spec(signal, table)
+    res_maps = f"arrayMap(r -> {attr_map(t('r', 'resource', 'attributes'))}, {res_list})"
+    scope_list = t("rs", scopes)
+    scope_maps = f"arrayMap(s -> {attr_map(t('s', 'scope', 'attributes'))}, {scope_list})"
     projection = ",\n  ".join(f"{cols[name]} AS `{name}`" for name in target_columns(table))
     return (
-        f"SELECT\n  {projection}\nFROM ({inner})\n"
-        f"ARRAY JOIN scopes AS ss {item_join}\n"
-        f"WHERE {_throw([scope_check, *checks])}"
+        f"SELECT\n  {projection}\nFROM {source}\n"
+        f"ARRAY JOIN {res_list} AS rs, {res_maps} AS res_attrs\n"
+        f"ARRAY JOIN {scope_list} AS ss, {scope_maps} AS scope_attrs\n"
+        f"{item_join}"
     )
