@@ -99,7 +99,7 @@ def histogram_quantile(counts: Sequence[float], bounds: Sequence[float], qq: flo
     inside = c[i]
     if inside <= 0:
         return upper
-    return lower + (upper - lower) * (rank - below) / inside
+    return float(lower + (upper - lower) * (rank - below) / inside)
 
 
 class SignalQueries:

@@ -106,3 +106,57 @@ def insert_logs(client, db: str, logs: list[tuple[str, float, int, str]]) -> Non
         column_names=["Timestamp", "ServiceName", "SeverityNumber", "SeverityText", "Body"],
         database=db,
     )
+
+
+def scenario(
+    client, db: str, t0_ms: int, buckets: int, incident_at: int, step_ms: int = 10_000, seed: int = 7
+) -> None:
+    """Three services (web calls db; api alone) with steady traffic and logs, then from bucket
+    ``incident_at`` a latency regression of db's ``SELECT orders`` (seen by web too), an error burst
+    in web and a new error log template in db; plus a disk of ``api`` that fills up throughout."""
+    rng = random.Random(seed)
+    spans, logs, disk = [], [], []
+    for b in range(buckets):
+        bad = b >= incident_at
+        for _ in range(20):
+            t = t0_ms + b * step_ms + rng.random() * step_ms
+            tid, sp = f"{rng.getrandbits(128):032x}", f"{rng.getrandbits(64):016x}"
+            d_db = rng.lognormvariate(15, 0.2) * (8 if bad else 1)
+            err = rng.random() < (0.4 if bad else 0.0)
+            spans.append(
+                {
+                    "ms": t,
+                    "op": "GET /checkout",
+                    "service": "web",
+                    "dur_ns": d_db + 2e6,
+                    "trace": tid,
+                    "span": sp,
+                    "status": "Error" if err else "Ok",
+                }
+            )
+            spans.append(
+                {"ms": t, "op": "SELECT orders", "service": "db", "dur_ns": d_db, "trace": tid, "parent": sp}
+            )
+            spans.append(
+                {"ms": t, "op": "GET /health", "service": "api", "dur_ns": rng.lognormvariate(14, 0.2)}
+            )
+            logs.append(
+                ("web", t, 9, f"served checkout for user {rng.randint(1, 10_000)} in {rng.randint(2, 9)} ms")
+            )
+        logs.append(
+            ("db", t0_ms + b * step_ms + 300, 9, f"checkpoint complete: wrote {rng.randint(10, 99)} buffers")
+        )
+        if bad:
+            logs.append(("db", t0_ms + b * step_ms + 500, 17, f"deadlock detected on table orders tx {b}"))
+        disk.append(
+            (
+                "api",
+                "system.filesystem.utilization",
+                {"device": "/dev/sda1"},
+                t0_ms + b * step_ms + 100,
+                0.5 + 0.0004 * b + rng.random() * 0.0002,
+            )
+        )
+    insert_spans(client, db, spans)
+    insert_logs(client, db, logs)
+    insert_gauge(client, db, disk)

@@ -1,0 +1,136 @@
+"""Correlation: anomalies that start together become one incident with ranked suspects.
+
+An anomaly joins the open incident whose latest anomaly is within ``window_ms`` of it, else it
+opens a new one (its id derives from the first anomaly, so a replay finds the same id). Suspects
+are (service, operation) pairs ranked by how much of the deviation they carry (the sum over their
+anomalies of ``-log10(1 - score)``, capped), then adjusted with the call graph from the traces:
+when a caller and its callee are both anomalous, the callee is the likelier upstream cause
+(latency and errors propagate from callee to caller), so the callee gains weight and the caller
+loses some.
+
+>>> import pandas as pd
+>>> a = pd.DataFrame({"service": ["web", "db", "db"], "labels": [{}, {"operation": "SELECT"}, {}],
+...                   "name": ["red.p95", "red.p95", "red.p99"], "score": [0.9999, 0.9999, 0.999],
+...                   "explanation": ["", "", ""]})
+>>> [s["service"] + ":" + s["operation"] for s in rank_suspects(a, {("web", "db")})]
+['db:SELECT', 'web:']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+
+import pandas as pd
+from forewarn.flows.store import ms_of
+
+CALLEE_BOOST, CALLER_PENALTY = 1.5, 0.5
+
+
+def stable_id(*parts: object) -> int:
+    """63-bit id from its parts (deterministic across processes, unlike ``hash``)."""
+    key = "\x1f".join(map(str, parts)).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+
+def weight(score: float) -> float:
+    return min(-math.log10(max(1.0 - float(score), 1e-12)), 12.0)
+
+
+def rank_suspects(anoms: pd.DataFrame, edges: set[tuple[str, str]]) -> list[dict]:
+    """Ranked suspects of one incident; ``edges`` holds (caller service, callee service)."""
+    per_service: dict[str, float] = defaultdict(float)
+    per_op: dict[tuple[str, str], float] = defaultdict(float)
+    evidence: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
+    attrs: dict[str, dict[str, str]] = {}
+    for r in anoms.itertuples(index=False):
+        w = weight(r.score)
+        labels = dict(r.labels or {})
+        per_service[r.service] += w
+        op = labels.get("operation", "")
+        if op:
+            per_op[(r.service, op)] += w
+        elif labels and r.service not in attrs and not r.name.startswith(("red.", "log.", "latency.")):
+            attrs[r.service] = labels
+        evidence[r.service].append((w, r.name, r.explanation))
+    anomalous = set(per_service)
+    adjusted = {}
+    for svc, w in per_service.items():
+        callees = {c for p, c in edges if p == svc and c in anomalous and c != svc}
+        callers = {p for p, c in edges if c == svc and p in anomalous and p != svc}
+        factor = (CALLER_PENALTY if callees else 1.0) * (CALLEE_BOOST if callers else 1.0)
+        adjusted[svc] = w * factor
+    out = []
+    for svc in sorted(adjusted, key=lambda s: (-adjusted[s], s)):
+        ops = sorted(((w, op) for (s, op), w in per_op.items() if s == svc), key=lambda x: (-x[0], x[1]))
+        ev = sorted(evidence[svc], key=lambda x: -x[0])[:3]
+        out.append(
+            {
+                "service": svc,
+                "operation": ops[0][1] if ops else "",
+                "weight": round(adjusted[svc], 3),
+                "attributes": attrs.get(svc, {}),
+                "signals": sorted({n for _, n, _ in evidence[svc]}),
+                "evidence": [e for _, _, e in ev if e],
+            }
+        )
+    return out
+
+
+def assign(anoms: list[dict], open_incidents: list[dict], run: str, window_ms: int) -> dict[int, dict]:
+    """Set ``incident_id`` on each deviation anomaly (in time order); returns the touched incidents."""
+    incidents = {int(i["incident_id"]): dict(i) for i in open_incidents}
+    for inc in incidents.values():
+        inc["_last_ms"] = ms_of(inc["updated_at"])
+    touched: dict[int, dict] = {}
+    for a in sorted(anoms, key=lambda a: (a["_ts_ms"], a["anomaly_id"])):
+        if a["kind"] != "deviation":
+            continue
+        near = [i for i in incidents.values() if a["_ts_ms"] - i["_last_ms"] <= window_ms]
+        if near:
+            inc = max(near, key=lambda i: (i["_last_ms"], i["incident_id"]))
+        else:
+            iid = stable_id(run, a["anomaly_id"])
+            inc = {
+                "incident_id": iid,
+                "run": run,
+                "started_at": a["ts"],
+                "_last_ms": a["_ts_ms"],
+                "services": [],
+                "anomalies": 0,
+                "alert_labels": {},
+                "resolved": False,
+            }
+            incidents[iid] = inc
+        inc["_last_ms"] = max(inc["_last_ms"], a["_ts_ms"])
+        inc["updated_at"] = a["ts"] if inc["_last_ms"] == a["_ts_ms"] else inc.get("updated_at", a["ts"])
+        inc["services"] = sorted(set(inc["services"]) | {a["service"]})
+        inc["anomalies"] = int(inc["anomalies"]) + 1
+        a["incident_id"] = inc["incident_id"]
+        touched[inc["incident_id"]] = inc
+    return touched
+
+
+def call_edges(
+    client, database: str, services: list[str], start_ms: int, end_ms: int, limit: int = 200_000
+) -> set[tuple[str, str]]:
+    """(caller, callee) service pairs from parent/child spans of the window (bounded sample)."""
+    from forewarn.storage.schema import q
+
+    if not services:
+        return set()
+    t = f"{q(database)}.{q('otel_traces')}"
+    sql = f"""
+        WITH spans AS (
+            SELECT TraceId, SpanId, ParentSpanId, ServiceName FROM {t}
+            WHERE Timestamp >= fromUnixTimestamp64Milli({{a:Int64}}) AND Timestamp < fromUnixTimestamp64Milli({{b:Int64}})
+              AND ServiceName IN {{svcs:Array(String)}}
+            LIMIT {{lim:UInt64}})
+        SELECT DISTINCT p.ServiceName, c.ServiceName
+        FROM spans AS c INNER JOIN spans AS p ON c.TraceId = p.TraceId AND c.ParentSpanId = p.SpanId
+        WHERE c.ServiceName != p.ServiceName"""
+    rows = client.query(
+        sql, parameters={"a": start_ms, "b": end_ms, "svcs": services, "lim": limit}
+    ).result_rows
+    return {(str(p), str(c)) for p, c in rows}

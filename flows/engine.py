@@ -1,0 +1,442 @@
+"""The score step: one micro-batch from the watermark to the newest closed bucket, exactly once.
+
+Each batch: signals for ``[watermark, end)`` (:mod:`~forewarn.flows.signals`, log templates),
+the cardinality guard, the detectors (:class:`forewarn.detectors.multiseries.MultiSeriesDetector`
+plus the saturation forecaster and any trained models), feedback suppression, correlation into
+incidents, then the results are written and only after them the checkpoint (new watermark and
+the state of the detectors and the template miner). A crash before the checkpoint replays the same
+window from the same state, which recomputes identical rows under identical deterministic keys, so
+every point is scored and every anomaly stored exactly once. Alerts are posted after the commit.
+
+Shards: a worker with ``shard=k of shards=n`` handles the services whose ``cityHash64`` is ``k``
+mod ``n``, with its own watermark and state; workers never share series.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from clickhouse_connect.driver.client import Client
+from forewarn.detectors.ensemble import EnsembleParams
+from forewarn.detectors.forecast import SaturationForecaster
+from forewarn.detectors.multiseries import MultiSeriesDetector
+from forewarn.flows import correlate, models
+from forewarn.flows.coldstart import ColdStart
+from forewarn.flows.guard import CardinalityGuard
+from forewarn.flows.logmining import LogMiner, fetch_logs, mine_window
+from forewarn.flows.notify import Notifier, forecast_alert, incident_alert
+from forewarn.flows.signals import SignalQueries, Window, compute_signals, finish, is_up_only
+from forewarn.flows.store import FlowStore, decode_state, encode_state, ms_of, to_dt
+
+from forewarn.config import Settings
+
+log = logging.getLogger(__name__)
+FORECAST_POINTS = 60
+
+
+@dataclass
+class BatchReport:
+    """What one micro-batch did (also the Prefect flow run's return value)."""
+
+    start_ms: int
+    end_ms: int
+    points: int = 0
+    series: int = 0
+    rejected_series: int = 0
+    anomalies: int = 0
+    suppressed: int = 0
+    forecasts: int = 0
+    incidents: list[int] = field(default_factory=list)
+    alerts_sent: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class ScoreEngine:
+    """One shard of the score flow over one store; ``run`` separates live scoring from backfills.
+
+    ``clock`` (seconds) decides which buckets are closed; tests and backfills pass their own.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        run: str = "live",
+        notifier: Notifier | None = None,
+        clock=time.time,
+        shard: int | None = None,
+        shards: int | None = None,
+    ):
+        f = settings.flows
+        self.settings, self.f, self.run, self.clock = settings, f, run, clock
+        self.shard = f.shard if shard is None else shard
+        self.shards = f.shards if shards is None else shards
+        if not 0 <= self.shard < self.shards:
+            raise ValueError(f"shard {self.shard} is not in 0..{self.shards - 1}")
+        self.db = settings.storage.database
+        self.store = FlowStore(client, self.db)
+        self.queries = SignalQueries(client, self.db, int(f.counter_lookback_s * 1000))
+        self.notifier = notifier
+        self.step_ms = int(f.step_s * 1000)
+        self.key = f"score/{run}/{self.shard}-of-{self.shards}"
+        self.params = EnsembleParams(warmup=f.warmup_points, threshold=f.threshold)
+        self.models = models.ModelSet()
+        self._resolved_sent: set[int] = set()
+        self._restore()
+
+    # -- state ---------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        cp = self.store.load_checkpoint(self.key)
+        self.detector = MultiSeriesDetector(self.params)
+        self.miner = LogMiner(self.f.max_templates)
+        self.history: dict[str, deque] = {}  # saturation series: recent (ts_ms, value)
+        self.forecasts: dict[str, dict] = {}  # active capacity forecasts by series id
+        self.cold = ColdStart(self.f.cold_start_points)
+        self.restored = cp is not None
+        if cp is None:
+            now = self.clock() * 1000 - self.f.start_lookback_s * 1000
+            self.watermark = int(now // self.step_ms * self.step_ms)
+            log.info("%s: no checkpoint, starting at %s", self.key, to_dt(self.watermark).isoformat())
+        else:
+            self.watermark, blob = cp
+            meta, arrays = decode_state(blob)
+            det = {k[4:]: v for k, v in arrays.items() if k.startswith("det/")}
+            self.detector = MultiSeriesDetector.restore(meta["detector"], det)
+            self.miner = LogMiner.from_state(meta["miner"].encode(), self.f.max_templates)
+            self.history = {
+                k: deque(map(tuple, v), maxlen=FORECAST_POINTS) for k, v in meta["history"].items()
+            }
+            self.forecasts = meta["forecasts"]
+            self.cold = ColdStart(self.f.cold_start_points, state=meta["cold"])
+            log.info("%s: resuming at %s", self.key, to_dt(self.watermark).isoformat())
+        known = self.store.known_series(self.shard, self.shards)
+        budget = max(1, self.f.max_series // self.shards)
+        self.guard = CardinalityGuard(
+            budget, set(int(s) for s in known["series_id"]) if len(known) else set()
+        )
+
+    def _state(self) -> str:
+        meta, arrays = self.detector.snapshot()
+        state = {
+            "detector": meta,
+            "miner": self.miner.state().decode(),
+            "history": {k: list(v) for k, v in self.history.items()},
+            "forecasts": self.forecasts,
+            "cold": self.cold.state(),
+        }
+        return encode_state(state, {f"det/{k}": v for k, v in arrays.items()})
+
+    def start_at(self, ms: int) -> None:
+        """Where a fresh engine starts (a restored one keeps its watermark)."""
+        if not self.restored:
+            self.watermark = int(ms // self.step_ms * self.step_ms)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def closed_until(self) -> int:
+        """End of the newest bucket that is past the lateness allowance."""
+        edge = self.clock() * 1000 - self.f.lateness_s * 1000
+        return int(edge // self.step_ms * self.step_ms)
+
+    def next_window(self, until_ms: int | None = None) -> Window | None:
+        end = self.closed_until() if until_ms is None else until_ms
+        end = min(end, self.watermark + self.f.max_batch_buckets * self.step_ms)
+        if end <= self.watermark:
+            return None
+        return Window(self.watermark, end, self.step_ms, self.shard, self.shards)
+
+    def run_once(self, until_ms: int | None = None, send_alerts: bool = True) -> BatchReport | None:
+        w = self.next_window(until_ms)
+        return None if w is None else self.process(w, send_alerts)
+
+    def run_until(self, end_ms: int, send_alerts: bool = False) -> list[BatchReport]:
+        reports = []
+        while (r := self.run_once(end_ms, send_alerts)) is not None:
+            reports.append(r)
+        return reports
+
+    def process(self, w: Window, send_alerts: bool = True) -> BatchReport:
+        t_start = time.perf_counter()
+        token = f"{self.key}/{w.start_ms}-{w.end_ms}"
+        rep = BatchReport(w.start_ms, w.end_ms)
+        sig, hist = compute_signals(self.queries, w)
+        log_sig, records, first = mine_window(self.miner, fetch_logs(self.queries, w), w)
+        sig = finish([sig, log_sig]) if len(log_sig) else sig
+        sig, new_series, rejected = self.guard.admit(sig, w.end_ms)
+        rep.points, rep.series = len(sig), int(sig["series_id"].nunique()) if len(sig) else 0
+        rep.rejected_series = sum(r[3] for r in rejected)
+        self.store.write_series(new_series, token)
+        self.store.write_cardinality([[to_dt(r[0]), *r[1:]] for r in rejected], token)
+        self.store.write_signals(sig, token)
+        self.store.write_latency_hist(hist, token)
+        self.store.write_log_templates(records, first, token)
+
+        detected_at = to_dt(self.clock() * 1000)
+        rows = self._detect(sig, detected_at) + self._forecast(sig, w, detected_at)
+        rows += self._models(sig, detected_at)
+        fp = self.store.feedback(w.end_ms)
+        for r in rows:
+            n = fp.get(r["series_id"], 0)
+            if n and r["kind"] == "deviation" and r["score"] < 1 - (1 - self.f.threshold) * 0.1**n:
+                r["kind"] = "suppressed"
+                rep.suppressed += 1
+        since = w.start_ms - int(self.f.correlation_window_s * 1000)
+        open_inc = self.store.open_incidents(self.run, since)
+        touched = correlate.assign(rows, open_inc, self.run, int(self.f.correlation_window_s * 1000))
+        incidents = self._finish_incidents(touched, open_inc, rows, w)
+        self.store.write_anomalies(
+            [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], token
+        )
+        self.store.write_incidents(incidents, token)
+        self.store.commit_checkpoint(self.key, w.end_ms, self._state(), self.clock() * 1000)
+        self.watermark = w.end_ms
+        rep.anomalies = sum(r["kind"] == "deviation" for r in rows)
+        rep.forecasts = sum(r["kind"] == "forecast" for r in rows)
+        rep.incidents = sorted(int(i["incident_id"]) for i in incidents)
+        if send_alerts and self.notifier is not None:
+            rep.alerts_sent = self._alert(w)
+        rep.seconds = time.perf_counter() - t_start
+        return rep
+
+    # -- detectors -----------------------------------------------------------------------------
+    def _row(self, sid: int, ts_ms: float, meta: dict, value: float, expected: float, score: float,
+             detector: str, kind: str, explanation: str, detected_at, version: int = 0) -> dict:  # fmt: skip
+        return {
+            "anomaly_id": correlate.stable_id(sid, int(ts_ms), detector),
+            "run": self.run,
+            "ts": to_dt(ts_ms),
+            "_ts_ms": int(ts_ms),
+            "detected_at": detected_at,
+            "series_id": int(sid),
+            "name": meta["name"],
+            "service": meta["service"],
+            "labels": meta["labels"],
+            "value": float(value),
+            "expected": float(expected) if math.isfinite(expected) else float("nan"),
+            "score": float(score),
+            "detector": detector,
+            "kind": kind,
+            "explanation": explanation,
+            "incident_id": 0,
+            "model_version": version,
+        }
+
+    def _detect(self, sig: pd.DataFrame, detected_at) -> list[dict]:
+        if sig.empty:
+            return []
+        ids = sig["series_id"].astype(str).tolist()
+        found = self.detector.update(ids, sig["ts"].to_numpy(float), sig["value"])
+        meta = sig.drop_duplicates("series_id").set_index("series_id")[["name", "service", "labels"]]
+        rows = self._cold(sig, ids, meta, detected_at)
+        for a in found:
+            sid = int(a.series_id)
+            m = meta.loc[sid]
+            ex = a.explanation
+            if is_up_only(m["name"]) and ex.observed <= ex.expected:
+                continue
+            what = f"{m['service']} {m['name']}{_fmt_labels(m['labels'])}"
+            rows.append(
+                self._row(
+                    sid,
+                    a.timestamp,
+                    m,
+                    a.value,
+                    ex.expected,
+                    a.score,
+                    f"ensemble:{ex.component}",
+                    "deviation",
+                    f"{what}: {ex.text}",
+                    detected_at,
+                )
+            )
+        return rows
+
+    def _cold(self, sig: pd.DataFrame, ids: list[str], meta: pd.DataFrame, detected_at) -> list[dict]:
+        """Gross deviations of series with fewer than ``warmup`` points (see :mod:`.coldstart`)."""
+        seen = self.detector.core.state["seen"]
+        index = self.detector.index
+        counts = sig.groupby("series_id", sort=False).size()
+        warm_after = {str(s): int(seen[index[str(s)]]) for s in counts.index}
+        before = {s: warm_after[s] - int(c) for s, c in zip(map(str, counts.index), counts, strict=True)}
+        rows = []
+        for sid, name, ts, v in zip(ids, sig["name"], sig["ts"], sig["value"], strict=True):
+            n = before[sid]
+            before[sid] = n + 1
+            if n >= self.params.warmup:
+                self.cold.forget(sid)
+                continue
+            hit = self.cold.check(sid, name, float(v))
+            if hit is None:
+                continue
+            med, thr, score = hit
+            m = meta.loc[int(sid)]
+            text = (
+                f"{m['service']} {name}{_fmt_labels(m['labels'])}: cold start: {v:.4g} departs from the median "
+                f"{med:.4g} of its first {min(n, 30)} points by more than {thr:.4g}"
+            )
+            rows.append(
+                self._row(int(sid), ts, m, v, med, score, "coldstart", "deviation", text, detected_at)
+            )
+        return rows
+
+    def _limit(self, name: str) -> float | None:
+        for pattern, limit in self.f.saturation_limits.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return float(limit)
+        return None
+
+    def _forecast(self, sig: pd.DataFrame, w: Window, detected_at) -> list[dict]:
+        """Time-to-limit for saturation series at the end of the batch; warns within the horizon."""
+        rows: list[dict] = []
+        if sig.empty:
+            return rows
+        names = sig["name"].unique()
+        limits = {n: lim for n in names if (lim := self._limit(n)) is not None}
+        if not limits:
+            return rows
+        sat = sig[sig["name"].isin(list(limits))]
+        meta = sat.drop_duplicates("series_id").set_index("series_id")[["name", "service", "labels"]]
+        for sid, g in sat.groupby("series_id", sort=True):
+            key = str(sid)
+            h = self.history.setdefault(key, deque(maxlen=FORECAST_POINTS))
+            h.extend(zip(g["ts"].astype(int).tolist(), g["value"].astype(float).tolist(), strict=True))
+            m = meta.loc[sid]
+            limit = limits[m["name"]]
+            fc = SaturationForecaster(limit, window=FORECAST_POINTS, warn_within_s=self.f.forecast_horizon_s)
+            if len(h) < 6:
+                continue
+            arr = np.array(h, dtype=float)
+            f = fc.forecast([key], arr[None, :, 0] / 1000.0, arr[None, :, 1])[0]
+            active = f.eta_s <= self.f.forecast_horizon_s and math.isfinite(f.eta_high_s)
+            if not active:
+                self.forecasts.pop(key, None)
+                continue
+            what = f"{m['service']} {m['name']}{_fmt_labels(m['labels'])}"
+            text = f.text(what)
+            ts_ms = int(arr[-1, 0])
+            score = 1.0 - min(f.eta_s / self.f.forecast_horizon_s, 1.0) * 1e-3
+            row = self._row(
+                int(sid), ts_ms, m, arr[-1, 1], limit, score, "saturation", "forecast", text, detected_at
+            )
+            rows.append(row)
+            prev = self.forecasts.get(key)
+            self.forecasts[key] = {
+                "service": m["service"], "name": m["name"], "labels": dict(m["labels"]), "explanation": text,
+                "eta_s": round(f.eta_s), "first_s": prev["first_s"] if prev else ts_ms / 1000.0,
+                "last_s": ts_ms / 1000.0,
+            }  # fmt: skip
+        return rows
+
+    def _models(self, sig: pd.DataFrame, detected_at) -> list[dict]:
+        """Trained models (loaded when ``train`` stores a new version, without a restart)."""
+        self.models.refresh(self.store)
+        rows = []
+        for service, ts_ms, score, text, version in self.models.score(sig):
+            sid = correlate.stable_id("iforest", service)
+            meta = {"name": "red.multivariate", "service": service, "labels": {}}
+            rows.append(self._row(sid, ts_ms, meta, score, 0.0, 0.9999, "iforest", "deviation",
+                                  f"{service}: {text}", detected_at, version))  # fmt: skip
+        return rows
+
+    # -- incidents and alerts ------------------------------------------------------------------
+    def _finish_incidents(
+        self, touched: dict[int, dict], open_inc: list[dict], rows: list[dict], w: Window
+    ) -> list[dict]:
+        out = []
+        hold_ms = 2 * self.step_ms
+        if touched:
+            ids = list(touched)
+            past = self.store.incident_anomalies(self.run, ids)
+            new = pd.DataFrame([r for r in rows if r["incident_id"] in touched])
+            allan = pd.concat([past, new], ignore_index=True) if len(past) else new
+            services = sorted(set(allan["service"]))
+            start = min(ms_of(i["started_at"]) for i in touched.values()) - int(
+                self.f.correlation_window_s * 1000
+            )
+            edges = correlate.call_edges(self.store.client, self.db, services, start, w.end_ms)
+            for iid, inc in touched.items():
+                sus = correlate.rank_suspects(
+                    allan[allan["incident_id"] == iid].drop_duplicates("anomaly_id"), edges
+                )
+                inc["suspects"] = sus
+                if not inc.get("alert_labels") and w.end_ms - ms_of(inc["started_at"]) >= hold_ms:
+                    inc["alert_labels"] = incident_alert(inc, sus, 0, 0)["labels"]
+                out.append(inc)
+        for inc in open_inc:  # quiet incidents: fix labels after the hold, resolve after the timeout
+            iid = int(inc["incident_id"])
+            if iid in touched:
+                continue
+            changed = False
+            if not inc.get("alert_labels") and w.end_ms - ms_of(inc["started_at"]) >= hold_ms:
+                inc["alert_labels"] = incident_alert(inc, _json(inc["suspects"]), 0, 0)["labels"]
+                changed = True
+            if w.end_ms - ms_of(inc["updated_at"]) >= self.f.resolve_after_s * 1000:
+                inc["resolved"] = True
+                changed = True
+            if changed:
+                inc["suspects"] = _json(inc["suspects"])
+                out.append(inc)
+        for inc in out:
+            if not isinstance(inc["suspects"], str):
+                inc["suspects"] = _dumps(inc["suspects"])
+            inc["updated_at"] = inc.get("updated_at") or inc["started_at"]
+        return out
+
+    def _alert(self, w: Window) -> int:
+        now_s = self.clock()
+        hold_s = max(self.f.resolve_after_s, 4 * self.f.interval_s)
+        since = w.end_ms - int(self.f.resolve_after_s * 1000) - 2 * self.step_ms
+        alerts, resolved = [], []
+        for inc in self.store.open_incidents(self.run, since) + self._just_resolved(since):
+            if not inc.get("alert_labels"):
+                continue
+            a = incident_alert(inc, _json(inc["suspects"]), now_s, hold_s)
+            (resolved if inc["resolved"] else alerts).append(a)
+        for key, fc in list(self.forecasts.items()):
+            if (
+                now_s - fc["last_s"] > self.f.resolve_after_s
+                and w.end_ms / 1000.0 - fc["last_s"] > self.f.resolve_after_s
+            ):
+                resolved.append(forecast_alert(fc, now_s, hold_s, resolved=True))
+                self.forecasts.pop(key)
+            else:
+                alerts.append(forecast_alert(fc, now_s, hold_s))
+        ok = self.notifier.post(alerts, resolved)
+        return len(alerts) + len(resolved) if ok else 0
+
+    def _just_resolved(self, since_ms: int) -> list[dict]:
+        sql = f"""SELECT * FROM {self.store.t("incidents")} FINAL WHERE run = {{run:String}} AND resolved
+                  AND updated_at >= fromUnixTimestamp64Milli({{s:Int64}}) AND length(alert_labels) > 0"""
+        res = self.store.client.query(
+            sql, parameters={"run": self.run, "s": since_ms - int(self.f.resolve_after_s * 1000)}
+        )
+        out = [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
+        sent = self._resolved_sent
+        fresh = [i for i in out if int(i["incident_id"]) not in sent]
+        sent.update(int(i["incident_id"]) for i in fresh)
+        return fresh
+
+
+def _fmt_labels(labels: dict) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(dict(labels).items())) + "}" if labels else ""
+
+
+def _json(v):
+    import json
+
+    return json.loads(v) if isinstance(v, str) and v else (v or [])
+
+
+def _dumps(v) -> str:
+    import json
+
+    return json.dumps(v, default=str)

@@ -1,0 +1,127 @@
+"""``FlowsService``: the score loop (and periodic training) embedded in a forewarn process.
+
+``forewarn up`` starts it next to the collector and the router, on the same DSN (one chDB engine
+per process) with its own clients. The loop runs in a thread, so ingest never waits for scoring:
+every ``flows.interval_s`` it scores the closed buckets as a Prefect flow run of
+``forewarn-score`` (embedded temporary server by default), or directly with
+``flows.orchestrator: inline``. If Prefect cannot start, the loop logs it and scores inline, so
+anomalies keep flowing.
+
+>>> from forewarn.config import load_settings
+>>> svc = FlowsService(load_settings(), "chdb:///tmp/forewarn-doctest", None)
+>>> svc.running
+False
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+from forewarn.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class FlowsService:
+    def __init__(self, settings: Settings, storage_dsn: str, alerts_url: str | None = None):
+        self.settings, self.dsn = settings, storage_dsn
+        self.alerts_url = alerts_url or settings.alerts.url
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.orchestrator = settings.flows.orchestrator
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    async def start(self) -> None:
+        self.start_thread()
+
+    async def stop(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.stop_thread)
+
+    def start_thread(self) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="forewarn-flows", daemon=True)
+        self._thread.start()
+
+    def stop_thread(self, timeout_s: float = 60.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.warning("flows loop did not stop within %.0f s", timeout_s)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _score_callable(self):
+        f = self.settings.flows
+        if self.orchestrator == "prefect":
+            try:
+                from forewarn.flows.runtime import prepare_prefect
+
+                prepare_prefect(self.settings.data_dir)
+                from forewarn.flows import prefect_flows
+
+                prefect_flows.configure(self.settings, self.dsn, self.alerts_url)
+                return lambda: prefect_flows.score_flow(shard=f.shard, shards=f.shards)
+            except Exception as e:  # pragma: no cover - depends on the environment
+                log.warning("Prefect unavailable (%s); scoring inline", e)
+                self.orchestrator = "inline"
+        from forewarn.flows.runtime import Runtime
+
+        rt = Runtime(self.settings, self.dsn, self.alerts_url)
+        eng = rt.engine("live", f.shard, f.shards)
+        return lambda: [r.as_dict() for r in iter(eng.run_once, None)]
+
+    def _loop(self) -> None:
+        f = self.settings.flows
+        score = None
+        last_train = time.time()
+        while not self._stop.is_set():
+            t0 = time.time()
+            try:
+                if score is None:
+                    score = self._score_callable()
+                reps = score()
+                self.batches += len(reps or [])
+                if time.time() - last_train >= f.train_interval_s:
+                    last_train = time.time()
+                    self._train()
+            except Exception as e:  # keep running: the watermark did not move, the next tick retries
+                self.errors += 1
+                self.last_error = str(e)
+                log.exception("flows: score tick failed (will retry)")
+                if self.orchestrator == "prefect" and _from_prefect(e):
+                    # Prefect itself failing must not stop scoring: fall back to direct calls.
+                    self.orchestrator, score = "inline", None
+            self._stop.wait(max(0.0, f.interval_s - (time.time() - t0)))
+
+    def _train(self) -> None:
+        from forewarn.flows.runtime import Runtime
+
+        if self.orchestrator == "prefect":
+            from forewarn.flows import prefect_flows
+
+            prefect_flows.train_flow()
+        else:
+            Runtime(self.settings, self.dsn, self.alerts_url).train()
+
+
+def _from_prefect(e: BaseException) -> bool:
+    """Whether the orchestration itself failed (then score inline), not the scoring."""
+    return type(e).__module__.split(".")[0] in (
+        "prefect",
+        "httpx",
+        "httpcore",
+        "sqlalchemy",
+        "uvicorn",
+        "anyio",
+    )
