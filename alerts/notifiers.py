@@ -26,7 +26,11 @@ import orjson
 from forewarn.alerts import config as c
 from forewarn.alerts.model import Alert
 
+from forewarn import __version__
+
 log = logging.getLogger(__name__)
+
+USER_AGENT = f"forewarn/{__version__} (Alertmanager/0.25.0 compatible)"
 
 
 def quote_meta(s: str) -> str:
@@ -123,7 +127,7 @@ class Integration:
     def __init__(self, idx: int, conf: Any, http: httpx.AsyncClient, glob: c.GlobalConfig) -> None:
         self.idx, self.conf, self.http, self.glob = idx, conf, http, glob
         http_conf = getattr(conf, "http_config", None) or glob.http_config
-        self.headers = {"Content-Type": "application/json", **http_conf.headers()}
+        self.headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **http_conf.headers()}
         self.auth = (
             (http_conf.basic_auth.username, http_conf.basic_auth.password.get_secret_value())
             if http_conf.basic_auth
@@ -192,6 +196,8 @@ class Slack(Integration):
                     "title_link": link,
                     "text": self.conf.text or "",
                     "fallback": f"{title} | {link}",
+                    "callback_id": "",
+                    "footer": "",
                     "color": "danger" if d["status"] == "firing" else "good",
                     "mrkdwn_in": ["fallback", "pretext", "text"],
                 }
@@ -235,8 +241,6 @@ class PagerDuty(Integration):
             "payload": payload,
             "client": self.conf.client,
             "client_url": alertmanager_url(d),
-            "images": [],
-            "links": [],
         }
 
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import re
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,44 +91,60 @@ class AlertRouter:
         self.config_text = self.config_path.read_text() if self.config_path.exists() else ""
         self.config: AlertsConfig = load_config(self.config_path)
         host, port = parse_listen(self.listen)
-        self.started_at = time.time()
-        self.store = StateStore(self.data_dir)
-        self.silences = Silences(self.store)
-        self.provider = AlertProvider(self.store, self.max_alerts)
-        self.clients = HTTPClients()
-        extra_routes: list[Any] = []
-        if self.config.remediations is not None:
-            from forewarn.alerts.remediation.api import routes as remediation_routes
-            from forewarn.alerts.remediation.engine import RemediationEngine
-
-            if self.data_dir is None or self.storage_dsn is None:
-                raise ValueError("remediations: need --data-dir (state) and a storage DSN (audit table)")
-            self.engine = RemediationEngine(
-                self.config.remediations,
-                data_dir=self.data_dir,
-                storage_dsn=self.storage_dsn,
-                database=self.database,
-            )
-            await self.engine.start()
-            extra_routes = remediation_routes(self.engine)
-        self.dispatcher = self._dispatcher()
-        self.dispatcher.start()
-        self._gc_task = asyncio.get_running_loop().create_task(self._gc_loop())
-        app = build_app(self, extra_routes, self.api_tokens)
-        self._server = _Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
-        )
-        self._serve_task = asyncio.get_running_loop().create_task(self._server.serve())
-        while not self._server.started:
-            if self._serve_task.done():
-                await self.stop()
-                raise OSError(f"cannot listen on {self.listen}")
-            await asyncio.sleep(0.01)
-        sock = self._server.servers[0].sockets[0].getsockname()
-        self.port = sock[1]
+        # Bind here, not in uvicorn: a busy port must be an OSError for the caller, and uvicorn
+        # would sys.exit() inside the embedding program's event loop.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            sock.close()
+            raise OSError(e.errno, f"cannot listen on {self.listen}: {e.strerror}") from None
+        sock.listen(1024)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
         if self.external_url is None:
             self.external_url = f"http://{host}:{self.port}"
-            self.dispatcher.pipeline.external_url = self.external_url
+        try:
+            self.started_at = time.time()
+            self.store = StateStore(self.data_dir)
+            self.silences = Silences(self.store)
+            self.provider = AlertProvider(self.store, self.max_alerts)
+            self.clients = HTTPClients()
+            extra_routes: list[Any] = []
+            if self.config.remediations is not None:
+                from forewarn.alerts.remediation.api import routes as remediation_routes
+                from forewarn.alerts.remediation.engine import RemediationEngine
+
+                if self.data_dir is None or self.storage_dsn is None:
+                    raise ValueError("remediations: need --data-dir (state) and a storage DSN (audit table)")
+                self.engine = RemediationEngine(
+                    self.config.remediations,
+                    data_dir=self.data_dir,
+                    storage_dsn=self.storage_dsn,
+                    database=self.database,
+                )
+                await self.engine.start()
+                extra_routes = remediation_routes(self.engine)
+            self.dispatcher = self._dispatcher()
+            self.dispatcher.start()
+            self._gc_task = asyncio.get_running_loop().create_task(self._gc_loop())
+            app = build_app(self, extra_routes, self.api_tokens)
+            self._server = _Server(
+                uvicorn.Config(
+                    app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+                )
+            )
+            self._serve_task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
+            while not self._server.started:
+                if self._serve_task.done():
+                    raise OSError(f"cannot serve on {self.listen}")
+                await asyncio.sleep(0.01)
+        except BaseException:
+            sock.close()
+            await self.stop()
+            raise
         self.ready = True
         log.info("alert router listening on %s:%d", host, self.port)
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,7 +132,8 @@ class Silences:
         if prev is not None and prev.state(now) != "expired":
             self.expire(prev.id, now)
         new.id = str(uuid.uuid4())
-        new.starts_at = max(new.starts_at, now)
+        # Millisecond precision, the API's: a start read back from GET can update the silence in place.
+        new.starts_at = max(new.starts_at, math.floor(now * 1000) / 1000)
         self._save(new)
         return new.id
 

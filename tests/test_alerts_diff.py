@@ -6,6 +6,7 @@ order per group, payload (``externalURL`` aside) and timing within a tolerance.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.skipif(
     not Alertmanager.available(), reason="prometheus-alertmanager not installed (make system-deps)"
 )
 
+_LOCAL = re.compile(r"http://127\.0\.0\.1:\d+")
 TIME_TOLERANCE = 0.8  # seconds between the two systems' notification times and generated timestamps
 
 
@@ -123,6 +125,9 @@ def _same_value(a: Any, b: Any, path: str) -> None:
     elif isinstance(a, str) and isinstance(b, str) and path.endswith(("startsAt", "endsAt")):
         ta, tb = parse_time(a, path), parse_time(b, path)
         assert abs(ta - tb) <= TIME_TOLERANCE, f"{path}: {a} vs {b}"
+    elif isinstance(a, str) and isinstance(b, str):
+        # Each system's own externalURL differs (its port); everything else must be equal.
+        assert _LOCAL.sub("EXTERNAL", a) == _LOCAL.sub("EXTERNAL", b), f"{path}: {a!r} != {b!r}"
     else:
         assert a == b, f"{path}: {a!r} != {b!r}"
 
@@ -143,8 +148,8 @@ def assert_same(am: list, fw: list, t0: float) -> None:
         a, f = ga[key], gf[key]
         assert len(a) == len(f), f"{key}: alertmanager sent {len(a)}, forewarn {len(f)}: {summary}"
         for i, (ra, rf) in enumerate(zip(a, f, strict=True)):
-            ba = {k: v for k, v in ra.body.items() if k not in ("externalURL", "client_url")}
-            bf = {k: v for k, v in rf.body.items() if k not in ("externalURL", "client_url")}
+            ba = {k: v for k, v in ra.body.items() if k != "externalURL"}
+            bf = {k: v for k, v in rf.body.items() if k != "externalURL"}
             _same_value(ba, bf, f"{key}#{i}")
             assert abs((ra.t - t0) - (rf.t - t0)) <= TIME_TOLERANCE, (
                 f"{key}#{i}: alertmanager at +{ra.t - t0:.2f}s, forewarn at +{rf.t - t0:.2f}s"
@@ -402,3 +407,29 @@ receivers:
             assert len(flaky) == 3, [r.t - t0 for r in flaky]
             assert len(bad) == 2, [r.t - t0 for r in bad]
         assert [r.body["alerts"] for r in am_sink.received("/bad")][1:] != []
+
+
+def test_slack_and_pagerduty_payloads() -> None:
+    config = f"""
+route:
+  receiver: team.x
+  group_by: [alertname]
+  {TIMERS}
+receivers:
+  - name: team.x
+    slack_configs: [{{api_url: "SINK/slack", channel: "#ops", send_resolved: true}}]
+    pagerduty_configs: [{{routing_key: "key-1", url: "SINK/pd"}}]
+"""
+    alerts = [
+        {
+            "labels": {"alertname": "Down", "severity": "critical", "instance": f"i{i}"},
+            "annotations": {"summary": "gone"},
+            "startsAt": at(-30),
+            "generatorURL": "http://prom/graph",
+        }
+        for i in range(2)
+    ]
+    steps = [(0.0, post(*alerts)), (1.0, post(*({**a, "endsAt": at(1.0)} for a in alerts)))]
+    am, fw, t0 = run_both(config, steps, duration=3.0)
+    assert {r.path for r in am} == {"/slack", "/pd"} and len(am) == 4
+    assert_same(am, fw, t0)

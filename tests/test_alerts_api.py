@@ -1,0 +1,217 @@
+"""The v2 API: validation (same status codes as Alertmanager), silences, status, metrics, auth,
+amtool, an unreachable receiver, and forewarn's own anomaly alerts through the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from forewarn.alerts.anomaly import AlertPostError, anomaly_alert, post_alerts, post_alerts_async
+from forewarn.alerts.testing import Alertmanager, RouterThread, WebhookSink
+
+CONFIG = """
+route:
+  receiver: hook
+  group_by: [alertname, service]
+  group_wait: 200ms
+  group_interval: 1s
+receivers:
+  - name: hook
+    webhook_configs: [{url: "SINK/hook"}]
+  - name: dead
+    webhook_configs: [{url: "http://127.0.0.1:1/unreachable"}]
+"""
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[WebhookSink]:
+    with WebhookSink() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def fw(sink: WebhookSink) -> Iterator[RouterThread]:
+    with RouterThread(CONFIG.replace("SINK", sink.url)) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def am(sink: WebhookSink) -> Iterator[Alertmanager | None]:
+    if not Alertmanager.available():
+        yield None
+        return
+    with Alertmanager(CONFIG.replace("SINK", sink.url)) as a:
+        yield a
+
+
+BAD_POSTS = [
+    b"not json",
+    b'{"labels": {"a": "b"}}',
+    b'[{"labels": {}}]',
+    b'[{"labels": {"a": ""}}]',
+    b'[{"labels": {"0bad": "x"}}]',
+    b'[{"labels": {"a": "b"}, "startsAt": "2026-01-02T00:00:00Z", "endsAt": "2026-01-01T00:00:00Z"}]',
+    b'[{"labels": {"a": "b"}, "startsAt": "yesterday"}]',
+    b'[{"labels": {"a": 1}}]',
+]
+
+
+@pytest.mark.parametrize("body", BAD_POSTS)
+def test_bad_alerts_rejected_like_alertmanager(
+    fw: RouterThread, am: Alertmanager | None, body: bytes
+) -> None:
+    r = httpx.post(fw.url + "/api/v2/alerts", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.text, r.text
+    if am is not None:
+        ra = httpx.post(am.url + "/api/v2/alerts", content=body, headers={"Content-Type": "application/json"})
+        assert 400 <= ra.status_code < 500, ra.text  # go-swagger answers 400 or 422 for schema errors
+    assert httpx.get(fw.url + "/-/healthy").status_code == 200
+
+
+def test_valid_alerts_of_a_bad_post_are_kept(fw: RouterThread) -> None:
+    body = [{"labels": {"alertname": "Kept", "service": "s"}}, {"labels": {}}]
+    r = httpx.post(fw.url + "/api/v2/alerts", json=body)
+    assert r.status_code == 400 and "at least one label pair required" in r.text
+    got = httpx.get(fw.url + "/api/v2/alerts", params={"filter": 'alertname="Kept"'}).json()
+    assert len(got) == 1 and got[0]["labels"] == {"alertname": "Kept", "service": "s"}
+    assert got[0]["receivers"] == [{"name": "hook"}] and got[0]["status"]["state"] == "active"
+    groups = httpx.get(fw.url + "/api/v2/alerts/groups").json()
+    assert any(g["labels"] == {"alertname": "Kept", "service": "s"} for g in groups)
+
+
+def test_silence_lifecycle(fw: RouterThread) -> None:
+    now = time.time()
+
+    def iso(t: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+    body = {
+        "matchers": [{"name": "alertname", "value": "Sil", "isRegex": False}],
+        "startsAt": iso(now),
+        "endsAt": iso(now + 3600),
+        "createdBy": "me",
+        "comment": "c",
+    }
+    sid = httpx.post(fw.url + "/api/v2/silences", json=body).json()["silenceID"]
+    httpx.post(fw.url + "/api/v2/alerts", json=[{"labels": {"alertname": "Sil"}}])
+    got = httpx.get(fw.url + "/api/v2/alerts", params={"filter": "alertname=Sil"}).json()
+    assert got[0]["status"] == {"inhibitedBy": [], "silencedBy": [sid], "state": "suppressed"}
+    assert (
+        httpx.get(fw.url + "/api/v2/alerts", params={"silenced": "false", "filter": "alertname=Sil"}).json()
+        == []
+    )
+    s = httpx.get(f"{fw.url}/api/v2/silence/{sid}").json()
+    assert s["status"]["state"] == "active" and s["matchers"][0]["isEqual"] is True
+    # Updating an active silence's end keeps its ID, as Alertmanager does.
+    same = httpx.post(fw.url + "/api/v2/silences", json={**body, "id": sid, "startsAt": s["startsAt"]}).json()
+    assert same["silenceID"] == sid
+    assert httpx.delete(f"{fw.url}/api/v2/silence/{sid}").status_code == 200
+    assert httpx.get(f"{fw.url}/api/v2/silence/{sid}").json()["status"]["state"] == "expired"
+    assert httpx.delete(f"{fw.url}/api/v2/silence/nope").status_code == 404
+    assert httpx.post(fw.url + "/api/v2/silences", json={**body, "id": "nope"}).status_code == 404
+    for bad in (
+        {**body, "matchers": []},
+        {**body, "matchers": [{"name": "a", "value": ".*", "isRegex": True}]},
+        {**body, "endsAt": iso(now - 10), "startsAt": iso(now - 20)},
+        {**body, "startsAt": iso(now + 10), "endsAt": iso(now + 5)},
+        {k: v for k, v in body.items() if k != "createdBy"},
+    ):
+        r = httpx.post(fw.url + "/api/v2/silences", json=bad)
+        assert r.status_code == 400, (bad, r.text)
+
+
+def test_status_receivers_health_metrics(fw: RouterThread) -> None:
+    st = httpx.get(fw.url + "/api/v2/status").json()
+    assert st["cluster"]["status"] == "disabled" and "route:" in st["config"]["original"]
+    assert httpx.get(fw.url + "/api/v2/receivers").json() == [{"name": "hook"}, {"name": "dead"}]
+    assert httpx.get(fw.url + "/-/ready").status_code == 200
+    httpx.post(fw.url + "/api/v2/alerts", json=[{"labels": {"alertname": "M"}}])
+    text = httpx.get(fw.url + "/metrics").text
+    assert "forewarn_alerts_received_total" in text and "forewarn_alerts_invalid_total" in text
+
+
+def test_anomaly_alert_through_the_pipeline(fw: RouterThread, sink: WebhookSink) -> None:
+    a = anomaly_alert(
+        "checkout",
+        "latency_p99",
+        "critical",
+        "p99 3x baseline",
+        "6 sigma above forecast",
+        score=0.999,
+        forecast=120.0,
+        dashboard_url="http://grafana.local/d/1",
+    )
+    post_alerts(fw.url, [a])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        hits = [r for r in sink.received("/hook") if r.body["groupLabels"].get("service") == "checkout"]
+        if hits:
+            break
+        time.sleep(0.05)
+    body = hits[0].body
+    assert body["groupKey"] == '{}:{alertname="ForewarnAnomaly", service="checkout"}'
+    alert = body["alerts"][0]
+    assert alert["labels"] == {
+        "alertname": "ForewarnAnomaly",
+        "service": "checkout",
+        "signal": "latency_p99",
+        "severity": "critical",
+    }
+    assert alert["annotations"]["dashboard"] == "http://grafana.local/d/1"
+    assert alert["annotations"]["score"] == "0.999" and alert["annotations"]["forecast"] == "120"
+    asyncio.run(post_alerts_async(fw.url, [{**a, "endsAt": a["startsAt"]}]))
+    with pytest.raises(AlertPostError, match="answered 400"):
+        post_alerts(fw.url, [{"labels": {}}])
+    with pytest.raises(AlertPostError, match="cannot reach"):
+        post_alerts("http://127.0.0.1:1", [a], timeout=1)
+    with pytest.raises(ValueError):
+        anomaly_alert("s", "x", "catastrophic", "", "", 1.0)
+
+
+def test_unreachable_receiver_keeps_router_running(sink: WebhookSink) -> None:
+    config = CONFIG.replace("SINK", sink.url).replace(
+        "receiver: hook\n  group_by", "receiver: dead\n  group_by"
+    )
+    with RouterThread(config) as r:
+        httpx.post(r.url + "/api/v2/alerts", json=[{"labels": {"alertname": "Lost?"}}]).raise_for_status()
+        time.sleep(1.5)  # the first flush fails and retries in the background
+        assert httpx.get(r.url + "/-/healthy").status_code == 200
+        assert httpx.get(r.url + "/api/v2/alerts").json()[0]["labels"] == {"alertname": "Lost?"}
+        assert (
+            'forewarn_alerts_notifications_failed_total{integration="webhook"}'
+            in httpx.get(r.url + "/metrics").text
+        )
+
+
+def test_api_tokens(sink: WebhookSink) -> None:
+    with RouterThread(CONFIG.replace("SINK", sink.url), api_tokens=["s3cret"]) as r:
+        assert httpx.get(r.url + "/api/v2/alerts").status_code == 401
+        assert (
+            httpx.get(r.url + "/api/v2/alerts", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        )
+        assert httpx.get(r.url + "/-/ready").status_code == 200
+        post_alerts(r.url, [{"labels": {"a": "b"}}], token="s3cret")
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed")
+def test_amtool_speaks_to_the_router(fw: RouterThread) -> None:
+    def amtool(*args: str) -> str:
+        out = subprocess.run(
+            ["amtool", f"--alertmanager.url={fw.url}", *args], capture_output=True, text=True, timeout=30
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    sid = amtool(
+        "silence", "add", "alertname=ViaAmtool", "--comment=tool", "--author=me", "--duration=1h"
+    ).strip()
+    assert sid in amtool("silence", "query", "-q")
+    amtool("alert", "add", "alertname=FromAmtool", "service=x")
+    assert "FromAmtool" in amtool("alert", "query")
+    amtool("silence", "expire", sid)
+    assert sid not in amtool("silence", "query", "-q")
