@@ -305,3 +305,32 @@ def test_per_hook_rate_limit_timeout_and_reload(store, settings, tmp_path) -> No
         store, "event = 'attempt' AND outcome = 'retryable_error'"
     )
     assert row["error"].startswith("timeout") and row["status_code"] == 0
+
+
+def test_resolution_cancels_retries_and_pending_approvals(store, settings, tmp_path) -> None:
+    receiver = Receiver(default=503)
+    try:
+        cfg = config(receiver.url, tmp_path, retries=10, backoff={"initial": "400ms", "max": "400ms"})
+        gated = config(receiver.url, tmp_path, require_approval=True)
+
+        async def main() -> None:
+            async with running(cfg, settings) as eng:
+                await eng.submit("g1", "team", [alert(1)])
+                await until(lambda: receiver.count() == 1, what="the first attempt")
+                await eng.submit("g1", "team", [alert(1, status="resolved")])
+                await settled(eng)
+                [a] = await eng.list_actions()
+                assert (a.state, a.reason) == ("cancelled", "alert_resolved")
+                await asyncio.sleep(0.5)  # past the next retry time: nothing more is sent
+            async with running(gated, settings) as eng:
+                await eng.submit("g2", "team", [alert(2)])
+                await settled(eng)
+                await eng.submit("g2", "team", [alert(2, status="resolved")])
+                await settled(eng)
+                assert [a.state for a in await eng.list_actions(state="pending")] == []
+
+        asyncio.run(main())
+    finally:
+        receiver.close()
+    assert receiver.count() <= 2  # at most one attempt could have been in flight
+    assert len(audit_rows(store, "event = 'cancelled' AND reason = 'alert_resolved'")) == 2

@@ -161,5 +161,5 @@ async def settled(eng: RemediationEngine, timeout: float = 30.0) -> None:
 
 
 def audit_rows(store: Any, where: str = "1") -> list[dict[str, Any]]:
-    res = store.query(f"SELECT * FROM forewarn_remediation_audit WHERE {where} ORDER BY event_time")
+    res = store.query(f"SELECT * FROM forewarn_remediation_audit WHERE {where} ORDER BY event_time, seq")
     return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]

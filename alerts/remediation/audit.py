@@ -30,7 +30,8 @@ AUDIT_TABLE = "forewarn_remediation_audit"
 AUDIT = Table(
     name=AUDIT_TABLE,
     columns=(
-        ("event_time", "DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1))"),
+        ("event_time", "DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))"),
+        ("seq", "UInt64 CODEC(Delta, ZSTD(1))"),
         ("event", "LowCardinality(String)"),
         ("outcome", "LowCardinality(String)"),
         ("reason", "String CODEC(ZSTD(1))"),
@@ -55,7 +56,7 @@ AUDIT = Table(
         ("comment", "String CODEC(ZSTD(1))"),
         ("breaker_state", "LowCardinality(String)"),
     ),
-    order_by="(hook, event_time)",
+    order_by="(hook, event_time, seq)",
     partition_by="toDate(event_time)",
     settings={"index_granularity": "8192", "non_replicated_deduplication_window": "1000"},
     shard_key="cityHash64(action_id)",
@@ -93,9 +94,10 @@ def audit_ddl(schema: Schema, ttl: TTLSettings | None = None) -> list[str]:
     return schema.create_table(AUDIT)
 
 
-def to_row(event: dict[str, Any]) -> list[Any]:
-    """One outbox entry as a row in column order; ``ts`` is a Unix time in seconds."""
-    full = {**DEFAULTS, **event}
+def to_row(seq: int, event: dict[str, Any]) -> list[Any]:
+    """One outbox entry as a row in column order; ``ts`` is a Unix time in seconds, ``seq``
+    the outbox sequence that orders events written in the same instant."""
+    full = {**DEFAULTS, **event, "seq": seq}
     full["event_time"] = datetime.fromtimestamp(float(event["ts"]), tz=UTC)
     return [full[c] for c in COLUMNS]
 
@@ -173,7 +175,7 @@ class AuditWriter:
         client = self._connect()
         client.insert(
             AUDIT_TABLE,
-            [to_row(r) for _, r in rows],
+            [to_row(seq, r) for seq, r in rows],
             column_names=COLUMNS,
             database=self._db,
             settings={"insert_deduplicate": 1},

@@ -33,6 +33,7 @@ from forewarn.alerts.remediation import sender
 from forewarn.alerts.remediation.audit import AuditWriter
 from forewarn.alerts.remediation.config import HookConfig, RemediationsConfig
 from forewarn.alerts.remediation.state import (
+    CANCELLED,
     DENIED,
     DRY_RUN,
     EXPIRED,
@@ -240,10 +241,12 @@ class RemediationEngine:
         starts_at = str(alert.get("startsAt") or "")
         resolved = alert.get("status") == "resolved"
         if resolved:
-            if hook.on_resolve is None:
-                return None
             fired = self.state.action_by_key(c, idempotency_key(hook.name, group_key, fp, starts_at))
-            if fired is None or fired.state not in (SUCCEEDED, DRY_RUN):
+            if fired is not None and fired.state in (PENDING, QUEUED):
+                # The problem went away: do not keep asking a human, nor keep retrying a fix.
+                self._finish(fired, CANCELLED, "alert_resolved")
+                return None
+            if hook.on_resolve is None or fired is None or fired.state not in (SUCCEEDED, DRY_RUN):
                 return None
             kind, url, method = "resolve", hook.on_resolve.url, hook.on_resolve.method
         else:
@@ -422,6 +425,8 @@ class RemediationEngine:
     def _end_attempt(self, a: Action, hook: HookConfig, res: sender.AttemptResult) -> bool:
         """Record one attempt and its consequences; True when the action is finished."""
         with self.state.tx() as c:
+            current = self.state.get_action(a.id)
+            cancelled = current is not None and current.state == CANCELLED
             b = self.state.breaker(c, hook.name)
             a.last_status, a.last_error, a.updated_at = res.status, res.error, time.time()
             outcome = "success" if res.ok else ("retryable_error" if res.retryable else "error")
@@ -437,7 +442,11 @@ class RemediationEngine:
                 breaker_state=b.state,
             )
             self._breaker_after(c, a, hook, b, res.ok)
-            if res.ok:
+            if cancelled and not res.ok:  # resolved while this attempt was in flight: stop here
+                a.state, a.reason = CANCELLED, current.reason if current else ""
+                self.state.update_action(c, a)
+                return True
+            if res.ok:  # even if resolved meanwhile: the call did happen
                 self._finish(a, SUCCEEDED, "", attempt=a.attempts, status_code=res.status)
                 return True
             if res.retryable and a.attempts <= hook.retries:

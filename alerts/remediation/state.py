@@ -54,8 +54,8 @@ CREATE TABLE IF NOT EXISTS audit_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, 
 # Action states. Terminal ones never change again; "pending" waits for a human.
 PENDING, QUEUED, SUCCEEDED, FAILED = "pending", "queued", "succeeded", "failed"
 DENIED, EXPIRED, REFUSED, DRY_RUN = "denied", "expired", "refused", "dry_run"
-ACTIVE_STATES = (QUEUED,)
-ALL_STATES = (PENDING, QUEUED, SUCCEEDED, FAILED, DENIED, EXPIRED, REFUSED, DRY_RUN)
+CANCELLED = "cancelled"  # the alert resolved before the action ran (or while it was retrying)
+ALL_STATES = (PENDING, QUEUED, SUCCEEDED, FAILED, DENIED, EXPIRED, REFUSED, DRY_RUN, CANCELLED)
 
 
 @dataclass
