@@ -5,11 +5,11 @@ the router then treats the alert exactly like one from Prometheus.
 
 >>> a = anomaly_alert("checkout", "latency_p99", "critical", "p99 latency 3x baseline",
 ...                   "residual 6.1 sigma above forecast", score=0.997, forecast=120.5,
-...                   dashboard_url="http://grafana/d/x", starts_at=0.0)
+...                   dashboard_url="http://grafana/d/x", starts_at=1.5e9)
 >>> a["labels"]
 {'alertname': 'ForewarnAnomaly', 'service': 'checkout', 'signal': 'latency_p99', 'severity': 'critical'}
 >>> a["annotations"]["score"], a["annotations"]["forecast"], a["startsAt"]
-('0.997', '120.5', '1970-01-01T00:00:00Z')
+('0.997', '120.5', '2017-07-14T02:40:00Z')
 """
 
 from __future__ import annotations
