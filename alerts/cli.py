@@ -53,8 +53,9 @@ def alerts_main(
         storage_dsn=storage or (None if data_dir else s.storage.dsn),
         database=s.storage.database,
         listen=listen or s.alerts.listen,
-        external_url=external_url,
+        external_url=external_url or s.alerts.external_url,
         api_tokens=[t.get_secret_value() for t in s.alerts.api_tokens],
+        max_alerts=s.alerts.max_alerts,
     )
     try:
         serve(router)

@@ -124,10 +124,14 @@ class DetectorSettings(Section):
 
 
 class AlertsSettings(Section):
+    """The Alertmanager-compatible router (``forewarn alerts``); its routing lives in ``config_file``."""
+
     listen: str = "127.0.0.1:9093"
-    config_file: Path | None = None
+    config_file: Path | None = Field(default=None, description="Alertmanager YAML of the router")
     url: str | None = Field(default=None, description="router that forewarn's own alerts are posted to")
     api_tokens: list[SecretStr] = Field(default_factory=list)
+    external_url: str | None = Field(default=None, description="URL receivers see as externalURL")
+    max_alerts: int = Field(default=1_000_000, ge=1, description="bound on alerts held in memory")
 
 
 class FlowsSettings(Section):
