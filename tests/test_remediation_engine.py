@@ -334,3 +334,35 @@ def test_resolution_cancels_retries_and_pending_approvals(store, settings, tmp_p
         receiver.close()
     assert receiver.count() <= 2  # at most one attempt could have been in flight
     assert len(audit_rows(store, "event = 'cancelled' AND reason = 'alert_resolved'")) == 2
+
+
+def test_finished_actions_are_forgotten_only_after_their_alert_stopped_flushing(tmp_path) -> None:
+    from forewarn.alerts.remediation.state import Action, State
+
+    st = State(tmp_path / "s.sqlite")
+
+    def act(i: str, state: str, at: float) -> Action:
+        return Action(
+            i,
+            "k" + i,
+            "h",
+            "fire",
+            "g",
+            "r",
+            "fp",
+            "",
+            "{}",
+            "u",
+            "POST",
+            state,
+            created_at=at,
+            updated_at=at,
+        )
+
+    with st.tx() as c:
+        for a in (act("old", "succeeded", 100), act("seen", "succeeded", 100), act("wait", "pending", 100)):
+            st.insert_action(c, a)
+        assert st.seen_again(c, "kseen", 5000) and not st.seen_again(c, "knew", 5000)
+    st.prune(executions_before=0, actions_before=1000)
+    assert sorted(a.id for a in st.list_actions()) == ["seen", "wait"]
+    st.close()

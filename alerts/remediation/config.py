@@ -178,6 +178,11 @@ class RemediationsConfig(_Model):
     max_executions: int = Field(default=10, ge=0, description="blast-radius cap across all alerts")
     window: Duration = 600.0
     approval_timeout: Duration = 3600.0
+    retention: Duration = Field(
+        default=7 * 86400.0,
+        description="how long a finished action is remembered after its alert was last flushed; "
+        "keep it above the routes' repeat_interval so a still-firing alert is never re-run",
+    )
     max_concurrency: int = Field(default=8, ge=1, le=256)
     max_pending: int = Field(default=10_000, ge=1, description="submitted batches not yet evaluated")
     hooks: list[HookConfig] = Field(default_factory=list)
@@ -190,6 +195,8 @@ class RemediationsConfig(_Model):
             raise ValueError(f"hook names must be unique: {', '.join(dupes)}")
         if self.hooks and not (self.secret_env or self.secret_file):
             raise ValueError("hooks need a signing key: set secret_env or secret_file")
+        if self.retention < 3600:
+            raise ValueError("retention must be at least 1h")
         if self.secret_env and self.secret_file:
             raise ValueError("set only one of secret_env and secret_file")
         return self

@@ -111,7 +111,6 @@ class RemediationEngine:
         self._http: httpx.AsyncClient | None = None
         self._sem: asyncio.Semaphore | None = None
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._started = False
@@ -252,9 +251,9 @@ class RemediationEngine:
         else:
             kind, url, method = "fire", hook.url, hook.method
         key = idempotency_key(hook.name, group_key, fp, starts_at, kind)
-        if self.state.has_key(c, key):
-            return None  # a re-flush of an alert instance already decided
         now = time.time()
+        if self.state.seen_again(c, key, now):
+            return None  # a re-flush of an alert instance already decided
         dry = self.config.dry_run if hook.dry_run is None else hook.dry_run
         a = Action(
             id=uuid.uuid4().hex[:16],
@@ -545,7 +544,8 @@ class RemediationEngine:
             await asyncio.sleep(1.0)
             try:
                 await asyncio.to_thread(self._expire_pending)
-                await asyncio.to_thread(self.state.prune_executions, time.time() - keep - 1)
+                now = time.time()
+                await asyncio.to_thread(self.state.prune, now - keep - 1, now - self.config.retention)
             except (sqlite3.Error, OSError):
                 log.exception("remediation maintenance failed")
             if self.audit:

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS actions (
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, updated_at REAL NOT NULL, expires_at REAL,
     decided_by TEXT NOT NULL DEFAULT '', decision_comment TEXT NOT NULL DEFAULT '',
-    decided_at REAL, last_status INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '');
+    decided_at REAL, last_status INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',
+    seen_at REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS actions_state ON actions(state);
 CREATE TABLE IF NOT EXISTS executions (ts REAL NOT NULL, hook TEXT NOT NULL, group_key TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS executions_ts ON executions(ts);
@@ -183,8 +184,10 @@ class State:
         c.execute("DELETE FROM inbox WHERE id = ?", (inbox_id,))
 
     # -- actions ----------------------------------------------------------------------------
-    def has_key(self, c: sqlite3.Connection, idem_key: str) -> bool:
-        return c.execute("SELECT 1 FROM actions WHERE idem_key = ?", (idem_key,)).fetchone() is not None
+    def seen_again(self, c: sqlite3.Connection, idem_key: str, now: float) -> bool:
+        """True when the key is known (and notes that its alert is still around)."""
+        cur = c.execute("UPDATE actions SET seen_at = ? WHERE idem_key = ?", (now, idem_key))
+        return cur.rowcount > 0
 
     def action_by_key(self, c: sqlite3.Connection, idem_key: str) -> Action | None:
         row = c.execute(
@@ -251,9 +254,17 @@ class State:
         ).fetchone()
         return row[0]
 
-    def prune_executions(self, before: float) -> None:
+    def prune(self, executions_before: float, actions_before: float) -> None:
+        """Forget executions older than every window, and finished actions whose alert has not
+        been seen since ``actions_before`` (their keys can no longer be re-flushed)."""
+        finished = [s for s in ALL_STATES if s not in (PENDING, QUEUED)]
         with self.tx() as c:
-            c.execute("DELETE FROM executions WHERE ts < ?", (before,))
+            c.execute("DELETE FROM executions WHERE ts < ?", (executions_before,))
+            c.execute(
+                f"DELETE FROM actions WHERE state IN ({', '.join('?' * len(finished))}) "
+                "AND max(seen_at, updated_at) < ?",
+                [*finished, actions_before],
+            )
 
     # -- circuit breakers --------------------------------------------------------------------
     def breaker(self, c: sqlite3.Connection, hook: str) -> BreakerRecord:
