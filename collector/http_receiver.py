@@ -25,8 +25,28 @@ JSON = "application/json"
 ENCODINGS = ("gzip", "identity")
 
 
-async def read_body(chunks: AsyncIterator[bytes], encoding: str, limit: int) -> bytes:
+class ByteBudget:
+    """Bytes of request bodies held while they are read and decoded, over all requests at once:
+    with the pipeline's queue budget this bounds the memory of many concurrent large uploads."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> None:
+        if self.used + n > self.limit:
+            raise Refusal("overloaded", f"too many request bytes in flight ({self.used} of {self.limit})", 1)
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+
+async def read_body(
+    chunks: AsyncIterator[bytes], encoding: str, limit: int, budget: ByteBudget | None = None
+) -> bytes:
     """The whole body, decompressed; ``Refusal('too_large')`` as soon as either size passes ``limit``.
+    What it holds is taken from ``budget``; the caller gives ``len(result)`` back when done.
 
     >>> import asyncio, gzip
     >>> async def one(b):
@@ -39,21 +59,35 @@ async def read_body(chunks: AsyncIterator[bytes], encoding: str, limit: int) -> 
     ...     print(e.kind)
     too_large
     """
-    raw = 0
+    budget = budget or ByteBudget(1 << 62)
     out = bytearray()
-    gz = encoding == "gzip"
-    dec = zlib.decompressobj(wbits=31) if gz else None
+    try:
+        await _read(chunks, encoding, limit, budget, out)
+    except BaseException:
+        budget.give(len(out))
+        raise
+    return bytes(out)
+
+
+async def _read(
+    chunks: AsyncIterator[bytes], encoding: str, limit: int, budget: ByteBudget, out: bytearray
+) -> None:
+    raw = 0
+    dec = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
     async for chunk in chunks:
         raw += len(chunk)
         if raw > limit:
             raise Refusal("too_large", f"request body exceeds {limit} bytes")
         if dec is None:
+            budget.take(len(chunk))
             out += chunk
             continue
         data = chunk
         try:
             while data:
-                out += dec.decompress(data, limit + 1 - len(out))
+                part = dec.decompress(data, limit + 1 - len(out))
+                budget.take(len(part))
+                out += part
                 if len(out) > limit or dec.unconsumed_tail:
                     raise Refusal("too_large", f"decompressed request body exceeds {limit} bytes")
                 data = dec.unused_data if dec.eof else b""
@@ -63,15 +97,15 @@ async def read_body(chunks: AsyncIterator[bytes], encoding: str, limit: int) -> 
             raise Refusal("bad_request", f"invalid gzip body: {e}") from None
     if dec is not None and not dec.eof and (raw or out):
         raise Refusal("bad_request", "invalid gzip body: truncated stream")
-    return bytes(out)
 
 
 class HttpReceiver:
     """Builds the Starlette app of the OTLP/HTTP port (plus the ops routes when they share it)."""
 
-    def __init__(self, receiver: Receiver, max_request_bytes: int):
+    def __init__(self, receiver: Receiver, max_request_bytes: int, max_inflight_bytes: int | None = None):
         self.receiver = receiver
         self.max_request_bytes = max_request_bytes
+        self.budget = ByteBudget(max_inflight_bytes or 4 * max_request_bytes)
 
     def routes(self) -> list[Route]:
         return [
@@ -104,11 +138,13 @@ class HttpReceiver:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_request_bytes:
             raise Refusal("too_large", f"request body exceeds {self.max_request_bytes} bytes")
-        body = await read_body(request.stream(), encoding, self.max_request_bytes)
+        body = await read_body(request.stream(), encoding, self.max_request_bytes, self.budget)
         try:
             decoded = decode_json(signal, body) if ctype == JSON else decode_protobuf(signal, body)
         except BadData as e:
             raise Refusal("bad_request", str(e)) from None
+        finally:
+            self.budget.give(len(body))
         return await self.receiver.export(signal, "http", decoded)
 
     def _refusal(self, signal: str, e: Refusal, reply_type: str) -> Response:

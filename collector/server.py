@@ -105,7 +105,9 @@ class CollectorService:
         self.grpc_port = bound
         await self._grpc.start()
 
-        otlp = HttpReceiver(self.receiver, c.max_request_bytes).routes()
+        otlp = HttpReceiver(
+            self.receiver, c.max_request_bytes, max(c.max_queue_bytes, c.max_request_bytes)
+        ).routes()
         if self.metrics_port is None:
             self.http_port = await self._serve_http(otlp + ops_routes(self.ready), self.http_port)
             self.metrics_port = self.http_port
