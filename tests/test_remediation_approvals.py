@@ -99,6 +99,8 @@ def test_approval_flow_via_api_and_cli_survives_restart(store, settings, tmp_pat
             assert (await http.post(f"{API}/{ids['g1']}/approve", content=b"{")).status_code == 400
             assert (await http.post(f"{API}/{ids['g1']}/approve", json={})).status_code == 400
             assert (await http.get(API, params={"state": "bogus"})).status_code == 400
+            status = (await http.get(f"{API}/status")).json()
+            assert status["breakers"] == {"fix": "closed"} and status["auditDropped"] == 0
             code, out = await asyncio.to_thread(cli, "remediation", "deny", ids["g2"], "--url", url)
             assert code == 1 and "409" in out
 

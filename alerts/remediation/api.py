@@ -2,11 +2,13 @@
 
 ``GET /api/forewarn/v1/remediations[?state=pending&limit=N]`` lists actions (newest first);
 ``POST .../{id}/approve`` and ``.../{id}/deny`` take ``{"by": "alice", "comment": "..."}``.
-Unknown ids answer 404, actions not waiting for a decision 409, bad bodies 400.
+``GET .../status`` gives circuit-breaker states and the audit backlog. Unknown ids answer 404,
+actions not waiting for a decision 409, bad bodies 400.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -68,8 +70,12 @@ def routes(engine: RemediationEngine) -> list[BaseRoute]:
 
         return handler
 
+    async def status(request: Request) -> Response:
+        return _json(await asyncio.to_thread(engine.status))
+
     return [
         Route(PREFIX, list_actions, methods=["GET"]),
+        Route(PREFIX + "/status", status, methods=["GET"]),
         Route(PREFIX + "/{id}/approve", decision(True), methods=["POST"]),
         Route(PREFIX + "/{id}/deny", decision(False), methods=["POST"]),
     ]
