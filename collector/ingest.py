@@ -12,7 +12,10 @@ A crash between 2 and 4 replays from the committed offset; the new owner of the 
 the plans at or after that offset and cuts the replayed records at the same boundaries, so the
 tokens repeat and ClickHouse drops the second insert (within its deduplication window of 1000
 inserts per table). While ClickHouse fails, the partitions are paused (bounded memory), the
-range is retried with capped exponential backoff, and nothing is committed.
+range is retried with capped exponential backoff, and nothing is committed. A range that keeps
+failing while the store is healthy (it answers, the tables exist) holds data the store refuses:
+its records are then inserted one by one and the refused ones go to the dead-letter table, so
+no record blocks its partition forever.
 
 >>> r = _Range("otlp_spans", 3, 100, 149)
 >>> r.token
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 PLANS_TABLE = "forewarn_ingest_batches"
 DEAD_LETTERS_TABLE = "forewarn_ingest_dead_letters"
 MAX_DEAD_LETTER_BYTES = 1 << 20
+ISOLATE_AFTER = 5  # failed inserts of one range, with the store healthy, before records are tried alone
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ class Ingester:
         self._retry_at = 0.0
         self._paused = False
         self._last_lag = 0.0
+        self._failures: dict[str, int] = {}  # token -> consecutive failed inserts
         self.ranges_inserted = 0
 
     # -- Kafka -------------------------------------------------------------------------------
@@ -220,7 +225,7 @@ class Ingester:
         except Exception as e:
             raise StorageDown(f"cannot record batch plans: {_short(e)}") from e
 
-    def _insert_range(self, r: _Range, records: list[tuple[int, bytes]]) -> None:
+    def _insert_range(self, r: _Range, records: list[tuple[int, bytes]], isolate: bool = False) -> None:
         from forewarn.collector.convert import insert_requests
 
         signal = self._signal[r.topic]
@@ -238,16 +243,16 @@ class Ingester:
                 payloads.append(d.payload)
         client = self._storage()
         try:
-            if payloads:
-                try:
-                    counts = insert_requests(
-                        client, signal, payloads, database=self.database, dedup_token=r.token
-                    )
-                except ValueError:
-                    # the conversion refused the data itself: find the culprits one record at a time
-                    counts = self._insert_one_by_one(client, signal, r, records, dead)
-                for table, n in counts.items():
-                    m.ROWS.labels(table).inc(n)
+            if payloads and not isolate:
+                counts = insert_requests(
+                    client, signal, payloads, database=self.database, dedup_token=r.token
+                )
+            elif payloads:
+                counts = self._insert_one_by_one(client, signal, r, records, dead)
+            else:
+                counts = {}
+            for table, n in counts.items():
+                m.ROWS.labels(table).inc(n)
             if dead:
                 client.insert(
                     DEAD_LETTERS_TABLE,
@@ -255,18 +260,25 @@ class Ingester:
                     column_names=["topic", "partition", "offset", "error", "value"],
                     settings={"insert_deduplication_token": "dlq:" + r.token},
                 )
+        except StorageDown:
+            raise
         except Exception as e:
             raise StorageDown(f"insert of {r.token} failed: {_short(e)}") from e
         if dead:
             m.POISON.labels(r.topic).inc(len(dead))
             log.warning(
-                "%s: %d record(s) are not OTLP %s, kept in %s", r.token, len(dead), signal, DEAD_LETTERS_TABLE
+                "%s: %d record(s) could not be stored as OTLP %s, kept in %s",
+                r.token,
+                len(dead),
+                signal,
+                DEAD_LETTERS_TABLE,
             )
 
     def _insert_one_by_one(
         self, client: Any, signal: str, r: _Range, records: list[tuple[int, bytes]], dead: list[list[Any]]
     ) -> dict[str, int]:
-        """Deterministic fallback: the same range always fails the same way, so the tokens repeat."""
+        """Isolates the records the store refuses while it accepts others. Deterministic: a replay
+        of the range fails the same way, so the per-record tokens repeat."""
         from forewarn.collector.convert import insert_requests
 
         bad = {row[2] for row in dead}
@@ -279,12 +291,32 @@ class Ingester:
                 counts = insert_requests(
                     client, signal, [payload], database=self.database, dedup_token=f"{r.token}#{offset}"
                 )
-            except ValueError as e:
-                dead.append([r.topic, r.partition, offset, str(e)[:1000], value[:MAX_DEAD_LETTER_BYTES]])
+            except Exception as e:
+                if not self._storage_healthy(signal):
+                    raise StorageDown(f"storage failed while isolating {r.token}: {_short(e)}") from e
+                dead.append([r.topic, r.partition, offset, _short(e), value[:MAX_DEAD_LETTER_BYTES]])
                 continue
             for table, n in counts.items():
                 total[table] = total.get(table, 0) + n
         return total
+
+    def _storage_healthy(self, signal: str) -> bool:
+        """True when the store answers and every table of the signal exists: a range that still fails
+        then carries data the store refuses, and retrying it forever would block its partition."""
+        from forewarn.storage.schema import SIGNAL_TABLES
+
+        try:
+            rows = (
+                self._storage()
+                .query(
+                    "SELECT count() FROM system.tables WHERE database = {db:String} AND name IN {t:Array(String)}",
+                    parameters={"db": self.database, "t": list(SIGNAL_TABLES[signal])},
+                )
+                .result_rows
+            )
+        except Exception:
+            return False
+        return int(rows[0][0]) == len(SIGNAL_TABLES[signal])
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -373,7 +405,15 @@ class Ingester:
                     if is_new and p.plans is not None:
                         p.plans[r.first] = r.last
             for p, r, _ in due:
-                self._insert_range(r, [x for x in p.records if x[0] <= r.last])
+                isolate = self._failures.get(r.token, 0) >= ISOLATE_AFTER and self._storage_healthy(
+                    self._signal[r.topic]
+                )
+                try:
+                    self._insert_range(r, [x for x in p.records if x[0] <= r.last], isolate)
+                except StorageDown:
+                    self._failures[r.token] = self._failures.get(r.token, 0) + 1
+                    raise
+                self._failures.pop(r.token, None)
                 p.take(r)
                 p.to_commit = r.last + 1
                 m.BATCHES.labels(r.topic).inc()

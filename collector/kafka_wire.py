@@ -57,11 +57,21 @@ def encode(signal: str, payload: bytes, encoding: str) -> bytes:
 
 
 def decode(signal: str, value: bytes | None) -> Decoded:
-    """The validated request in a record, JSON recognised by its first byte; raises RecordError."""
+    """The validated request in a record; raises RecordError.
+
+    ``{`` never starts these protobuf messages (it would be field 15 as a group), so it marks JSON.
+    A protobuf request starts with 0x0a, which is also a newline: JSON after whitespace is tried
+    only when the protobuf parse fails.
+    """
     value = value or b""
-    if value.lstrip()[:1] == b"{":
+    if value[:1] == b"{":
         return decode_json(signal, value)
-    return decode_protobuf(signal, value)
+    try:
+        return decode_protobuf(signal, value)
+    except BadData:
+        if value.lstrip()[:1] == b"{":
+            return decode_json(signal, value)
+        raise
 
 
 def split_by_trace(payload: bytes) -> list[tuple[bytes, bytes]]:
