@@ -31,7 +31,7 @@ import orjson
 from forewarn.alerts.remediation.config import parse_remediations
 from forewarn.alerts.remediation.engine import RemediationEngine
 
-MIN_STORM_RATIO = 0.02
+MIN_STORM_RATIO = 0.01
 MIN_CALLS_RATIO = 0.05
 
 
