@@ -47,14 +47,30 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(addr)
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address of ``host`` (``localhost`` may be 127.0.0.1 and ::1, and
+    clients pick either), all on one port: the first bind picks it when ``port`` is 0."""
+    socks: list[socket.socket] = []
+    seen = set()
+    try:
+        for family, kind, proto, _, addr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+            if addr[0] in seen:
+                continue
+            seen.add(addr[0])
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((addr[0], port, *addr[2:]))
+            port = sock.getsockname()[1]
+            sock.listen(1024)
+            sock.setblocking(False)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 class CollectorService:
@@ -135,7 +151,7 @@ class CollectorService:
             log.info("store %s is queryable by other processes while the collector runs", mask_dsn(dsn))
 
     async def _serve_http(self, routes: list, port: int) -> int:
-        sock = _listen(self.host, port)
+        socks = _listen(self.host, port)
         config = uvicorn.Config(
             make_app(routes),
             log_level="warning",
@@ -145,14 +161,14 @@ class CollectorService:
             h11_max_incomplete_event_size=1024 * 1024,
         )
         server = _Uvicorn(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"collector-http-{port}")
+        task = asyncio.create_task(server.serve(sockets=socks), name=f"collector-http-{port}")
         while not server.started:
             if task.done():
                 task.result()
                 raise OSError(f"HTTP server on port {port} stopped during start")
             await asyncio.sleep(0.01)
         self._http.append((server, task))
-        return sock.getsockname()[1]
+        return socks[0].getsockname()[1]
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests become durable, drain the queue, release the store."""

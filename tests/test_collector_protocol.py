@@ -293,3 +293,15 @@ def test_grpc_invalid_argument_gzip_and_partial_success(rec):
         assert (
             resp.partial_success.rejected_data_points == 1 and "nodata" in resp.partial_success.error_message
         )
+
+
+def test_separate_metrics_port(settings):
+    settings.collector.metrics_port = 0  # its own ephemeral port
+    with RunningCollector(settings, ControlledExporter()) as svc:
+        assert svc.metrics_port not in (0, svc.http_port)
+        ops = f"http://127.0.0.1:{svc.metrics_port}"
+        assert httpx.get(f"{ops}/readyz").status_code == 200
+        assert "forewarn_collector_queue_bytes" in httpx.get(f"{ops}/metrics").text
+        assert httpx.get(f"http://127.0.0.1:{svc.http_port}/metrics").status_code == 404
+        r = httpx.post(f"http://127.0.0.1:{svc.http_port}/v1/traces", content=traces(1), headers=PB)
+        assert r.status_code == 200
