@@ -39,6 +39,7 @@ from forewarn.config import Settings
 
 log = logging.getLogger(__name__)
 FORECAST_POINTS = 60
+FP_MARGIN = 2.0  # a deviation this many times the one marked false-positive alerts again
 
 
 @dataclass
@@ -183,12 +184,7 @@ class ScoreEngine:
         detected_at = to_dt(self.clock() * 1000)
         rows = self._detect(sig, detected_at) + self._forecast(sig, w, detected_at)
         rows += self._models(sig, detected_at)
-        fp = self.store.feedback(w.end_ms)
-        for r in rows:
-            n = fp.get(r["series_id"], 0)
-            if n and r["kind"] == "deviation" and r["score"] < 1 - (1 - self.f.threshold) * 0.1**n:
-                r["kind"] = "suppressed"
-                rep.suppressed += 1
+        rep.suppressed = self._apply_feedback(rows, w)
         since = w.start_ms - int(self.f.correlation_window_s * 1000)
         open_inc = self.store.open_incidents(self.run, since)
         touched = correlate.assign(rows, open_inc, self.run, int(self.f.correlation_window_s * 1000))
@@ -206,6 +202,22 @@ class ScoreEngine:
             rep.alerts_sent = self._alert(w)
         rep.seconds = time.perf_counter() - t_start
         return rep
+
+    def _apply_feedback(self, rows: list[dict], w: Window) -> int:
+        """A false-positive mark suppresses the same pattern: the same series and detector family
+        with a deviation up to ``FP_MARGIN`` times the marked one. Larger ones still alert."""
+        fp = self.store.feedback(w.end_ms, int(self.f.feedback_suppress_s * 1000))
+        n = 0
+        for r in rows:
+            marks = fp.get(r["series_id"])
+            if not marks or r["kind"] != "deviation":
+                continue
+            fam = r["detector"].split(":")[0]
+            dev = abs(r["value"] - r["expected"]) if math.isfinite(r["expected"]) else math.inf
+            if any(f == fam and dev <= FP_MARGIN * d and r["_ts_ms"] > t for f, d, t in marks):
+                r["kind"] = "suppressed"
+                n += 1
+        return n
 
     # -- detectors -----------------------------------------------------------------------------
     def _row(self, sid: int, ts_ms: float, meta: dict, value: float, expected: float, score: float,
@@ -392,7 +404,7 @@ class ScoreEngine:
         return out
 
     def _alert(self, w: Window) -> int:
-        now_s = self.clock()
+        now_s = time.time()  # alerts live in wall time, whatever clock decides which buckets are closed
         hold_s = max(self.f.resolve_after_s, 4 * self.f.interval_s)
         since = w.end_ms - int(self.f.resolve_after_s * 1000) - 2 * self.step_ms
         alerts, resolved = [], []

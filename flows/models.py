@@ -27,6 +27,11 @@ from sklearn.ensemble import IsolationForest
 log = logging.getLogger(__name__)
 FEATURES = ("red.rate", "red.error_ratio", "red.p95")
 PREFIX = "iforest:"
+# A forest cannot extrapolate: beyond the training range every point isolates like the most
+# extreme training point. So a point also counts as unusual when a feature leaves the training
+# distribution by more than Z_LIMIT standard deviations (floored: log-rate, ratio, log-ms).
+STD_FLOOR = np.array([0.05, 0.01, 0.05])
+Z_LIMIT = 6.0
 
 
 def red_matrix(sig: pd.DataFrame) -> pd.DataFrame:
@@ -57,7 +62,7 @@ def fit_service(wide: pd.DataFrame, seed: int, contamination: float = 0.002) -> 
         "features": list(FEATURES),
         "n_samples": len(x),
         "mean": x.mean(axis=0).tolist(),
-        "std": (x.std(axis=0) + 1e-9).tolist(),
+        "std": np.maximum(x.std(axis=0), STD_FLOOR).tolist(),
         "sklearn": sklearn.__version__,
         "contamination": contamination,
         "trained_from": int(wide["ts"].min()),
@@ -109,7 +114,7 @@ class ModelSet:
             x = features(g)
             dec = model.decision_function(x)
             z = (x - np.array(meta["mean"])) / np.array(meta["std"])
-            for i in np.flatnonzero(dec < 0):
+            for i in np.flatnonzero((dec < 0) | (np.abs(z).max(axis=1) > Z_LIMIT)):
                 j = int(np.argmax(np.abs(z[i])))
                 text = (
                     f"RED combination unusual (isolation score {dec[i]:.3f}); most deviating: "

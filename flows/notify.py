@@ -1,7 +1,7 @@
 """Alerts to the router: one alert per incident (not one per anomaly), one per capacity forecast.
 
-The contract is Alertmanager's ``POST /api/v2/alerts``. Alerts are re-posted on every batch while
-active (Alertmanager resolves an alert that is not refreshed) and the set to post is derived from
+The contract is Alertmanager's ``POST /api/v2/alerts``, through :mod:`forewarn.alerts.anomaly`.
+Alerts are re-posted on every batch while active (Alertmanager resolves an alert that is not refreshed) and the set to post is derived from
 the committed incidents, so a failed post is simply retried on the next batch; resolved
 notifications that failed wait in a bounded queue.
 
@@ -19,17 +19,12 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from datetime import UTC, datetime
 
-import httpx
+from forewarn.alerts.anomaly import AlertPostError, anomaly_alert, post_alerts
 from forewarn.flows.store import ms_of
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 10_000
-
-
-def iso(ts_s: float) -> str:
-    return datetime.fromtimestamp(ts_s, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def incident_labels(inc: dict, suspects: list[dict]) -> dict[str, str]:
@@ -50,8 +45,6 @@ def incident_labels(inc: dict, suspects: list[dict]) -> dict[str, str]:
 
 
 def incident_alert(inc: dict, suspects: list[dict], now_s: float, hold_s: float) -> dict:
-    labels = incident_labels(inc, suspects)
-    started = ms_of(inc["started_at"]) / 1000.0
     top = suspects[0] if suspects else {}
     what = f"{top.get('service', '?')} {top.get('operation', '')}".strip()
     ranked = [
@@ -59,47 +52,51 @@ def incident_alert(inc: dict, suspects: list[dict], now_s: float, hold_s: float)
         f"{', '.join(s['signals'][:5])})" + (f": {s['evidence'][0]}" if s.get("evidence") else "")
         for i, s in enumerate(suspects[:5])
     ]
+    started = ms_of(inc["started_at"]) / 1000.0
     ends = now_s if inc.get("resolved") else now_s + hold_s
-    return {
-        "labels": labels,
-        "annotations": {
-            "summary": f"Incident {inc['incident_id']}: {what} is the top suspect "
-            f"({inc['anomalies']} anomalies across {', '.join(inc['services'])})",
-            "description": "Ranked suspects:\n" + "\n".join(ranked),
-            "suspects": json.dumps(suspects[:10]),
-            "services": ",".join(inc["services"]),
-        },
-        "startsAt": iso(started),
-        "endsAt": iso(max(ends, started + 0.001)),
-    }
+    labels = incident_labels(inc, suspects)
+    a = anomaly_alert(
+        labels["service"] or "unknown",
+        "incident",
+        labels["severity"],
+        f"Incident {inc['incident_id']}: {what} is the top suspect "
+        f"({inc['anomalies']} anomalies across {', '.join(inc['services'])})",
+        "Ranked suspects:\n" + "\n".join(ranked),
+        score=float(top.get("weight", 0.0)),
+        starts_at=started,
+        ends_at=max(ends, started + 0.001),
+    )
+    a["labels"] = labels
+    a["annotations"]["suspects"] = json.dumps(suspects[:10])
+    a["annotations"]["services"] = ",".join(inc["services"])
+    return a
 
 
 def forecast_alert(a: dict, now_s: float, hold_s: float, resolved: bool = False) -> dict:
-    labels = {
-        "alertname": "ForewarnSaturationForecast",
-        "service": a["service"],
-        "signal": a["name"],
-        "severity": "warning",
-        "source": "forewarn",
-        **{k: v for k, v in (a.get("labels") or {}).items() if k.replace("_", "").replace(".", "").isalnum()},
-    }
-    return {
-        "labels": {k.replace(".", "_"): str(v) for k, v in labels.items()},
-        "annotations": {"summary": a["explanation"], "eta_s": str(a.get("eta_s", ""))},
-        "startsAt": iso(a["first_s"]),
-        "endsAt": iso(now_s if resolved else now_s + hold_s),
-    }
+    extra = {"alertname": "ForewarnSaturationForecast", "source": "forewarn"}
+    for k, v in (a.get("labels") or {}).items():
+        key = "".join(c if c.isalnum() or c == "_" else "_" for c in k)
+        if key and not key[0].isdigit() and key not in ("alertname", "service", "signal", "severity"):
+            extra[key] = str(v)
+    return anomaly_alert(
+        a["service"] or "unknown",
+        a["name"],
+        "warning",
+        a["explanation"],
+        a["explanation"],
+        score=1.0,
+        forecast=float(a["eta_s"]) if a.get("eta_s") not in (None, "") else None,
+        starts_at=a["first_s"],
+        ends_at=now_s if resolved else now_s + hold_s,
+        extra_labels=extra,
+    )
 
 
 class Notifier:
     """Posts alert batches to ``<url>/api/v2/alerts``; keeps resolved ones that failed for later."""
 
     def __init__(self, url: str, token: str | None = None, timeout_s: float = 5.0):
-        self.url = url.rstrip("/") + "/api/v2/alerts"
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.Client(
-            timeout=timeout_s, headers=headers, transport=httpx.HTTPTransport(retries=2)
-        )
+        self.url, self.token, self.timeout_s = url, token, timeout_s
         self.pending: deque[dict] = deque(maxlen=MAX_PENDING)
         self.sent = 0
         self.failures = 0
@@ -110,18 +107,14 @@ class Notifier:
         if not batch:
             return True
         try:
-            r = self.client.post(
-                self.url, content=json.dumps(batch), headers={"Content-Type": "application/json"}
-            )
-            if r.status_code >= 300:
-                raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
-        except Exception as e:  # the router is down or refuses: retry on the next batch
+            post_alerts(self.url, batch, self.token, self.timeout_s)
+        except AlertPostError as e:  # the router is down or refuses: retry on the next batch
             self.failures += 1
-            log.warning("posting %d alerts to %s failed (will retry): %s", len(batch), self.url, e)
+            log.warning("posting %d alerts failed (will retry): %s", len(batch), e)
             return False
         self.pending.clear()
         self.sent += len(batch)
         return True
 
     def close(self) -> None:
-        self.client.close()
+        self.pending.clear()

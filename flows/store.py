@@ -179,11 +179,24 @@ class FlowStore:
             None,
         )
 
-    def feedback(self, until_ms: int) -> dict[int, int]:
-        """False-positive marks per series made before ``until_ms`` (so a replay sees the same)."""
-        sql = f"""SELECT series_id, count() FROM {self.t("forewarn_feedback")} FINAL
-                  WHERE label = 'false_positive' AND at < fromUnixTimestamp64Milli({{u:Int64}}) GROUP BY series_id"""
-        return {int(s): int(n) for s, n in self.client.query(sql, parameters={"u": until_ms}).result_rows}
+    def feedback(self, until_ms: int, window_ms: int) -> dict[int, list[tuple[str, float, int]]]:
+        """False-positive patterns per series: (detector family, deviation of the marked anomaly,
+        its time). A mark counts from the marked anomaly's own time on (for ``window_ms``), so a
+        backfill over the past honours marks made later in the live run."""
+        sql = f"""SELECT f.series_id, splitByChar(':', a.detector)[1], abs(a.value - a.expected),
+                         toUnixTimestamp64Milli(a.ts)
+                  FROM {self.t("forewarn_feedback")} AS f FINAL
+                  INNER JOIN (SELECT anomaly_id, any(detector) AS detector, any(value) AS value,
+                                     any(expected) AS expected, min(ts) AS ts
+                              FROM {self.t("anomalies")} GROUP BY anomaly_id) AS a
+                  ON a.anomaly_id = f.anomaly_id
+                  WHERE f.label = 'false_positive' AND a.ts < fromUnixTimestamp64Milli({{u:Int64}})
+                    AND a.ts >= fromUnixTimestamp64Milli({{s:Int64}})"""
+        out: dict[int, list[tuple[str, float, int]]] = {}
+        params = {"u": until_ms, "s": until_ms - window_ms}
+        for sid, fam, dev, ts in self.client.query(sql, parameters=params).result_rows:
+            out.setdefault(int(sid), []).append((fam, float(dev) if dev == dev else float("inf"), int(ts)))
+        return out
 
     # -- checkpoints and models ----------------------------------------------------------------
     def load_checkpoint(self, key: str) -> tuple[int, str] | None:

@@ -118,7 +118,7 @@ class KafkaSettings(Section):
 
 class DetectorSettings(Section):
     threshold: float = Field(
-        default=0.999, gt=0, le=1, description="committed alert threshold on the score (tuned on synthetic data)"
+        default=0.9999, gt=0, le=1, description="committed alert threshold on the score (tuned on synthetic data)"
     )
     seed: int = 42
 
@@ -164,6 +164,9 @@ class FlowsSettings(Section):
     train_interval_s: float = Field(default=3600.0, gt=0)
     train_history_s: float = Field(default=7 * 86400.0, gt=0)
     max_templates: int = Field(default=5000, ge=10, description="Drain template budget")
+    feedback_suppress_s: float = Field(
+        default=7 * 86400.0, gt=0, description="how long a false-positive mark suppresses its pattern"
+    )
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,209 @@
+"""The score engine on chDB: exactly-once across a crash, backtest = live, trained models picked up,
+feedback, cardinality guard, two shards on one store, and alerts through the real router."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from flows_data import T0_MS, scenario
+from forewarn.flows.engine import ScoreEngine
+from forewarn.flows.notify import Notifier
+from forewarn.flows.runtime import Runtime
+
+from forewarn.storage.client import connect
+
+STEP = 10_000
+BUCKETS, INCIDENT = 60, 40
+END = T0_MS + BUCKETS * STEP
+
+
+def engine(store, settings, run="live", **kw) -> ScoreEngine:
+    eng = ScoreEngine(store, settings, run, clock=lambda: END / 1000.0, **kw)
+    eng.start_at(T0_MS)
+    return eng
+
+
+def anomaly_keys(store, run="live", kind=None) -> set[tuple]:
+    sql = "SELECT series_id, toUnixTimestamp64Milli(ts), detector FROM anomalies FINAL WHERE run = {r:String}"
+    if kind:
+        sql += " AND kind = {k:String}"
+    return {tuple(r) for r in store.query(sql, parameters={"r": run, "k": kind or ""}).result_rows}
+
+
+def small_batches(settings, n=5):
+    settings.flows.max_batch_buckets = n
+    return settings
+
+
+def test_exactly_once_across_a_crash_and_backtest_reproduces_live(store, settings):
+    scenario(store, settings.storage.database, T0_MS, BUCKETS, INCIDENT)
+    small_batches(settings)
+    eng = engine(store, settings)
+    crashes = {5, 9}  # batches whose results are written but whose checkpoint never is
+
+    real_commit = eng.store.commit_checkpoint
+    calls = {"n": 0}
+
+    def crashing_commit(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] in crashes:
+            raise SystemExit("killed before the checkpoint")
+        real_commit(*a, **kw)
+
+    batches = 0
+    while True:
+        eng.store.commit_checkpoint = crashing_commit
+        try:
+            if eng.run_once(END) is None:
+                break
+            batches += 1
+        except SystemExit:
+            eng = engine(store, settings)  # a new process: restores from the last checkpoint
+            assert eng.restored
+    assert calls["n"] == batches + len(crashes)
+
+    live = anomaly_keys(store, kind="deviation")
+    assert live, "the incident must produce anomalies"
+    # replayed windows rewrote identical rows: FINAL holds each anomaly once
+    n_final = store.command("SELECT count() FROM anomalies FINAL WHERE run = 'live'")
+    n_ids = store.command("SELECT uniqExact(anomaly_id) FROM anomalies WHERE run = 'live'")
+    assert n_final == n_ids
+    sig_final = store.command("SELECT count() FROM forewarn_signals FINAL")
+    sig_distinct = store.command("SELECT uniqExact(series_id, ts) FROM forewarn_signals")
+    assert sig_final == sig_distinct
+    assert min(ts for _, ts, _ in live) >= T0_MS + INCIDENT * STEP  # nothing before the incident
+
+    # one incident, the right service and operation on top
+    incidents = store.query(
+        "SELECT incident_id, suspects, alert_labels FROM incidents FINAL WHERE run = 'live'"
+    )
+    assert len(incidents.result_rows) == 1
+    labels = incidents.result_rows[0][2]
+    assert labels["service"] == "db" and labels["operation"] == "SELECT orders"
+
+    # a backtest over the same data from a fresh state finds exactly the same anomalies
+    rt = Runtime(settings, settings.storage_dsn)
+    report = rt.backtest("bt1", T0_MS, END)
+    assert anomaly_keys(store, "bt1") == anomaly_keys(store, "live")
+    assert report["incidents"] == 1 and report["alerts"] >= 2  # the incident and the disk forecast
+    assert report["anomalies"] == len(live)
+
+
+def test_trained_model_is_picked_up_without_restart(store, settings):
+    db = settings.storage.database
+    scenario(store, db, T0_MS, BUCKETS, INCIDENT)
+    eng = engine(store, settings)
+    eng.run_until(T0_MS + INCIDENT * STEP)
+    assert eng.models.versions == {}
+    rt = Runtime(settings, settings.storage_dsn)
+    from forewarn.flows.models import train
+    from forewarn.flows.store import FlowStore
+
+    versions = train(FlowStore(store, db), 42, T0_MS, T0_MS + INCIDENT * STEP, time.time() * 1000)
+    assert set(versions) == {"iforest:api", "iforest:db", "iforest:web"}
+    assert rt  # the running engine sees the new versions at its next batch
+    eng.run_until(END)
+    assert eng.models.versions == versions
+    flagged = store.query(
+        "SELECT DISTINCT service, model_version FROM anomalies FINAL WHERE detector = 'iforest'"
+    ).result_rows
+    assert ("web", 1) in flagged
+
+
+def test_false_positive_feedback_suppresses_the_pattern(store, settings):
+    db = settings.storage.database
+    scenario(store, db, T0_MS, BUCKETS, INCIDENT)
+    eng = engine(store, settings)
+    eng.run_until(T0_MS + (INCIDENT + 1) * STEP)
+    first = store.query(
+        "SELECT anomaly_id, series_id, detector, abs(value - expected) FROM anomalies FINAL "
+        "WHERE name = 'red.error_ratio' AND service = 'web' AND empty(labels) ORDER BY ts LIMIT 1"
+    ).result_rows[0]
+    eng.store.write_feedback(
+        first[0], first[1], first[2], "false_positive", "expected during the sale", time.time() * 1000
+    )
+    eng.run_until(END)
+    later = store.query(
+        "SELECT kind, abs(value - expected) FROM anomalies FINAL WHERE series_id = {s:UInt64} "
+        "AND ts > fromUnixTimestamp64Milli({t:Int64})",
+        parameters={"s": first[1], "t": T0_MS + (INCIDENT + 1) * STEP},
+    ).result_rows
+    assert sum(k == "suppressed" for k, _ in later) > 0
+    # the same pattern is suppressed; only a deviation twice as large as the marked one alerts again
+    assert all(dev > 2 * first[3] for k, dev in later if k == "deviation")
+    assert all(dev <= 2 * first[3] for k, dev in later if k == "suppressed")
+
+
+def test_cardinality_guard_counts_what_exceeds_the_budget(store, settings):
+    scenario(store, settings.storage.database, T0_MS, 12, 100)
+    settings.flows.max_series = 10
+    eng = engine(store, settings)
+    reports = eng.run_until(T0_MS + 12 * STEP)
+    assert store.command("SELECT count() FROM forewarn_series FINAL") == 10
+    assert store.command("SELECT uniqExact(series_id) FROM forewarn_signals") == 10
+    rejected = store.command("SELECT sum(rejected_series) FROM forewarn_cardinality FINAL")
+    assert rejected > 0 and sum(r.rejected_series for r in reports) == rejected
+    # every series is either admitted or counted: nothing vanishes silently
+    unlimited = ScoreEngine(store, settings, "probe", clock=lambda: END / 1000.0)
+    assert unlimited.guard.budget == 10
+
+
+def test_two_shards_on_one_store_split_the_series(store, settings):
+    scenario(store, settings.storage.database, T0_MS, 12, 100)
+    settings.flows.shards = 2
+    results: dict[int, object] = {}
+
+    def worker(k: int) -> None:
+        client = connect(settings.storage_dsn, database=settings.storage.database)
+        eng = ScoreEngine(client, settings, "live", clock=lambda: END / 1000.0, shard=k, shards=2)
+        eng.start_at(T0_MS)
+        results[k] = eng.run_until(T0_MS + 12 * STEP)
+        client.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    by_shard = store.query(
+        "SELECT cityHash64(service) % 2 AS shard, groupUniqArray(service) FROM forewarn_signals GROUP BY shard"
+    ).result_rows
+    services = {k: set(v) for k, v in by_shard}
+    assert services[0].isdisjoint(services[1]) and services[0] | services[1] == {"api", "db", "web"}
+    keys = store.query("SELECT key FROM forewarn_flow_state GROUP BY key ORDER BY key").result_rows
+    assert [k for (k,) in keys] == ["score/live/0-of-2", "score/live/1-of-2"]
+    assert all(results[k] for k in (0, 1))
+
+
+@pytest.mark.parametrize("router_down_first", [True])
+def test_incident_and_forecast_reach_the_webhook_through_the_router(store, settings, router_down_first):
+    from forewarn.alerts.testing import RouterThread, WebhookSink
+
+    scenario(store, settings.storage.database, T0_MS, BUCKETS, INCIDENT)
+    with WebhookSink() as sink:
+        config = (
+            "route:\n  receiver: hook\n  group_by: [alertname, service]\n  group_wait: 0s\n"
+            "  group_interval: 1s\nreceivers:\n"
+            f"  - name: hook\n    webhook_configs:\n      - url: {sink.url}/hook\n"
+        )
+        with RouterThread(config) as router:
+            notifier = Notifier(router.url if not router_down_first else "http://127.0.0.1:9")
+            eng = engine(store, settings, notifier=notifier)
+            eng.run_until(T0_MS + (INCIDENT + 5) * STEP, send_alerts=True)
+            assert notifier.failures > 0  # the router was unreachable: nothing lost, retried below
+            notifier.url = router.url
+            eng.run_until(END, send_alerts=True)
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                names = {a["labels"]["alertname"] for r in sink.received("/hook") for a in r.body["alerts"]}
+                if {"ForewarnIncident", "ForewarnSaturationForecast"} <= names:
+                    break
+                time.sleep(0.2)
+    alerts = [a for r in sink.received("/hook") for a in r.body["alerts"]]
+    incident = [a for a in alerts if a["labels"]["alertname"] == "ForewarnIncident"]
+    assert incident and {a["labels"]["incident"] for a in incident} == {incident[0]["labels"]["incident"]}
+    assert incident[0]["labels"]["service"] == "db" and incident[0]["labels"]["operation"] == "SELECT orders"
+    disk = [a for a in alerts if a["labels"]["alertname"] == "ForewarnSaturationForecast"]
+    assert disk[0]["labels"]["service"] == "api" and "full in" in disk[0]["annotations"]["summary"]
