@@ -33,6 +33,9 @@ def detect_cmd(
     explain: Annotated[
         bool, typer.Option(help="Add explanation columns after the four standard ones.")
     ] = True,
+    seasonal: Annotated[
+        bool, typer.Option(help="Also compare with the same time of day/week (periods from the timestamps).")
+    ] = True,
 ) -> None:
     """Score a series in a CSV file point by point (no look-ahead) and write anomaly scores and flags."""
     from dataclasses import fields, replace
@@ -60,7 +63,7 @@ def detect_cmd(
     if not input.is_file():
         cliutil.fail(f"input file not found: {input}")
     try:
-        stats = detect_csv(input, output, params, explain=explain)
+        stats = detect_csv(input, output, params, explain=explain, seasonal=seasonal)
     except InputError as e:
         cliutil.fail(str(e))
     except OSError as e:

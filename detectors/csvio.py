@@ -15,8 +15,8 @@ from typing import TextIO
 
 import numpy as np
 import pandas as pd
-from forewarn.detectors.ensemble import EnsembleCore, EnsembleParams
-from forewarn.detectors.multiseries import describe
+from forewarn.detectors.ensemble import EnsembleCore, EnsembleParams, seasonal_periods, step_of
+from forewarn.detectors.multiseries import explain_block
 
 OUTPUT_COLUMNS = ["timestamp", "value", "anomaly_score", "is_anomaly"]
 EXPLAIN_COLUMNS = ["raw_score", "component", "expected", "lower", "upper", "explanation"]
@@ -66,10 +66,11 @@ def detect_csv(
     dst: Path | TextIO,
     params: EnsembleParams,
     explain: bool = True,
+    seasonal: bool = True,
     chunk_rows: int = 65536,
 ) -> dict[str, int]:
     """Stream ``src`` through one detector into ``dst``; returns row / alert / bad-timestamp counts."""
-    core = EnsembleCore(1, params)
+    core: EnsembleCore | None = None
     rows = alerts = bad_ts = 0
     with contextlib.ExitStack() as stack:
         out: TextIO = dst if hasattr(dst, "write") else stack.enter_context(open(dst, "w", newline=""))  # type: ignore[arg-type]
@@ -79,6 +80,10 @@ def detect_csv(
             ts = parse_timestamps(chunk["timestamp"])
             bad_ts += int(np.isnan(ts).sum())
             x = pd.to_numeric(chunk["value"].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+            if core is None:  # daily / weekly periods from the sampling step of the first rows
+                core = EnsembleCore(
+                    1, params, seasonal_periods(step_of(ts), params.max_period) if seasonal else ()
+                )
             block = core.update(x[None, :])
             # rounded down, so the printed score compares with the threshold like the real one
             score = np.floor(np.clip(block.score[0], 0.0, 1.0) * 1e9) / 1e9
@@ -87,9 +92,12 @@ def detect_csv(
             if explain:
                 extra = np.full((len(x), 5), "", dtype=object)
                 for i in np.flatnonzero(alert):
-                    comp = block.components[int(block.component[0, i])]
-                    band = (block.expected[0, i], block.lower[0, i], block.upper[0, i])
-                    extra[i] = [comp, *(f"{v:.6g}" for v in band), describe(comp, x[i], *band)]
+                    ex = explain_block(block, x[None, :], 0, i)
+                    extra[i] = [
+                        ex.component,
+                        *(f"{v:.6g}" for v in (ex.expected, ex.lower, ex.upper)),
+                        ex.text,
+                    ]
                 cols += [np.char.mod("%.6f", block.raw[0]), *extra.T]
             w.writerows(zip(*cols, strict=True))
             rows += len(x)

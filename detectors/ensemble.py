@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import bottleneck as bn
 import numpy as np
 from scipy.signal import lfilter
-from scipy.special import ndtr, ndtri
+from scipy.special import gamma, ndtr, ndtri
 
 COMPONENTS = ("spike", "level", "trend", "variance")
 _MAD_TO_SIGMA = 1.4826
@@ -34,13 +34,19 @@ class EnsembleParams:
     base: int = 8  # points in the local baseline (moving median) each point is compared with
     short: int = 6  # points in the level-shift test's recent median
     long: int = 30  # points in the trend / variance test's recent window
+    calib_power: float = 2.0  # typical size = power mean of this order (higher adapts more to heavy tails)
     z_cap: float = 15.0  # a test statistic counts at most this much when learning its typical size
     half_life: float = 2000.0  # points of memory of the score calibration
     warmup: int = 120  # points seen before any alert may fire
     refractory: int = 150  # points after an alert during which the series does not alert again
     refractory_frac: float = 0.05  # ... or this fraction of the points seen so far, if larger
-    threshold: float = 0.999  # alert when the calibrated score reaches this
+    threshold: float = 0.9999  # alert when the calibrated score reaches this
     components: tuple[str, ...] = COMPONENTS
+    seasons: int = 3  # past periods whose median predicts the current point in a seasonal branch
+    seasonal_gain: float = (
+        2.0  # a seasonal branch has a say where its robust scale is at most this times the plain one
+    )
+    max_period: int = 2016  # longest period (points) kept in memory: weekly at 5-minute steps
 
     def __post_init__(self) -> None:
         if self.window < 8 or self.short < 2 or self.long < self.short:
@@ -63,6 +69,10 @@ class ScoreBlock:
     expected: np.ndarray  # the baseline the point was compared with
     lower: np.ndarray  # expected band: a value outside it would trip the spike test
     upper: np.ndarray
+    branch: np.ndarray | None = (
+        None  # 0: against recent points; i > 0: against the same phase of periods[i-1]
+    )
+    periods: tuple[int, ...] = ()
     components: tuple[str, ...] = field(default=COMPONENTS)
 
 
@@ -85,13 +95,23 @@ class EnsembleCore:
     (False, 300)
     """
 
-    def __init__(self, n_series: int, params: EnsembleParams | None = None) -> None:
+    def __init__(
+        self, n_series: int, params: EnsembleParams | None = None, periods: tuple[int, ...] = ()
+    ) -> None:
         self.params = params or EnsembleParams()
         p = self.params
         self.n_series = n_series
+        self.periods = tuple(int(q) for q in periods if 2 <= int(q) <= p.max_period)
+        self._branches = 1 + len(self.periods)
+        self._hist = p.seasons * max(self.periods, default=0)
         self._tail = p.window + 2 * p.long + p.base + 1
         self._lam = 0.5 ** (1.0 / p.half_life)
         self._zcap = p.z_cap
+        # (E|N|^q)^(1/q): so that Gaussian noise has typical size 1 whatever the power
+        self._gauss_norm = float(
+            (2 ** (p.calib_power / 2) * gamma((p.calib_power + 1) / 2) / np.sqrt(np.pi))
+            ** (1 / p.calib_power)
+        )
         self._u_alert = (
             float(ndtri((1 + p.threshold ** (1.0 / len(p.components))) / 2)) if p.threshold < 1 else 40.0
         )
@@ -100,12 +120,13 @@ class EnsembleCore:
 
     # -- state ---------------------------------------------------------------------------------
     def _empty(self, n: int) -> dict[str, np.ndarray]:
-        c = len(COMPONENTS)
+        c, b = len(COMPONENTS), self._branches
         return {
-            "tail_x": np.full((n, self._tail), np.nan),
-            "tail_dev": np.full((n, self._tail), np.nan),
-            "ew_w": np.zeros((n, c)),
-            "ew_s2": np.zeros((n, c)),
+            "tail_x": np.full((n, b, self._tail), np.nan),
+            "tail_dev": np.full((n, b, self._tail), np.nan),
+            "ew_w": np.zeros((n, b, c)),
+            "ew_s2": np.zeros((n, b, c)),
+            "history": np.full((n, self._hist), np.nan),
             "seen": np.zeros(n, dtype=np.int64),
             "since_alert": np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64),
         }
@@ -142,6 +163,57 @@ class EnsembleCore:
         return block
 
     def _score(self, st: dict[str, np.ndarray], x: np.ndarray) -> ScoreBlock:
+        n, k = x.shape
+        nb = self._branches
+        branches, preds = [x], [np.zeros_like(x)]
+        if self.periods:
+            # seasonal branches: each point minus the median of the same phase in the last periods
+            h = self._hist
+            he = np.concatenate([st["history"], x], axis=1)
+            for q in self.periods:
+                lags = np.stack([he[:, h - j * q : h - j * q + k] for j in range(1, self.params.seasons + 1)])
+                with np.errstate(all="ignore"):
+                    pred = bn.nanmedian(lags, axis=0)
+                preds.append(pred)
+                branches.append(x - pred)
+            st["history"] = he[:, -h:]
+        flat = {key: st[key].reshape(n * nb, -1) for key in ("tail_x", "tail_dev", "ew_w", "ew_s2")}
+        xb = np.stack(branches, axis=1).reshape(n * nb, k)
+        raw, comp, expected, band, scale = (a.reshape(n, nb, k) for a in self._tests(flat, xb))
+        for key in flat:
+            st[key] = flat[key].reshape(st[key].shape)
+        # A seasonal view has a say where it is competitive (its recent robust scale at most
+        # ``seasonal_gain`` times the plain one) and once 64 points, the span that decided the periods,
+        # were seen. A point must then be surprising under every such view: a recurring pattern (a
+        # nightly batch job) is not an incident, and a past incident does not echo a period later.
+        grown = (st["seen"][:, None] + np.cumsum(np.isfinite(x), axis=1))[:, None, :] >= 64
+        with np.errstate(invalid="ignore"):
+            say = np.isfinite(raw) & grown & (scale <= self.params.seasonal_gain * scale[:, :1])
+        say[:, 0] = True
+        sel = np.argmin(np.where(say, np.nan_to_num(raw, nan=0.0), np.inf), axis=1)[:, None]
+
+        def pick(a: np.ndarray) -> np.ndarray:
+            return np.take_along_axis(a, sel, axis=1)[:, 0]
+
+        offset = pick(np.stack(preds, axis=1))
+        exp_x = pick(expected) + offset
+        raw_x = np.where(np.isfinite(x), pick(raw), 0.0)
+        score, alert = self._suppress(st, raw_x, np.isfinite(x))
+        bw = pick(band)
+        return ScoreBlock(
+            score=score,
+            raw=raw_x,
+            alert=alert,
+            component=pick(comp),
+            expected=exp_x,
+            lower=exp_x - bw,
+            upper=exp_x + bw,
+            branch=sel[:, 0],
+            periods=self.periods,
+        )
+
+    def _tests(self, st: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The four tests and their calibration on rows of ``x``; updates tails and filter state."""
         p = self.params
         n, k = x.shape
         tl, w, m, m2 = self._tail, p.window, p.short, p.long
@@ -155,7 +227,7 @@ class EnsembleCore:
         mad = bn.move_median(deve, w, min_count=mc, axis=1)
         mdev = bn.move_mean(deve, w, min_count=mc, axis=1)
         tiny = 1e-9 * (1.0 + np.abs(med))
-        scale_e = np.fmax(np.fmax(_MAD_TO_SIGMA * mad, mdev), tiny)
+        scale_e = np.where(np.isnan(mad), np.nan, np.fmax(np.fmax(_MAD_TO_SIGMA * mad, mdev), tiny))
         scale = scale_e[:, tl - 1 : tl + k - 1]
         new = slice(tl, tl + k)
 
@@ -175,7 +247,8 @@ class EnsembleCore:
         # Calibration: each test statistic is measured in units of its own typical size so far
         # (exponentially weighted root mean square, with huge values capped while learning).
         ok = np.isfinite(z)
-        z2 = np.where(ok, np.minimum(z, self._zcap) ** 2, 0.0)
+        q = p.calib_power
+        z2 = np.where(ok, np.minimum(z, self._zcap) ** q, 0.0)
         lam = self._lam
         u = np.empty_like(z)
         spike_limit = np.full((n, k), np.nan)
@@ -185,7 +258,7 @@ class EnsembleCore:
             pw = np.concatenate([st["ew_w"][:, c : c + 1], ww[:, :-1]], axis=1)
             ps2 = np.concatenate([st["ew_s2"][:, c : c + 1], ws2[:, :-1]], axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
-                rms = np.sqrt(ps2 / pw) + 1e-6
+                rms = (ps2 / pw) ** (1.0 / q) / self._gauss_norm + 1e-6
                 u[c] = z[c] / rms
             u[c][pw < 5.0] = np.nan
             if c == 0:  # the z a spike needs to reach the threshold: the honest expected band
@@ -198,7 +271,6 @@ class EnsembleCore:
         raw = (2.0 * ndtr(umax) - 1.0) ** len(
             self._comp_idx
         )  # Šidák: chance that any of the tests is this extreme
-        raw = np.where(np.isfinite(x), raw, 0.0)
         component = self._comp_idx[which]
 
         # Expected value and band of the strongest test, in the series' units.
@@ -208,16 +280,7 @@ class EnsembleCore:
         band = np.where(np.isfinite(spike_limit), spike_limit, 3.0) * scale
         st["tail_x"] = xe[:, -tl:]
         st["tail_dev"] = deve[:, -tl:]
-        score, alert = self._suppress(st, raw, np.isfinite(x))
-        return ScoreBlock(
-            score=score,
-            raw=raw,
-            alert=alert,
-            component=component,
-            expected=expected,
-            lower=expected - band,
-            upper=expected + band,
-        )
+        return raw, component, expected, band, scale
 
     def _suppress(
         self, st: dict[str, np.ndarray], raw: np.ndarray, ok: np.ndarray
@@ -245,6 +308,29 @@ class EnsembleCore:
     def memory_bytes(self) -> int:
         """Bytes of model state held per series."""
         return int(sum(v.nbytes for v in self.state.values()) // max(self.n_series, 1))
+
+
+def seasonal_periods(step_s: float, max_period: int = EnsembleParams.max_period) -> tuple[int, ...]:
+    """Daily and weekly periods in points for a sampling step, where they fit in memory.
+
+    >>> seasonal_periods(300), seasonal_periods(1800), seasonal_periods(10), seasonal_periods(float("nan"))
+    ((288, 2016), (48, 336), (), ())
+    """
+    if not np.isfinite(step_s) or step_s <= 0:
+        return ()
+    out = []
+    for span in (86400.0, 7 * 86400.0):
+        q = span / step_s
+        if 4 <= round(q) <= max_period and abs(q - round(q)) < 0.05 * q:
+            out.append(round(q))
+    return tuple(out)
+
+
+def step_of(timestamps: np.ndarray) -> float:
+    """Typical sampling step (seconds): the median positive difference of the first timestamps."""
+    d = np.diff(np.asarray(timestamps, dtype=np.float64)[:64])
+    d = d[np.isfinite(d) & (d > 0)]
+    return float(np.median(d)) if len(d) >= 8 else float("nan")
 
 
 def params_dict(params: EnsembleParams) -> dict:

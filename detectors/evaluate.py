@@ -19,7 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from forewarn.detectors.ensemble import COMPONENTS, EnsembleCore, EnsembleParams
+from forewarn.detectors.ensemble import (
+    COMPONENTS,
+    EnsembleCore,
+    EnsembleParams,
+    seasonal_periods,
+    step_of,
+)
 from forewarn.detectors.scenarios import Scenario, make_corpus
 
 STANDARD = {"tp": 1.0, "fp": 0.11, "fn": 1.0}
@@ -141,9 +147,10 @@ def summarise(name: str, scores: list[FileScore], points: int, seconds: float) -
 Detector = Callable[[Scenario], np.ndarray]
 
 
-def ensemble_detector(params: EnsembleParams | None = None) -> Detector:
+def ensemble_detector(params: EnsembleParams | None = None, seasonal: bool = True) -> Detector:
     def run(s: Scenario) -> np.ndarray:
-        return EnsembleCore(1, params).update(s.values[None, :]).alert[0]
+        periods = seasonal_periods(step_of(s.timestamps)) if seasonal else ()
+        return EnsembleCore(1, params, periods).update(s.values[None, :]).alert[0]
 
     return run
 
@@ -235,7 +242,10 @@ def evaluate(name: str, detector: Detector, corpus: list[Scenario]) -> Summary:
 
 def candidates(slow: bool) -> dict[str, Detector]:
     base = EnsembleParams()
-    out: dict[str, Detector] = {"ensemble (default)": ensemble_detector(base)}
+    out: dict[str, Detector] = {
+        "ensemble (default)": ensemble_detector(base),
+        "ensemble without seasonal branches": ensemble_detector(base, seasonal=False),
+    }
     for c in COMPONENTS:
         out[f"{c} only"] = ensemble_detector(replace(base, components=(c,)))
     out["rolling z-score (floor)"] = zscore_detector()

@@ -61,17 +61,24 @@ def describe(component: str, observed: float, expected: float, lower: float, upp
 
 
 def explain_block(block: ScoreBlock, values: np.ndarray, r: int, c: int) -> Explanation:
+    """The explanation of point (r, c) of a scored block, in the series' own units."""
     comp = block.components[int(block.component[r, c])]
     obs, exp = float(values[r, c]), float(block.expected[r, c])
     lo, hi = float(block.lower[r, c]), float(block.upper[r, c])
-    return Explanation(comp, obs, exp, lo, hi, float(block.score[r, c]), describe(comp, obs, exp, lo, hi))
+    text = describe(comp, obs, exp, lo, hi)
+    if block.branch is not None and block.branch[r, c] > 0:
+        text += (
+            f", compared with the same phase of earlier {block.periods[block.branch[r, c] - 1]}-point periods"
+        )
+    return Explanation(comp, obs, exp, lo, hi, float(block.score[r, c]), text)
 
 
 class MultiSeriesDetector:
     """The default ensemble over any number of named series that may appear at any time.
 
-    ``update`` takes long-format points (one array each of series ids, timestamps, values), scores
-    each series' points in timestamp order against that series' own past, and returns the
+    ``periods`` (points, e.g. ``seasonal_periods(step_s)``) adds seasonal branches: each point is
+    also compared with the same phase of the last periods. ``update`` takes long-format points (one
+    array each of series ids, timestamps, values), scores each series' points in timestamp order against that series' own past, and returns the
     anomalies with explanations. Series seen for the first time start from empty state.
 
     >>> det = MultiSeriesDetector()
@@ -83,9 +90,9 @@ class MultiSeriesDetector:
     [('a', 350.0, 'spike')]
     """
 
-    def __init__(self, params: EnsembleParams | None = None) -> None:
+    def __init__(self, params: EnsembleParams | None = None, periods: tuple[int, ...] = ()) -> None:
         self.params = params or EnsembleParams()
-        self.core = EnsembleCore(0, self.params)
+        self.core = EnsembleCore(0, self.params, periods)
         self.index: dict[str, int] = {}
         self.last_scores: dict[str, np.ndarray] = {}
 
@@ -138,6 +145,7 @@ class MultiSeriesDetector:
             "version": FORMAT_VERSION,
             "params": params_dict(self.params),
             "series_ids": self.series_ids,
+            "periods": list(self.core.periods),
         }
         return meta, dict(self.core.state)
 
@@ -150,7 +158,7 @@ class MultiSeriesDetector:
         known = {f.name for f in fields(EnsembleParams)}
         p = {k: v for k, v in meta["params"].items() if k in known}
         p["components"] = tuple(p["components"])
-        det = cls(EnsembleParams(**p))
+        det = cls(EnsembleParams(**p), tuple(meta.get("periods", ())))
         ids = list(meta["series_ids"])
         det.core.add_series(len(ids))
         det.index = {s: i for i, s in enumerate(ids)}

@@ -22,7 +22,7 @@ KINDS = (
     "counter_reset",
     "saturation",
 )
-METRICS = ("traffic", "latency", "cpu", "queue", "counter", "disk")
+METRICS = ("traffic", "latency", "cpu", "queue", "counter", "disk", "batch")
 
 
 @dataclass
@@ -75,6 +75,14 @@ def _base(rng: np.random.Generator, metric: str, n: int, step: int) -> tuple[np.
     if metric == "counter":
         rate = rng.uniform(10, 1000) * (1 + 0.5 * season_amp * day) * np.exp(0.1 * noise)
         return np.cumsum(rate), 0.1 * float(np.mean(rate))
+    if metric == "batch":
+        # scheduled jobs: load steps up for a fixed slot every few hours (cron), little noise
+        every = float(rng.choice([4, 6, 12, 24])) * 3600
+        slot = every * rng.uniform(0.1, 0.4)
+        on = ((t + rng.uniform(0, every)) % every) < slot
+        level, high = rng.uniform(5, 20), rng.uniform(30, 80)
+        sd = rng.uniform(0.2, 1.0)
+        return np.where(on, high, level) + sd * noise, sd
     # disk usage percent: slow daily churn around a level
     level = rng.uniform(20, 70)
     return level + 2 * season_amp * day + 0.5 * noise, 0.5
@@ -118,11 +126,12 @@ _KINDS_FOR = {
     "queue": ("spike", "leak", "saturation", "level_shift"),
     "counter": ("counter_reset", "stuck"),
     "disk": ("leak", "saturation", "level_shift"),
+    "batch": ("spike", "level_shift", "seasonality_break", "stuck", "variance"),
 }
 
 
 def make_scenario(rng: np.random.Generator, idx: int, min_len: int, max_len: int) -> Scenario:
-    metric = str(rng.choice(METRICS, p=[0.25, 0.25, 0.2, 0.1, 0.1, 0.1]))
+    metric = str(rng.choice(METRICS, p=[0.22, 0.22, 0.16, 0.1, 0.1, 0.1, 0.1]))
     n = int(np.exp(rng.uniform(np.log(min_len), np.log(max_len))))
     step = int(rng.choice([300, 3600], p=[0.75, 0.25]))
     x, sigma = _base(rng, metric, n, step)
