@@ -182,6 +182,7 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    avg_batch: float = 1.0  # client requests per insert, from the collector's own histogram
 
     def line(self) -> str:
         lat = sorted(self.latencies) or [0.0]
@@ -248,7 +249,26 @@ async def drive(signal: str, pid: int, grpc_port: int, http_port: int, args: arg
         )
     phase.wall_s = time.perf_counter() - t0
     phase.cpu_s = cpu_seconds(pid) - cpu0
+    phase.avg_batch = scrape_avg_batch(http_port, signal)
     return phase
+
+
+def scrape_avg_batch(http_port: int, signal: str) -> float:
+    """Average requests per group-commit batch, read from the collector's ``/metrics``."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{http_port}/metrics", timeout=10).text
+    total = count = 0.0
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "forewarn_collector_batch_requests":
+            for sample in fam.samples:
+                if sample.labels.get("signal") == signal:
+                    if sample.name.endswith("_sum"):
+                        total = sample.value
+                    elif sample.name.endswith("_count"):
+                        count = sample.value
+    return total / count if count else 1.0
 
 
 def start_collector(data: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, int, int]:
@@ -303,9 +323,10 @@ def stored_rows(data: Path) -> dict[str, int]:
 
 def floor(
     signals: list[str], phases: dict[str, Phase], data: Path, args: argparse.Namespace
-) -> dict[str, float]:
+) -> dict[str, tuple[float, float, int]]:
     """Decode (as the receiver does) + insert_requests directly, in batches of the size the collector
-    formed on average, single-threaded, into a fresh store in this process."""
+    formed on average, single-threaded, into a fresh store in this process.
+    Returns (items per second, items per CPU-second of this process, batch size) per signal."""
     from forewarn.collector.convert import insert_requests
     from forewarn.collector.otlp import decode_protobuf
 
@@ -317,14 +338,15 @@ def floor(
     rates = {}
     for signal in signals:
         payloads = Payloads(signal, seed=11)
-        batch = max(1, args.floor_batch)
+        batch = args.floor_batch or max(1, round(phases[signal].avg_batch))
         items = 0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         while time.perf_counter() - t0 < args.seconds / 2:
             group = [decode_protobuf(signal, payloads.next()).payload for _ in range(batch)]
             insert_requests(client, signal, group, database="floor")
             items += batch * ITEMS_PER_REQUEST[signal]
-        rates[signal] = items / (time.perf_counter() - t0)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        rates[signal] = (items / wall, items / cpu if cpu else 0.0, batch)
     client.close()
     return rates
 
@@ -332,10 +354,15 @@ def floor(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=8.0, help="load duration per signal")
-    ap.add_argument("--grpc-clients", type=int, default=6)
-    ap.add_argument("--http-clients", type=int, default=6)
+    ap.add_argument("--grpc-clients", type=int, default=16)
+    ap.add_argument("--http-clients", type=int, default=16)
     ap.add_argument("--signals", default="traces,metrics,logs")
-    ap.add_argument("--floor-batch", type=int, default=8, help="requests per direct insert in the floor")
+    ap.add_argument(
+        "--floor-batch",
+        type=int,
+        default=0,
+        help="requests per direct insert (default: the collector's average)",
+    )
     ap.add_argument("--kafka", action="store_true", help="send through the Kafka exporter (needs --brokers)")
     ap.add_argument("--brokers", default="127.0.0.1:9092")
     args = ap.parse_args()
@@ -366,10 +393,13 @@ def main() -> None:
                     sys.exit(f"{s}: acknowledged {want} but stored {stored.get(s, 0)}")
         rates = floor(signals, phases, data, args)
         for s in signals:
-            e2e = phases[s].items / phases[s].wall_s
+            ph = phases[s]
+            wall, cpu, batch = rates[s]
+            e2e, e2e_cpu = ph.items / ph.wall_s, ph.items / ph.cpu_s if ph.cpu_s else 0.0
             print(
-                f"{s:8s} floor (decode + insert_requests, direct): {rates[s]:>10,.0f} {ITEM[s]}/s; "
-                f"ratio end-to-end / floor = {e2e / rates[s]:.2f}",
+                f"{s:8s} floor (decode + insert_requests direct, {batch} requests per insert like the "
+                f"collector's average {ph.avg_batch:.1f}): {wall:,.0f} {ITEM[s]}/s ({cpu:,.0f} per CPU-second); "
+                f"ratio end-to-end / floor = {e2e / wall:.2f} (per CPU-second {e2e_cpu / cpu if cpu else 0:.2f})",
                 flush=True,
             )
     finally:
