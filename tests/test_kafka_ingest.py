@@ -199,3 +199,27 @@ def test_absent_topics_without_auto_creation_are_a_clear_error(settings, broker)
         ensure_topics(s.kafka)
     s.kafka.create_topics = True
     assert ensure_topics(s.kafka) == {"otlp_spans": 2, "otlp_metrics": 2, "otlp_logs": 2}
+
+
+def test_two_ingesters_share_partitions_and_take_over_without_duplicates(settings, store, broker) -> None:  # noqa: F811
+    """Scale-out: members of one group split the partitions; when one leaves with inserted but
+    uncommitted ranges, the other replays them under the same tokens."""
+    n = 60
+    s = kafka_settings(settings, broker.address, partitions=4, batch_max_records=4)
+    ensure_topics(s.kafka)
+    s_b = kafka_settings(
+        settings, broker.address, partitions=4, batch_max_records=50, group_id=s.kafka.group_id
+    )
+    with running(s_b, store) as b:
+        with running(s, store, CrashBeforeCommit) as a:
+            wait_for(
+                lambda: len(a._parts) and len(b._parts) and len(a._parts) + len(b._parts) == 12, what="split"
+            )
+            for p in range(4):
+                produce(broker.address, "otlp_spans", unique_spans(n // 4, start=p * 1000), partition=p)
+            wait_for(lambda: count(store) == n, what="rows from both members")
+            assert a.ranges_inserted and b.ranges_inserted
+        # a left the group without committing: b now owns everything and replays a's ranges
+        wait_for(lambda: committed(s, "otlp_spans", 4) == [n // 4] * 4, what="b commits every partition")
+    assert count(store) == n
+    assert store.query("SELECT uniqExact(SpanAttributes['uid']) FROM otel_traces").result_rows[0][0] == n
