@@ -43,6 +43,10 @@ from forewarn.collector.convert_sql import COMPLEX_MARKER, select_sql, target_co
 from forewarn.collector.otlp_schema import MESSAGE, PROTO, STRUCTURE
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.internal.encoder import _VarintBytes
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from forewarn.storage.schema import SIGNAL_TABLES, q
 
@@ -107,12 +111,36 @@ def _skeletons() -> dict[str, type]:
     }
 
 
+class BadPayload(ValueError):
+    """A payload is not a decodable OTLP export request: permanent, retrying cannot help."""
+
+
+_FULL = {
+    "traces": ExportTraceServiceRequest,
+    "logs": ExportLogsServiceRequest,
+    "metrics": ExportMetricsServiceRequest,
+}
+
+
+def _decode(cls: type, signal: str, i: int, payload: bytes):
+    try:
+        return cls.FromString(payload)
+    except DecodeError as e:
+        raise BadPayload(f"payload #{i} is not a valid OTLP {MESSAGE[signal]}: {e}") from e
+
+
+def check_decodable(signal: str, payloads: Sequence[bytes]) -> None:
+    """Raise :class:`BadPayload` naming the first payload that does not fully decode."""
+    for i, p in enumerate(payloads):
+        _decode(_FULL[signal], signal, i, p)
+
+
 def count_rows(signal: str, payloads: Sequence[bytes]) -> dict[str, int]:
     """Rows each table of ``signal`` gets from these requests, without decoding the items."""
     cls = _skeletons()[signal]
     counts = dict.fromkeys(SIGNAL_TABLES[signal], 0)
-    for p in payloads:
-        req = cls.FromString(p)
+    for i, p in enumerate(payloads):
+        req = _decode(cls, signal, i, p)
         for res in getattr(req, req.DESCRIPTOR.fields[0].name):
             for scope in getattr(res, res.DESCRIPTOR.fields[0].name):
                 if signal != "metrics":
@@ -164,12 +192,17 @@ class _Source:
             os.unlink(self.path)
 
     def insert(self, table: str, database: str, settings: dict[str, object]) -> None:
-        structure = _sql_str(STRUCTURE[self.signal])
+        structure = _sql_str(STRUCTURE[table])
         if self.embedded:
+            # Settings ride in the statement: clickhouse-connect's chDB backend would otherwise
+            # SET and restore each one around the call, a dozen extra engine round trips.
             sql = _insert_sql(
                 self.signal, table, database, f"file({_sql_str(self.path)}, 'Protobuf', {structure})"
             )
-            self.client.command(sql, settings=settings)
+            clause = ", ".join(
+                f"{k} = {_sql_str(v) if isinstance(v, str) else v}" for k, v in settings.items()
+            )
+            self.client.command(f"{sql}\nSETTINGS {clause}")
         else:  # untested here: no ClickHouse server in this environment
             sql = _insert_sql(self.signal, table, database, f"input({structure})") + "\nFORMAT Protobuf"
             self.client.command(sql, data=self.body, settings=settings)
@@ -185,7 +218,12 @@ def insert_requests(
 ) -> dict[str, int]:
     """Insert the rows of these serialized OTLP Export{Trace,Metrics,Logs}ServiceRequest protobuf
     messages; returns rows written per table. Raises on storage failure (the caller retries the
-    same payloads; a retry must not duplicate rows)."""
+    same payloads; a retry must not duplicate rows).
+
+    Raises :class:`BadPayload` (a ``ValueError``) for a payload that does not decode: that is
+    permanent, not a storage failure. The batch is held in memory once as framed bytes and once
+    as ClickHouse's block per statement: callers bound the batch.
+    """
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r}: expected one of {', '.join(SIGNALS)}")
     counts = count_rows(signal, payloads)
@@ -210,6 +248,7 @@ def insert_requests(
                     continue
                 except Exception as e:
                     if COMPLEX_MARKER not in str(e):
+                        check_decodable(signal, payloads)  # bad input is not a storage failure
                         raise
                 if rendered is None:
                     rendered = _Source(client, signal, [prerender(signal, p) for p in payloads]).__enter__()

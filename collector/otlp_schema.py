@@ -14,7 +14,7 @@ ClickHouse sees them (:func:`forewarn.collector.convert_anyvalue.prerender`). En
 
 >>> "message ExportTraceServiceRequest" in PROTO
 True
->>> STRUCTURE["traces"].startswith("resource_spans Array(Tuple(resource Tuple(")
+>>> STRUCTURE["otel_traces"].startswith("resource_spans Array(Tuple(resource Tuple(")
 True
 """
 
@@ -137,14 +137,13 @@ _LOG = (
     f"severity_text String, body {ANY}, attributes {KVS}, flags UInt32, trace_id String, span_id String, "
     "event_name String)"
 )
-_METRIC = (
-    "Tuple(name String, description String, unit String, "
-    f"gauge Tuple({_NUMBER_POINTS}), "
-    f"sum Tuple({_NUMBER_POINTS}, aggregation_temporality Int32, is_monotonic Bool), "
-    f"histogram Tuple({_HIST_POINTS}, aggregation_temporality Int32), "
-    f"exponential_histogram Tuple({_EXP_POINTS}, aggregation_temporality Int32), "
-    f"summary Tuple({_SUMMARY_POINTS}))"
-)
+_METRIC_DATA = {
+    "gauge": f"gauge Tuple({_NUMBER_POINTS})",
+    "sum": f"sum Tuple({_NUMBER_POINTS}, aggregation_temporality Int32, is_monotonic Bool)",
+    "histogram": f"histogram Tuple({_HIST_POINTS}, aggregation_temporality Int32)",
+    "exponential_histogram": f"exponential_histogram Tuple({_EXP_POINTS}, aggregation_temporality Int32)",
+    "summary": f"summary Tuple({_SUMMARY_POINTS})",
+}
 
 
 def _envelope(resource_field: str, scope_field: str, items_field: str, item: str) -> str:
@@ -154,8 +153,18 @@ def _envelope(resource_field: str, scope_field: str, items_field: str, item: str
     )
 
 
+# Per target table. A metric table's structure names only its own point type: the reader skips
+# the other kinds' bytes instead of decoding them once per metric table.
 STRUCTURE = {
-    "traces": _envelope("resource_spans", "scope_spans", "spans", _SPAN),
-    "logs": _envelope("resource_logs", "scope_logs", "log_records", _LOG),
-    "metrics": _envelope("resource_metrics", "scope_metrics", "metrics", _METRIC),
+    "otel_traces": _envelope("resource_spans", "scope_spans", "spans", _SPAN),
+    "otel_logs": _envelope("resource_logs", "scope_logs", "log_records", _LOG),
+    **{
+        f"otel_metrics_{kind}": _envelope(
+            "resource_metrics",
+            "scope_metrics",
+            "metrics",
+            f"Tuple(name String, description String, unit String, {data})",
+        )
+        for kind, data in _METRIC_DATA.items()
+    },
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from forewarn.collector.convert import insert_requests
+from forewarn.collector.convert import BadPayload, insert_requests
 from test_convert_traces import trace_request
 
 
@@ -42,3 +42,20 @@ def test_unknown_signal_and_storage_failure_raise(store, settings):
         insert_requests(store, "profiles", [b""], database=settings.storage.database)
     with pytest.raises(Exception, match=r"(?i)database|exist"):
         insert_requests(store, "traces", [trace_request().SerializeToString()], database="no_such_db_x")
+
+
+def test_undecodable_payloads_are_bad_input_not_storage_failures(store, settings):
+    db = settings.storage.database
+    good = trace_request(n_spans=2).SerializeToString()
+    with pytest.raises(BadPayload, match="payload #1"):
+        insert_requests(store, "traces", [good, b"\x0a\xff\xff"], database=db)
+    # The skeleton count passes (a span is kept as bytes), ClickHouse's full decode does not.
+    req = trace_request(n_spans=1)
+    broken = bytearray(req.SerializeToString())
+    span = req.resource_spans[0].scope_spans[0].spans[0].SerializeToString()
+    at = bytes(broken).index(span)
+    broken[at : at + 2] = b"\x0a\x7f"  # a trace_id field claiming 127 bytes inside the span
+    with pytest.raises(BadPayload, match="payload #0"):
+        insert_requests(store, "traces", [bytes(broken)], database=db)
+    assert count(store, db) == 0
+    assert insert_requests(store, "traces", [good], database=db) == {"otel_traces": 2}

@@ -174,3 +174,30 @@ def test_many_requests_one_call_and_empty_ones(store, settings):
     assert insert_requests(store, "traces", payloads, database=db) == {"otel_traces": 6}
     assert insert_requests(store, "traces", [], database=db) == {"otel_traces": 0}
     assert rows(store, db, "SELECT count() AS n FROM DB.otel_traces") == [{"n": 6}]
+
+
+def test_doubles_render_like_go_across_magnitudes(store, settings):
+    import random
+
+    from forewarn.collector.convert_anyvalue import go_float
+
+    rnd = random.Random(3)
+    values = [
+        0.1,
+        1e-6,
+        9.99999e-7,
+        1e21,
+        9.999999999999999e20,
+        -1e21,
+        2.0**70,
+        5e-324,
+        1.7976931348623157e308,
+    ]
+    values += [rnd.uniform(-1, 1) * 10 ** rnd.randint(-30, 30) for _ in range(300)]
+    req = trace_request(n_spans=1)
+    span = req.resource_spans[0].scope_spans[0].spans[0]
+    del span.attributes[:]
+    span.attributes.extend(kv(f"d{i}", double_value=v) for i, v in enumerate(values))
+    insert_requests(store, "traces", [req.SerializeToString()], database=settings.storage.database)
+    (row,) = rows(store, settings.storage.database, "SELECT SpanAttributes FROM DB.otel_traces")
+    assert row["SpanAttributes"] == {f"d{i}": go_float(v) for i, v in enumerate(values)}
