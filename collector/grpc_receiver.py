@@ -45,6 +45,7 @@ def make_server(receiver: Receiver, max_request_bytes: int) -> grpc.aio.Server:
         options=[
             ("grpc.max_receive_message_length", max_request_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),  # a second collector on the same port must fail, not share it
         ]
     )
     handlers = [

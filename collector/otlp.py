@@ -99,6 +99,8 @@ def decode_protobuf(signal: str, raw: bytes) -> Decoded:
 def decode_json(signal: str, raw: bytes) -> Decoded:
     """Parse OTLP/JSON (hex ids, integer or named enums, 64-bit ints as strings or numbers, unknown
     fields ignored, camelCase or snake_case) into the protobuf message."""
+    if not raw.strip():
+        raw = b"{}"  # an empty body is the empty request, as it is for protobuf
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:

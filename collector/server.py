@@ -115,9 +115,12 @@ class CollectorService:
         await self.pipeline.start()
 
         self._grpc = make_server(self.receiver, c.max_request_bytes)
-        bound = self._grpc.add_insecure_port(f"{_grpc_host(self.host)}:{self.grpc_port}")
+        try:
+            bound = self._grpc.add_insecure_port(f"{_grpc_host(self.host)}:{self.grpc_port}")
+        except RuntimeError:
+            bound = 0
         if not bound:
-            raise OSError(f"cannot bind OTLP/gRPC on {self.host}:{self.grpc_port}")
+            raise OSError(f"cannot listen for OTLP/gRPC on {self.host}:{self.grpc_port} (address in use?)")
         self.grpc_port = bound
         await self._grpc.start()
 
