@@ -31,6 +31,7 @@ import orjson
 from forewarn.alerts.labels import fingerprint as label_fingerprint
 from forewarn.alerts.remediation import sender
 from forewarn.alerts.remediation.audit import AuditWriter
+from forewarn.alerts.remediation.breaker import Breaker
 from forewarn.alerts.remediation.config import HookConfig, RemediationsConfig
 from forewarn.alerts.remediation.state import (
     CANCELLED,
@@ -43,7 +44,6 @@ from forewarn.alerts.remediation.state import (
     REFUSED,
     SUCCEEDED,
     Action,
-    BreakerRecord,
     State,
 )
 from prometheus_client import REGISTRY, Counter
@@ -405,15 +405,13 @@ class RemediationEngine:
                 self._finish(a, REFUSED, "allowlist")
                 return None
             b = self.state.breaker(c, hook.name)
-            now = time.time()
-            if b.state == "open" and now - b.opened_at >= hook.breaker.reset_after:
-                b.state, b.trial = "half_open", a.id
+            before, trial, now = b.state, b.trial, time.time()
+            admitted = b.admit(a.id, now, hook.breaker.reset_after)
+            if (b.state, b.trial) != (before, trial):
                 self.state.save_breaker(c, b)
-                self._audit(c, a, "breaker", "half_open", breaker_state="half_open")
-            elif b.state == "half_open" and not b.trial:
-                b.trial = a.id
-                self.state.save_breaker(c, b)
-            if b.state == "open" or (b.state == "half_open" and b.trial != a.id):
+            if b.state != before:
+                self._audit(c, a, "breaker", b.state, breaker_state=b.state, reason=f"{before} -> {b.state}")
+            if not admitted:
                 self._finish(a, REFUSED, "breaker_open", breaker_state=b.state)
                 return None
             a.attempts += 1
@@ -459,18 +457,12 @@ class RemediationEngine:
             return True
 
     def _breaker_after(
-        self, c: sqlite3.Connection, a: Action, hook: HookConfig, b: BreakerRecord, ok: bool
+        self, c: sqlite3.Connection, a: Action, hook: HookConfig, b: Breaker, ok: bool
     ) -> None:
         before = b.state
-        if ok:
-            b.state, b.failures, b.trial = "closed", 0, ""
-        else:
-            b.failures += 1
-            if b.state == "half_open" or b.failures >= hook.breaker.failures:
-                b.state, b.opened_at, b.trial = "open", time.time(), ""
-        self.state.save_breaker(c, b)
-        if b.state != before:
+        if b.record(ok, time.time(), hook.breaker.failures):
             self._audit(c, a, "breaker", b.state, breaker_state=b.state, reason=f"{before} -> {b.state}")
+        self.state.save_breaker(c, b)
 
     def _finish(self, a: Action, state: str, reason: str, **audit: Any) -> None:
         with self.state.tx() as c:

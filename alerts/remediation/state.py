@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from forewarn.alerts.remediation.breaker import Breaker
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
@@ -117,15 +118,6 @@ class Action:
 
 
 _ACTION_COLS = [f.name for f in fields(Action)]
-
-
-@dataclass
-class BreakerRecord:
-    hook: str
-    state: str = "closed"  # closed | open | half_open
-    failures: int = 0
-    opened_at: float = 0.0
-    trial: str = ""  # id of the action allowed through while half-open
 
 
 class State:
@@ -267,24 +259,24 @@ class State:
             )
 
     # -- circuit breakers --------------------------------------------------------------------
-    def breaker(self, c: sqlite3.Connection, hook: str) -> BreakerRecord:
+    def breaker(self, c: sqlite3.Connection, hook: str) -> Breaker:
         row = c.execute(
             "SELECT hook, state, failures, opened_at, trial FROM breakers WHERE hook = ?", (hook,)
         ).fetchone()
-        return BreakerRecord(*row) if row else BreakerRecord(hook)
+        return Breaker(*row) if row else Breaker(hook)
 
-    def save_breaker(self, c: sqlite3.Connection, b: BreakerRecord) -> None:
+    def save_breaker(self, c: sqlite3.Connection, b: Breaker) -> None:
         c.execute(
             "INSERT OR REPLACE INTO breakers(hook, state, failures, opened_at, trial) VALUES (?, ?, ?, ?, ?)",
             (b.hook, b.state, b.failures, b.opened_at, b.trial),
         )
 
-    def breakers(self) -> list[BreakerRecord]:
+    def breakers(self) -> list[Breaker]:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT hook, state, failures, opened_at, trial FROM breakers"
             ).fetchall()
-        return [BreakerRecord(*r) for r in rows]
+        return [Breaker(*r) for r in rows]
 
     # -- audit outbox ------------------------------------------------------------------------
     def add_audit(self, c: sqlite3.Connection, row: dict[str, Any]) -> None:
