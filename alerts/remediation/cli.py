@@ -76,8 +76,15 @@ def list_cmd(
         )
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (containers): still say it came from the CLI
+        return "cli"
+
+
 def _decide(verb: str, action_id: str, by: str | None, comment: str, url: str, token: str | None) -> None:
-    who = by or getpass.getuser()
+    who = by or _user()
     a = _call("POST", url, f"{PATH}/{action_id}/{verb}", token, json={"by": who, "comment": comment})
     typer.echo(f"{a['id']}: {a['state']} by {a['decidedBy']}")
 
