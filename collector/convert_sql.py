@@ -257,11 +257,13 @@ def select_sql(signal: str, table: str, source: str) -> str:
     cols, item_join = _spec(signal, table)
     res_maps = f"arrayMap(r -> {attr_map(t('r', 'resource', 'attributes'))}, {res_list})"
     scope_list = t("rs", scopes)
-    scope_maps = f"arrayMap(s -> {attr_map(t('s', 'scope', 'attributes'))}, {scope_list})"
+    scope_join = f"ARRAY JOIN {scope_list} AS ss"
+    if "ScopeAttributes" in cols:  # otel_traces has no such column: not rendered at all there
+        scope_join += (
+            f", arrayMap(s -> {attr_map(t('s', 'scope', 'attributes'))}, {scope_list}) AS scope_attrs"
+        )
     projection = ",\n  ".join(f"{cols[name]} AS `{name}`" for name in target_columns(table))
     return (
         f"SELECT\n  {projection}\nFROM {source}\n"
-        f"ARRAY JOIN {res_list} AS rs, {res_maps} AS res_attrs\n"
-        f"ARRAY JOIN {scope_list} AS ss, {scope_maps} AS scope_attrs\n"
-        f"{item_join}"
+        f"ARRAY JOIN {res_list} AS rs, {res_maps} AS res_attrs\n{scope_join}\n{item_join}"
     )
