@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 from conftest import free_port
+from forewarn.alerts.testing import wait_ready
 from test_remediation_support import SECRET, Receiver
 
 CONFIG = """
@@ -46,17 +47,12 @@ def _start(config: Path, data: Path, port: int) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).status_code == 200:
-                return p
-        except httpx.HTTPError:
-            pass
-        assert p.poll() is None, p.stderr.read() if p.stderr else "router exited"
-        time.sleep(0.1)
-    p.kill()
-    raise AssertionError("router not ready in 60s")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", timeout=60)
+    except TimeoutError:
+        p.kill()
+        raise AssertionError(p.stderr.read() if p.stderr else "router not ready") from None
+    return p
 
 
 def _wait(pred, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
