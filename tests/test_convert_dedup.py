@@ -59,3 +59,16 @@ def test_undecodable_payloads_are_bad_input_not_storage_failures(store, settings
         insert_requests(store, "traces", [bytes(broken)], database=db)
     assert count(store, db) == 0
     assert insert_requests(store, "traces", [good], database=db) == {"otel_traces": 2}
+
+
+def test_a_statement_that_meets_an_array_value_writes_nothing(store, settings):
+    """The pre-render fallback relies on this: even read in many small chunks, a statement's rows
+    reach the table as one block, after the last request has been read."""
+    from forewarn.collector.convert import COMPLEX_MARKER, _settings, _Source
+
+    db = settings.storage.database
+    payloads = [trace_request(n_spans=50).SerializeToString() for _ in range(3)]
+    payloads.append(trace_request(n_spans=1, complex_values=True).SerializeToString())
+    with _Source(store, "traces", payloads) as source, pytest.raises(Exception, match=COMPLEX_MARKER):
+        source.insert("otel_traces", db, {**_settings("traces", "otel_traces", "tok"), "max_block_size": 1})
+    assert count(store, db) == 0
