@@ -117,6 +117,13 @@ def test_otlp_json_rules(rec):
                                 "somethingNew": [1, 2, 3],
                             },
                             {"traceId": "abcd", "spanId": "eee19b7ec3c1b174", "name": "short id"},
+                            {
+                                "trace_id": "5b8efff798038103d269b633813fc60c",
+                                "span_id": "0000000000000001",
+                                "name": "named enums",
+                                "kind": "SPAN_KIND_CONSUMER",
+                                "start_time_unix_nano": 5,
+                            },
                         ],
                     }
                 ],
@@ -135,6 +142,15 @@ def test_otlp_json_rules(rec):
     assert span.start_time_unix_nano == 1544712660000000000 and span.end_time_unix_nano == 1544712661000000000
     assert span.attributes[0].value.int_value == 9007199254740993
     assert span.links[0].span_id.hex() == "b7ad6b7169203331"
+    named = (
+        ExportTraceServiceRequest.FromString(exp.batches[-1][1][0]).resource_spans[0].scope_spans[0].spans[1]
+    )
+    assert (named.name, named.kind, named.span_id.hex(), named.start_time_unix_nano) == (
+        "named enums",
+        5,
+        "0000000000000001",
+        5,
+    )
 
 
 def test_bad_data_is_400_with_status_body(rec):

@@ -280,7 +280,25 @@ def test_summary_and_json_metrics(collector, store):
                             },
                             {
                                 "name": "up",
-                                "gauge": {"dataPoints": [{"timeUnixNano": now, "asInt": "1"}]},
+                                "gauge": {
+                                    "dataPoints": [
+                                        {
+                                            "timeUnixNano": now,
+                                            "asInt": "1",
+                                            "exemplars": [
+                                                {
+                                                    "timeUnixNano": str(now),
+                                                    "asDouble": 0.5,
+                                                    "traceId": "0AF7651916CD43DD8448EB211C80319C",
+                                                    "spanId": "B7AD6B7169203331",
+                                                    "filteredAttributes": [
+                                                        {"key": "user", "value": {"stringValue": "u1"}}
+                                                    ],
+                                                }
+                                            ],
+                                        }
+                                    ]
+                                },
                             },
                         ]
                     }
@@ -293,8 +311,19 @@ def test_summary_and_json_metrics(collector, store):
     (s,) = rows(store, "SELECT *, toUnixTimestamp64Nano(TimeUnix) AS t FROM otel_metrics_summary")
     assert (s["ServiceName"], s["Count"], s["Sum"], s["t"]) == ("legacy", 10, 12.5, now)
     assert s["ValueAtQuantiles.Quantile"] == [0.5, 0.99] and s["ValueAtQuantiles.Value"] == [1.0, 3.5]
-    (g,) = rows(store, "SELECT MetricName, Value FROM otel_metrics_gauge")
-    assert g == {"MetricName": "up", "Value": 1.0}
+    (g,) = rows(
+        store,
+        "SELECT MetricName, Value, Exemplars.TraceId AS t, Exemplars.SpanId AS s, Exemplars.Value AS v, "
+        "Exemplars.FilteredAttributes AS a FROM otel_metrics_gauge",
+    )
+    assert g == {
+        "MetricName": "up",
+        "Value": 1.0,
+        "t": ["0af7651916cd43dd8448eb211c80319c"],
+        "s": ["b7ad6b7169203331"],
+        "v": [0.5],
+        "a": [{"user": "u1"}],
+    }
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
