@@ -366,3 +366,24 @@ def test_finished_actions_are_forgotten_only_after_their_alert_stopped_flushing(
     st.prune(executions_before=0, actions_before=1000)
     assert sorted(a.id for a in st.list_actions()) == ["seen", "wait"]
     st.close()
+
+
+def test_backoff_does_not_hold_a_concurrency_slot(store, settings, tmp_path) -> None:
+    receiver = Receiver(script=[(503, {"Retry-After": "3"})], default=200)
+    try:
+        cfg = config(
+            receiver.url, tmp_path, max_concurrency=1, retries=1, backoff={"initial": "3s", "max": "3s"}
+        )
+
+        async def main() -> None:
+            async with running(cfg, settings) as eng:
+                await eng.submit("g1", "team", [alert(1)])
+                await until(lambda: receiver.count() == 1, what="the first attempt")
+                await eng.submit("g2", "team", [alert(2)])
+                await until(lambda: receiver.count(200) == 2, what="both successes")
+
+        asyncio.run(main())
+    finally:
+        receiver.close()
+    order = [json.loads(r.body)["groupKey"] for r in receiver.requests]
+    assert order == ["g1", "g2", "g1"]  # g2 ran while g1 waited for its retry

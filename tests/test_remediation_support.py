@@ -95,7 +95,11 @@ def config(
     """One hook ``fix`` matching alertname=Boom that calls ``<receiver>/fix``."""
     secret = tmp_path / "remediation.key"
     secret.write_text(SECRET + "\n")
-    top = {k: hook.pop(k) for k in ("dry_run", "max_executions", "window", "approval_timeout") if k in hook}
+    top = {
+        k: hook.pop(k)
+        for k in ("dry_run", "max_executions", "window", "approval_timeout", "max_concurrency")
+        if k in hook
+    }
     h = {
         "name": "fix",
         "matchers": ['alertname="Boom"'],

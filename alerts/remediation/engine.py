@@ -349,20 +349,20 @@ class RemediationEngine:
 
     async def _execute_once(self, action_id: str) -> None:
         assert self._sem is not None and self._http is not None
-        async with self._sem:
-            while True:
-                a = await asyncio.to_thread(self.state.get_action, action_id)
-                if a is None or a.state != QUEUED:
-                    return
-                hook = self.config.hook(a.hook)
-                if hook is None:  # the hook was removed from the configuration
-                    await asyncio.to_thread(self._finish, a, REFUSED, "hook_removed")
-                    return
-                delay = a.next_attempt_at - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                a = await asyncio.to_thread(self._begin_attempt, a.id, hook)
-                if a is None:
+        a: Action | None = await asyncio.to_thread(self.state.get_action, action_id)
+        if a is None or a.state != QUEUED:
+            return
+        while True:
+            hook = self.config.hook(a.hook)
+            if hook is None:  # the hook was removed from the configuration
+                await asyncio.to_thread(self._finish, a, REFUSED, "hook_removed")
+                return
+            delay = a.next_attempt_at - time.time()
+            if delay > 0:  # backoff waits outside the concurrency slots
+                await asyncio.sleep(delay)
+            async with self._sem:
+                a = await asyncio.to_thread(self._begin_attempt, action_id, hook)
+                if a is None:  # decided meanwhile (cancelled, refused by the breaker)
                     return
                 try:
                     res = await self._send(a, hook)
