@@ -152,27 +152,41 @@ def _validate(signal: str, msg: Message, raw: bytes | None) -> Decoded:
     return Decoded(raw, items, rejected, error)
 
 
+_ZERO_TRACE_ID, _ZERO_SPAN_ID = bytes(16), bytes(8)
+
+
+def _span_id_problem(sp: Any) -> str:
+    """Why a span's ids are invalid (trace.proto: wrong length or all zeroes), or ""."""
+    tid, sid = sp.trace_id, sp.span_id
+    if len(tid) != 16:
+        return f"trace_id must be 16 bytes, got {len(tid)}"
+    if len(sid) != 8:
+        return f"span_id must be 8 bytes, got {len(sid)}"
+    if tid == _ZERO_TRACE_ID:
+        return "trace_id is all zeroes"
+    if sid == _ZERO_SPAN_ID:
+        return "span_id is all zeroes"
+    return ""
+
+
 def _check_spans(msg: Any) -> tuple[int, int, str]:
     items = rejected = 0
     error = ""
+    zt, zs = _ZERO_TRACE_ID, _ZERO_SPAN_ID
     for rs in msg.resource_spans:
         for ss in rs.scope_spans:
             spans = ss.spans
             bad: list[int] = []
             for i, sp in enumerate(spans):
-                if len(sp.trace_id) != 16 or len(sp.span_id) != 8:
+                tid, sid = sp.trace_id, sp.span_id
+                if len(tid) != 16 or len(sid) != 8 or tid == zt or sid == zs:
                     bad.append(i)
             if not bad:
                 items += len(spans)
                 continue
             if not error:
                 sp = spans[bad[0]]
-                field, want, got = (
-                    ("trace_id", 16, len(sp.trace_id))
-                    if len(sp.trace_id) != 16
-                    else ("span_id", 8, len(sp.span_id))
-                )
-                error = f'span "{sp.name}": {field} must be {want} bytes, got {got}'
+                error = f'span "{sp.name}": {_span_id_problem(sp)}'
             for i in reversed(bad):
                 del spans[i]
             items += len(spans)

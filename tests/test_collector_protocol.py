@@ -321,3 +321,19 @@ def test_separate_metrics_port(settings):
         assert httpx.get(f"http://127.0.0.1:{svc.http_port}/metrics").status_code == 404
         r = httpx.post(f"http://127.0.0.1:{svc.http_port}/v1/traces", content=traces(1), headers=PB)
         assert r.status_code == 200
+
+
+def test_all_zero_ids_are_invalid(rec):
+    _, exp, http = rec
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    spans.add(trace_id=bytes(16), span_id=os.urandom(8), name="zero trace")
+    spans.add(trace_id=os.urandom(16), span_id=bytes(8), name="zero span")
+    spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name="fine")
+    resp = ExportTraceServiceResponse.FromString(
+        http.post("/v1/traces", content=req.SerializeToString(), headers=PB).content
+    )
+    assert resp.partial_success.rejected_spans == 2
+    assert resp.partial_success.error_message == 'span "zero trace": trace_id is all zeroes'
+    stored = ExportTraceServiceRequest.FromString(exp.batches[-1][1][0])
+    assert [s.name for s in stored.resource_spans[0].scope_spans[0].spans] == ["fine"]
