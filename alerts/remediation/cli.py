@@ -55,7 +55,7 @@ def list_cmd(
     url: Annotated[str, URL] = "http://127.0.0.1:9093",
     token: Annotated[str | None, TOKEN] = None,
 ) -> None:
-    """List remediation actions, newest first (``--state pending`` for those awaiting approval)."""
+    """List remediation actions, newest first (--state pending: those awaiting approval)."""
     actions = _call("GET", url, PATH, token, params={"state": state} if state else None)
     if as_json:
         typer.echo(json.dumps(actions, indent=2))
