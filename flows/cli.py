@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,21 +135,29 @@ def score_cmd(
         eng.start_at(parse_time(start))
     until_ms = parse_time(until) if until else None
     total = 0
+
+    def echo(r: dict) -> None:
+        keys = ("start_ms", "end_ms", "points", "anomalies", "incidents")
+        typer.echo(json.dumps({k: r[k] for k in keys}), nl=True)
+        sys.stdout.flush()
+
     while not stop.is_set():
         if pf:
             reps = pf.score_flow(
-                shard=s.flows.shard, shards=s.flows.shards, until_ms=until_ms, max_batches=1000
+                shard=s.flows.shard, shards=s.flows.shards, until_ms=until_ms, max_batches=10
             )
+            for r in reps:
+                echo(r)
         else:
-            reps = [r.as_dict() for r in iter(lambda: eng.run_once(until_ms), None)]
-        for r in reps:
-            total += 1
-            typer.echo(
-                json.dumps({k: r[k] for k in ("start_ms", "end_ms", "points", "anomalies", "incidents")})
-            )
+            reps = []
+            while not stop.is_set() and (r := eng.run_once(until_ms)) is not None:
+                reps.append(r)
+                echo(r.as_dict())
+        total += len(reps)
         if until_ms is not None and eng.watermark >= until_ms // eng.step_ms * eng.step_ms:
             break
-        stop.wait(s.flows.interval_s)
+        if not reps:
+            stop.wait(s.flows.interval_s)
     typer.echo(f"scored {total} micro-batches; watermark {datetime.fromtimestamp(eng.watermark / 1000, UTC).isoformat()}",
                err=True)  # fmt: skip
 
@@ -308,9 +317,9 @@ def anomaly_mark_cmd(
         cliutil.fail(f"no anomaly {anomaly_id}", 1)
     label = "false_positive" if false_positive else "true_positive"
     sql = (
-        "INSERT INTO forewarn_feedback (anomaly_id, series_id, detector, label, at, note) VALUES "
-        f"({int(anomaly_id)}, {int(found[0]['series_id'])}, {lit(found[0]['detector'])}, {lit(label)}, "
-        f"now64(3), {lit(note[:2000])})"
+        "INSERT INTO forewarn_feedback (anomaly_id, series_id, detector, label, at, note) SELECT "
+        f"{int(anomaly_id)}, {int(found[0]['series_id'])}, {lit(found[0]['detector'])}, {lit(label)}, "
+        f"now64(3), {lit(note[:2000])}"
     )
     _rows(s, sql)
     typer.echo(json.dumps({"anomaly_id": anomaly_id, "series_id": found[0]["series_id"], "label": label}))

@@ -320,32 +320,33 @@ class ScoreEngine:
         for sid, g in sat.groupby("series_id", sort=True):
             key = str(sid)
             h = self.history.setdefault(key, deque(maxlen=FORECAST_POINTS))
-            h.extend(zip(g["ts"].astype(int).tolist(), g["value"].astype(float).tolist(), strict=True))
             m = meta.loc[sid]
             limit = limits[m["name"]]
             fc = SaturationForecaster(limit, window=FORECAST_POINTS, warn_within_s=self.f.forecast_horizon_s)
-            if len(h) < 6:
-                continue
-            arr = np.array(h, dtype=float)
-            f = fc.forecast([key], arr[None, :, 0] / 1000.0, arr[None, :, 1])[0]
-            active = f.eta_s <= self.f.forecast_horizon_s and math.isfinite(f.eta_high_s)
-            if not active:
-                self.forecasts.pop(key, None)
-                continue
             what = f"{m['service']} {m['name']}{_fmt_labels(m['labels'])}"
-            text = f.text(what)
-            ts_ms = int(arr[-1, 0])
-            score = 1.0 - min(f.eta_s / self.f.forecast_horizon_s, 1.0) * 1e-3
-            row = self._row(
-                int(sid), ts_ms, m, arr[-1, 1], limit, score, "saturation", "forecast", text, detected_at
-            )
-            rows.append(row)
-            prev = self.forecasts.get(key)
-            self.forecasts[key] = {
-                "service": m["service"], "name": m["name"], "labels": dict(m["labels"]), "explanation": text,
-                "eta_s": round(f.eta_s), "first_s": prev["first_s"] if prev else ts_ms / 1000.0,
-                "last_s": ts_ms / 1000.0,
-            }  # fmt: skip
+            # one forecast per point, so the result does not depend on how points are batched
+            for ts_ms, v in zip(g["ts"].astype(int).tolist(), g["value"].astype(float).tolist(), strict=True):
+                h.append((ts_ms, v))
+                if len(h) < 6:
+                    continue
+                arr = np.array(h, dtype=float)
+                f = fc.forecast([key], arr[None, :, 0] / 1000.0, arr[None, :, 1])[0]
+                if not (f.eta_s <= self.f.forecast_horizon_s and math.isfinite(f.eta_high_s)):
+                    self.forecasts.pop(key, None)
+                    continue
+                text = f.text(what)
+                score = 1.0 - min(f.eta_s / self.f.forecast_horizon_s, 1.0) * 1e-3
+                rows.append(
+                    self._row(
+                        int(sid), ts_ms, m, v, limit, score, "saturation", "forecast", text, detected_at
+                    )
+                )
+                prev = self.forecasts.get(key)
+                self.forecasts[key] = {
+                    "service": m["service"], "name": m["name"], "labels": dict(m["labels"]), "explanation": text,
+                    "eta_s": round(f.eta_s), "first_s": prev["first_s"] if prev else ts_ms / 1000.0,
+                    "last_s": ts_ms / 1000.0,
+                }  # fmt: skip
         return rows
 
     def _models(self, sig: pd.DataFrame, detected_at) -> list[dict]:
