@@ -61,9 +61,7 @@ def test_killed_score_resumes_exactly_once_and_backtest_matches(tmp_path: Path):
         proc = subprocess.Popen(
             score, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env(data)
         )
-        seen = 0
-        for _line in proc.stdout:
-            seen += 1
+        for seen, _line in enumerate(proc.stdout, 1):
             if seen >= kill_after:
                 break
         proc.send_signal(signal.SIGKILL)
