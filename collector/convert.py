@@ -51,6 +51,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from forewarn.storage.schema import SIGNAL_TABLES, q
 
 SIGNALS = ("traces", "metrics", "logs")
+_LEVELS = {
+    "traces": ("resource_spans", "scope_spans", "spans"),
+    "logs": ("resource_logs", "scope_logs", "log_records"),
+    "metrics": ("resource_metrics", "scope_metrics", "metrics"),
+}
 _METRIC_FIELDS = {
     "otel_metrics_gauge": ("gauge", 5),
     "otel_metrics_sum": ("sum", 7),
@@ -92,16 +97,21 @@ def _skeletons() -> dict[str, type]:
             if type_name:
                 fd.type_name = type_name
 
+    # Resource and scope attributes are decoded just far enough to see arrays/kvlists (proto2
+    # syntax: optional fields have presence, so an empty array still counts).
+    message("Value", [("array_value", 5, opt, bytes_t, ""), ("kvlist_value", 6, opt, bytes_t, "")])
+    message("KeyValue", [("value", 2, opt, msg_t, ".fwskel.Value")])
+    message("Resource", [("attributes", 1, rep, msg_t, ".fwskel.KeyValue")])
+    message("Scope", [("attributes", 3, rep, msg_t, ".fwskel.KeyValue")])
     message("Points", [("data_points", 1, rep, bytes_t, "")])
     message("Metric", [(k, n, opt, msg_t, ".fwskel.Points") for k, n in _METRIC_FIELDS.values()])
-    for sig, (res, scopes, items) in {
-        "traces": ("resource_spans", "scope_spans", "spans"),
-        "logs": ("resource_logs", "scope_logs", "log_records"),
-        "metrics": ("resource_metrics", "scope_metrics", "metrics"),
-    }.items():
+    for sig, (res, scopes, items) in _LEVELS.items():
         item = (items, 2, rep, msg_t, ".fwskel.Metric") if sig == "metrics" else (items, 2, rep, bytes_t, "")
-        message(f"{sig}Scope", [item])
-        message(f"{sig}Resource", [(scopes, 2, rep, msg_t, f".fwskel.{sig}Scope")])
+        message(f"{sig}Scope", [("scope", 1, opt, msg_t, ".fwskel.Scope"), item])
+        message(
+            f"{sig}Resource",
+            [("resource", 1, opt, msg_t, ".fwskel.Resource"), (scopes, 2, rep, msg_t, f".fwskel.{sig}Scope")],
+        )
         message(f"{sig}Request", [(res, 1, rep, msg_t, f".fwskel.{sig}Resource")])
     pool = descriptor_pool.DescriptorPool()
     pool.Add(f)
@@ -135,22 +145,38 @@ def check_decodable(signal: str, payloads: Sequence[bytes]) -> None:
         _decode(_FULL[signal], signal, i, p)
 
 
-def count_rows(signal: str, payloads: Sequence[bytes]) -> dict[str, int]:
-    """Rows each table of ``signal`` gets from these requests, without decoding the items."""
+def _complex(kvs) -> bool:
+    return any(kv.value.HasField("array_value") or kv.value.HasField("kvlist_value") for kv in kvs)
+
+
+def survey(signal: str, payloads: Sequence[bytes]) -> tuple[dict[str, int], list[bool]]:
+    """Rows each table of ``signal`` gets, and which requests carry arrays/kvlists in resource
+    or scope attributes; items are not decoded (kept as bytes)."""
     cls = _skeletons()[signal]
+    res_field, scopes_field, items_field = _LEVELS[signal]
     counts = dict.fromkeys(SIGNAL_TABLES[signal], 0)
+    envelope_complex = []
     for i, p in enumerate(payloads):
         req = _decode(cls, signal, i, p)
-        for res in getattr(req, req.DESCRIPTOR.fields[0].name):
-            for scope in getattr(res, res.DESCRIPTOR.fields[0].name):
+        found = False
+        for res in getattr(req, res_field):
+            found = found or _complex(res.resource.attributes)
+            for scope in getattr(res, scopes_field):
+                found = found or _complex(scope.scope.attributes)
                 if signal != "metrics":
-                    counts[SIGNAL_TABLES[signal][0]] += len(getattr(scope, scope.DESCRIPTOR.fields[0].name))
+                    counts[SIGNAL_TABLES[signal][0]] += len(getattr(scope, items_field))
                     continue
                 for metric in scope.metrics:
                     for table, (kind, _) in _METRIC_FIELDS.items():
                         if metric.HasField(kind):
                             counts[table] += len(getattr(metric, kind).data_points)
-    return counts
+        envelope_complex.append(found)
+    return counts, envelope_complex
+
+
+def count_rows(signal: str, payloads: Sequence[bytes]) -> dict[str, int]:
+    """Rows each table of ``signal`` gets from these requests."""
+    return survey(signal, payloads)[0]
 
 
 @cache
@@ -226,10 +252,15 @@ def insert_requests(
     """
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r}: expected one of {', '.join(SIGNALS)}")
-    counts = count_rows(signal, payloads)
+    counts, envelope_complex = survey(signal, payloads)
     todo = [table for table, n in counts.items() if n]
     if not todo:
         return counts
+    if any(envelope_complex):  # cheap to render up front: a few values per request
+        payloads = [
+            prerender(signal, p, items=False) if c else p
+            for p, c in zip(payloads, envelope_complex, strict=True)
+        ]
     source = _Source(client, signal, payloads)
     # INSERT ... SELECT is deduplicated only with a token (ClickHouse cannot prove a SELECT
     # stable), so without one the content digest stands in: a replay of the same requests drops.

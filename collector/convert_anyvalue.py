@@ -113,42 +113,48 @@ def _flatten(kvs: Iterable[KeyValue]) -> None:
         _flatten_value(kv.value)
 
 
-def _scope_items(resource_lists, scopes_field: str, items_field: str):
-    for r in resource_lists:
-        _flatten(r.resource.attributes)
-        for s in getattr(r, scopes_field):
-            _flatten(s.scope.attributes)
-            yield from getattr(s, items_field)
+_REQUESTS = {
+    "traces": (ExportTraceServiceRequest, "resource_spans", "scope_spans", "spans"),
+    "logs": (ExportLogsServiceRequest, "resource_logs", "scope_logs", "log_records"),
+    "metrics": (ExportMetricsServiceRequest, "resource_metrics", "scope_metrics", "metrics"),
+}
 
 
-def prerender(signal: str, payload: bytes) -> bytes:
+def _flatten_item(signal: str, item) -> None:
+    if signal == "traces":
+        _flatten(item.attributes)
+        for ev in item.events:
+            _flatten(ev.attributes)
+        for link in item.links:
+            _flatten(link.attributes)
+    elif signal == "logs":
+        _flatten(item.attributes)
+        _flatten_value(item.body)
+    else:
+        kind = item.WhichOneof("data")
+        for dp in getattr(item, kind).data_points if kind else ():
+            _flatten(dp.attributes)
+            for ex in getattr(dp, "exemplars", ()):
+                _flatten(ex.filtered_attributes)
+
+
+def prerender(signal: str, payload: bytes, items: bool = True) -> bytes:
     """The request with every array/kvlist value replaced by a string value of its rendering.
 
     Scalars are untouched, and a string value is stored as is, so the stored text is unchanged.
+    With ``items=False`` only resource and scope attributes are visited: a few values per
+    request, where SDKs put arrays such as ``process.command_args``; the per-item walk is the
+    slow part.
     """
-    if signal == "traces":
-        req = ExportTraceServiceRequest.FromString(payload)
-        for span in _scope_items(req.resource_spans, "scope_spans", "spans"):
-            _flatten(span.attributes)
-            for ev in span.events:
-                _flatten(ev.attributes)
-            for link in span.links:
-                _flatten(link.attributes)
-    elif signal == "logs":
-        req = ExportLogsServiceRequest.FromString(payload)
-        for rec in _scope_items(req.resource_logs, "scope_logs", "log_records"):
-            _flatten(rec.attributes)
-            _flatten_value(rec.body)
-    elif signal == "metrics":
-        req = ExportMetricsServiceRequest.FromString(payload)
-        for metric in _scope_items(req.resource_metrics, "scope_metrics", "metrics"):
-            kind = metric.WhichOneof("data")
-            if kind is None:
-                continue
-            for dp in getattr(metric, kind).data_points:
-                _flatten(dp.attributes)
-                for ex in getattr(dp, "exemplars", ()):
-                    _flatten(ex.filtered_attributes)
-    else:
+    if signal not in _REQUESTS:
         raise ValueError(f"unknown signal {signal!r}")
+    cls, res_field, scopes_field, items_field = _REQUESTS[signal]
+    req = cls.FromString(payload)
+    for r in getattr(req, res_field):
+        _flatten(r.resource.attributes)
+        for sc in getattr(r, scopes_field):
+            _flatten(sc.scope.attributes)
+            if items:
+                for item in getattr(sc, items_field):
+                    _flatten_item(signal, item)
     return req.SerializeToString()

@@ -201,3 +201,32 @@ def test_doubles_render_like_go_across_magnitudes(store, settings):
     insert_requests(store, "traces", [req.SerializeToString()], database=settings.storage.database)
     (row,) = rows(store, settings.storage.database, "SELECT SpanAttributes FROM DB.otel_traces")
     assert row["SpanAttributes"] == {f"d{i}": go_float(v) for i, v in enumerate(values)}
+
+
+class CountingClient:
+    """Forwards to the real client, counting statements (to see which path a batch took)."""
+
+    def __init__(self, client) -> None:
+        self.client, self.uri, self.statements = client, client.uri, 0
+
+    def command(self, *args, **kwargs):
+        self.statements += 1
+        return self.client.command(*args, **kwargs)
+
+
+def test_resource_arrays_are_rendered_up_front_span_arrays_on_retry(store, settings):
+    db = settings.storage.database
+    req = trace_request(n_spans=2)
+    req.resource_spans[0].resource.attributes.append(KeyValue(key="process.command_args", value=ARRAY))
+    spy = CountingClient(store)
+    insert_requests(spy, "traces", [req.SerializeToString()], database=db)
+    assert spy.statements == 1
+    spy = CountingClient(store)
+    insert_requests(
+        spy, "traces", [trace_request(n_spans=1, complex_values=True).SerializeToString()], database=db
+    )
+    assert spy.statements == 2  # the first statement stops at the array, nothing written; re-run
+    got = rows(store, db, "SELECT ResourceAttributes, SpanAttributes FROM DB.otel_traces")
+    assert len(got) == 3
+    assert sum(r["ResourceAttributes"].get("process.command_args") == ARRAY_TEXT for r in got) == 2
+    assert sum(r["SpanAttributes"].get("arr") == ARRAY_TEXT for r in got) == 1
