@@ -79,8 +79,9 @@ def routes(router: AlertRouter) -> list[BaseRoute]:
                 valid.append(Alert.from_api(raw, now, router.config.global_.resolve_timeout))
             except AlertValidationError as e:
                 errors.append(f"alert {i}: {e}" if len(body) > 1 else str(e))
-        for a in valid:
-            RECEIVED.labels(a.status(now)).inc()
+        firing = sum(1 for a in valid if not a.resolved_at(now))
+        RECEIVED.labels("firing").inc(firing)
+        RECEIVED.labels("resolved").inc(len(valid) - firing)
         INVALID.inc(len(errors))
         try:
             router.provider.put(valid, now)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from forewarn.alerts import config as c
-from forewarn.alerts.labels import all_match, fingerprint, sort_by_labels
+from forewarn.alerts.labels import all_match, sort_by_labels
 from forewarn.alerts.metrics import FLUSH_LAG, NOTIFICATIONS, NOTIFY_FAILED, NOTIFY_LATENCY
 from forewarn.alerts.model import Alert
 from forewarn.alerts.notifiers import Flush, HTTPClients, Integration, NotifyError, build_integrations
@@ -299,7 +299,7 @@ class Dispatcher:
         self.tree = build_tree(cfg.route)
         self.inhibitor = Inhibitor(cfg.inhibit_rules, provider)
         self.pipeline = Pipeline(cfg, self.inhibitor, silences, store, clients, external_url, submit)
-        self.groups: dict[RouteNode, dict[str, AggrGroup]] = {}
+        self.groups: dict[RouteNode, dict[tuple[tuple[str, str], ...], AggrGroup]] = {}
         self._cleanup: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -313,7 +313,7 @@ class Dispatcher:
         for route in self.tree.match(alert.labels):
             labels = route.group_labels(alert.labels)
             groups = self.groups.setdefault(route, {})
-            gfp = fingerprint(labels)
+            gfp = tuple(sorted(labels.items()))
             ag = groups.get(gfp)
             if ag is None:
                 ag = groups[gfp] = AggrGroup(self, route, labels)

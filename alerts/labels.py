@@ -32,11 +32,23 @@ _MASK = (1 << 64) - 1
 OPERATORS = ("=", "!=", "=~", "!~")
 
 
+@functools.lru_cache(maxsize=4096)
+def valid_label_name(name: str) -> bool:
+    """Prometheus label name syntax (cached: the same few names arrive over and over)."""
+    return LABEL_NAME_RE.match(name) is not None
+
+
 def fingerprint(labels: Mapping[str, str]) -> str:
     """64-bit FNV-1a over sorted name/value pairs each followed by 0xff, as 16 hex digits."""
+    return _fingerprint(tuple(sorted(labels.items())))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _fingerprint(items: tuple[tuple[str, str], ...]) -> str:
+    # Cached: Prometheus re-sends the same alerts every evaluation interval.
     h = _FNV_OFFSET
-    for name in sorted(labels):
-        for part in (name, labels[name]):
+    for name, value in items:
+        for part in (name, value):
             for b in part.encode():
                 h = ((h ^ b) * _FNV_PRIME) & _MASK
             h = ((h ^ 0xFF) * _FNV_PRIME) & _MASK

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from forewarn.alerts.labels import LABEL_NAME_RE, fingerprint
+from forewarn.alerts.labels import fingerprint, valid_label_name
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$")
@@ -104,8 +104,17 @@ class Alert:
     def status(self, now: float | None = None) -> str:
         return "resolved" if self.resolved_at(time.time() if now is None else now) else "firing"
 
-    def copy(self, **changes: Any) -> Alert:
-        return replace(self, **changes)
+    def copy(self) -> Alert:
+        return Alert(
+            self.labels,
+            self.annotations,
+            self.starts_at,
+            self.ends_at,
+            self.generator_url,
+            self.updated_at,
+            self.timeout,
+            self.fp,
+        )
 
     def merge(self, other: Alert, now: float) -> Alert:
         """``Alert.Merge``: the younger alert wins, the earliest start and a later explicit end are kept."""
@@ -150,12 +159,12 @@ class Alert:
         labels = {k: labels[k] for k in sorted(labels) if labels[k] != ""}
         annotations = {k: annotations[k] for k in sorted(annotations)}
         for name in labels:
-            if not LABEL_NAME_RE.match(name):
+            if not valid_label_name(name):
                 raise AlertValidationError(f'invalid label set: invalid name "{name}"')
         if not labels:
             raise AlertValidationError("at least one label pair required")
         for name in annotations:
-            if not LABEL_NAME_RE.match(name):
+            if not valid_label_name(name):
                 raise AlertValidationError(f'invalid annotations: invalid name "{name}"')
         if ends < starts:
             raise AlertValidationError("start time must be before end time")

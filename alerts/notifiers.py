@@ -14,6 +14,7 @@ retrying (5xx, network errors; 429 for PagerDuty), exactly the split Alertmanage
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -124,8 +125,9 @@ class Integration:
     name = "integration"
     retry_statuses: frozenset[int] = frozenset()
 
-    def __init__(self, idx: int, conf: Any, http: httpx.AsyncClient, glob: c.GlobalConfig) -> None:
-        self.idx, self.conf, self.http, self.glob = idx, conf, http, glob
+    def __init__(self, idx: int, conf: Any, transport: Transport, glob: c.GlobalConfig) -> None:
+        self.idx, self.conf, self.glob = idx, conf, glob
+        self.http, self.slots = transport.client, transport.slots
         http_conf = getattr(conf, "http_config", None) or glob.http_config
         self.headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **http_conf.headers()}
         self.auth = (
@@ -148,9 +150,14 @@ class Integration:
         """One attempt; raises :class:`NotifyError` saying whether to retry."""
         payload = orjson.dumps(self.body(f, alerts))
         try:
-            resp = await self.http.post(
-                self.url(), content=payload, headers=self.headers, auth=self.auth, timeout=max(timeout, 0.001)
-            )
+            async with self.slots:
+                resp = await self.http.post(
+                    self.url(),
+                    content=payload,
+                    headers=self.headers,
+                    auth=self.auth,
+                    timeout=max(timeout, 0.001),
+                )
         except httpx.HTTPError as e:
             raise NotifyError(f"{self.name}: {type(e).__name__}: {e}", retry=True) from None
         if 200 <= resp.status_code < 300:
@@ -258,13 +265,25 @@ def build_integrations(recv: c.Receiver, glob: c.GlobalConfig, clients: HTTPClie
     return out
 
 
+@dataclass
+class Transport:
+    """A pooled client and the slots bounding its concurrent requests (a flush storm queues
+    here, under the flush deadline, instead of failing with pool timeouts)."""
+
+    client: httpx.AsyncClient
+    slots: asyncio.Semaphore
+
+
+MAX_CONCURRENT_REQUESTS = 16
+
+
 class HTTPClients:
     """One pooled client per distinct TLS/redirect setting, closed with the router."""
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}
+        self._clients: dict[tuple[Any, ...], Transport] = {}
 
-    def get(self, hc: c.HTTPConfig) -> httpx.AsyncClient:
+    def get(self, hc: c.HTTPConfig) -> Transport:
         tls = hc.tls_config or c.TLSConfig()
         key = (
             tls.insecure_skip_verify,
@@ -282,15 +301,18 @@ class HTTPClients:
                 if tls.cert_file:
                     ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
                 verify = ctx
-            self._clients[key] = httpx.AsyncClient(
+            client = httpx.AsyncClient(
                 verify=verify,
                 follow_redirects=hc.follow_redirects,
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                limits=httpx.Limits(
+                    max_connections=MAX_CONCURRENT_REQUESTS, max_keepalive_connections=MAX_CONCURRENT_REQUESTS
+                ),
                 trust_env=False,
             )
+            self._clients[key] = Transport(client, asyncio.Semaphore(MAX_CONCURRENT_REQUESTS))
         return self._clients[key]
 
     async def aclose(self) -> None:
-        for cl in self._clients.values():
-            await cl.aclose()
+        for t in self._clients.values():
+            await t.client.aclose()
         self._clients.clear()

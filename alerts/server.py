@@ -133,7 +133,13 @@ class AlertRouter:
             app = build_app(self, extra_routes, self.api_tokens)
             self._server = _Server(
                 uvicorn.Config(
-                    app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+                    app,
+                    host=host,
+                    port=port,
+                    log_level="warning",
+                    lifespan="off",
+                    access_log=False,
+                    timeout_graceful_shutdown=5,
                 )
             )
             self._serve_task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
@@ -170,6 +176,7 @@ class AlertRouter:
             self._server.should_exit = True
             with contextlib.suppress(Exception):
                 await self._serve_task
+            log.debug("HTTP server stopped")
         for t in (self._gc_task,):
             if t is not None:
                 t.cancel()
@@ -177,6 +184,7 @@ class AlertRouter:
                     await t
         if getattr(self, "dispatcher", None) is not None:
             await self.dispatcher.stop()
+            log.debug("dispatcher stopped")
         if self.engine is not None:
             await self.engine.stop()
             self.engine = None
@@ -254,4 +262,12 @@ def serve(router: AlertRouter) -> None:
             log.info("shutting down")
             await router.stop()
 
-    asyncio.run(main())
+    # uvloop when installed: the same asyncio semantics, several times less loop overhead.
+    try:
+        import uvloop
+
+        factory: Any = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())

@@ -14,7 +14,8 @@ frozenset({'a'})
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,16 +62,28 @@ class StateStore:
     def close(self) -> None:
         self.db.close()
 
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        # Autocommit connection (isolation_level=None): one explicit transaction per call,
+        # otherwise every row of an executemany would be its own commit.
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
     # alerts
     def put_alerts(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        with self.db:
+        with self._tx():
             self.db.executemany(
                 "INSERT OR REPLACE INTO alerts (fp, data) VALUES (?, ?)",
                 ((fp, orjson.dumps(d)) for fp, d in rows),
             )
 
     def delete_alerts(self, fps: Iterable[str]) -> None:
-        with self.db:
+        with self._tx():
             self.db.executemany("DELETE FROM alerts WHERE fp = ?", ((fp,) for fp in fps))
 
     def load_alerts(self) -> list[dict[str, Any]]:
@@ -78,13 +91,13 @@ class StateStore:
 
     # silences
     def put_silence(self, sid: str, data: dict[str, Any]) -> None:
-        with self.db:
+        with self._tx():
             self.db.execute(
                 "INSERT OR REPLACE INTO silences (id, data) VALUES (?, ?)", (sid, orjson.dumps(data))
             )
 
     def delete_silences(self, ids: Iterable[str]) -> None:
-        with self.db:
+        with self._tx():
             self.db.executemany("DELETE FROM silences WHERE id = ?", ((i,) for i in ids))
 
     def load_silences(self) -> list[dict[str, Any]]:
@@ -109,7 +122,7 @@ class StateStore:
         )
 
     def put_nflog(self, e: NflogEntry) -> None:
-        with self.db:
+        with self._tx():
             self.db.execute(
                 "INSERT OR REPLACE INTO nflog VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -125,5 +138,6 @@ class StateStore:
 
     def gc_nflog(self, older_than: float) -> int:
         """Drop log entries past retention (Alertmanager's default is 120 h)."""
-        with self.db:
-            return self.db.execute("DELETE FROM nflog WHERE ts < ?", (older_than,)).rowcount
+        with self._tx():
+            n = self.db.execute("DELETE FROM nflog WHERE ts < ?", (older_than,)).rowcount
+        return n
