@@ -49,6 +49,11 @@ def test_documented_example_parses() -> None:
         (lambda r: r["hooks"][0].update(headers={"Idempotency-Key": "x"}), "remediations.hooks[0].headers"),
         (lambda r: r["hooks"][0].update(method="BREW"), "remediations.hooks[0].method"),
         (lambda r: r["hooks"][0]["on_resolve"].update(url="nope"), "remediations.hooks[0].on_resolve.url"),
+        (
+            lambda r: r["hooks"][0].update(tls_config={"cert_file": "/c.pem"}),
+            "remediations.hooks[0].tls_config",
+        ),
+        (lambda r: r["hooks"][0].update(tls_config={"ca": "/c.pem"}), "remediations.hooks[0].tls_config.ca"),
         (lambda r: r.update(allowlist=["not a url"]), "remediations.allowlist[0]"),
         (lambda r: r.update(window="-1s"), "remediations.window"),
         (lambda r: r.update(max_executions=-1), "remediations.max_executions"),

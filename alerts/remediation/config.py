@@ -21,6 +21,7 @@ naming its path, never a hook that quietly runs without its brakes.
 from __future__ import annotations
 
 import re
+import ssl
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -107,6 +108,35 @@ class BackoffConfig(_Model):
     max: Duration = 30.0
 
 
+class TLSConfig(_Model):
+    """TLS for https hooks, named as in Alertmanager's ``tls_config``."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> TLSConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate)")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """What httpx's ``verify`` takes; raises ValueError naming an unreadable file."""
+        if self == TLSConfig():
+            return True
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+            if self.cert_file and self.key_file:
+                ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"tls_config: cannot load certificates: {e}") from None
+        if self.insecure_skip_verify:
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        return ctx
+
+
 class ResolveAction(_Model):
     """The call made when an alert that triggered the hook resolves (e.g. undo a scale-out)."""
 
@@ -139,6 +169,7 @@ class HookConfig(ResolveAction):
     window: Duration | None = None
     on_resolve: ResolveAction | None = None
     breaker: BreakerConfig = BreakerConfig()
+    tls_config: TLSConfig = TLSConfig()
 
     @field_validator("matchers")
     @classmethod

@@ -109,6 +109,7 @@ class RemediationEngine:
         self.audit: AuditWriter | None = None
         self._secret = b""
         self._http: httpx.AsyncClient | None = None
+        self._tls_clients: dict[Any, httpx.AsyncClient] = {}
         self._sem: asyncio.Semaphore | None = None
         self._wake = asyncio.Event()
         self._runners: dict[str, asyncio.Task[None]] = {}
@@ -123,6 +124,7 @@ class RemediationEngine:
             return
         if self.config.hooks:
             self._secret = self.config.read_secret()
+        self._tls_clients = self._clients_for(self.config)  # bad certificate files fail here, first
         self._state = await asyncio.to_thread(State, self._dir / "remediation" / "state.sqlite")
         self.audit = AuditWriter(self._state, self._dsn, self._db, self._cluster)
         self.audit.start()
@@ -145,7 +147,23 @@ class RemediationEngine:
         concurrency and backlog limits keep their values until a restart.
         """
         secret = config.read_secret() if config.hooks else b""
+        clients = self._clients_for(config)
+        old, self._tls_clients = self._tls_clients, clients
         self.config, self._secret, self._allow_cache = config, secret, {}
+        for client in old.values():
+            await client.aclose()
+
+    @staticmethod
+    def _clients_for(config: RemediationsConfig) -> dict[Any, httpx.AsyncClient]:
+        """One client per distinct ``tls_config`` (httpx binds TLS settings to the client)."""
+        clients: dict[Any, httpx.AsyncClient] = {}
+        for h in config.hooks:
+            verify = h.tls_config.ssl_context()
+            if verify is not True and h.tls_config not in clients:
+                clients[h.tls_config] = httpx.AsyncClient(
+                    verify=verify, follow_redirects=False, trust_env=False
+                )
+        return clients
 
     async def stop(self) -> None:
         """Stop background work; unfinished actions stay queued and resume on the next start."""
@@ -157,8 +175,10 @@ class RemediationEngine:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loops, self._runners = [], {}
-        if self._http:
-            await self._http.aclose()
+        for client in [self._http, *self._tls_clients.values()]:
+            if client is not None:
+                await client.aclose()
+        self._tls_clients = {}
         if self.audit:
             if not self.audit.last_error:  # a store that is down keeps the rows in the outbox
                 await asyncio.to_thread(self.audit.flushed, 5.0)
@@ -376,7 +396,7 @@ class RemediationEngine:
         assert self._http is not None
         headers = hook.on_resolve.headers if a.kind == "resolve" and hook.on_resolve else hook.headers
         return await sender.attempt(
-            self._http,
+            self._tls_clients.get(hook.tls_config, self._http),
             method=a.method,
             url=a.url,
             body=self._body(a),
