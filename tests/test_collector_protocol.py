@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
+import subprocess
 import time
 
 import grpc
@@ -337,3 +339,63 @@ def test_all_zero_ids_are_invalid(rec):
     assert resp.partial_success.error_message == 'span "zero trace": trace_id is all zeroes'
     stored = ExportTraceServiceRequest.FromString(exp.batches[-1][1][0])
     assert [s.name for s in stored.resource_spans[0].scope_spans[0].spans] == ["fine"]
+
+
+def test_grpc_limit_applies_after_decompression(settings):
+    settings.collector.max_request_bytes = 64 * 1024
+    with RunningCollector(settings, ControlledExporter()) as svc:
+        req = ExportLogsServiceRequest()
+        req.resource_logs.add().scope_logs.add().log_records.add().body.string_value = "0" * (256 * 1024)
+        with grpc.insecure_channel(f"127.0.0.1:{svc.grpc_port}") as ch:
+            call = ch.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+            with pytest.raises(grpc.RpcError) as e:
+                call(req.SerializeToString(), compression=grpc.Compression.Gzip)  # ~1 KiB on the wire
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_as_a_client(rec):
+    """curl: another real HTTP client (its own HTTP/1.1 framing, Expect: 100-continue on large bodies)."""
+    svc, exp, _ = rec
+    url = f"http://127.0.0.1:{svc.http_port}/v1/traces"
+    body = json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                {
+                                    "traceId": "5b8efff798038103d269b633813fc60c",
+                                    "spanId": "eee19b7ec3c1b174",
+                                    "name": "from curl",
+                                }
+                            ]
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+    out = subprocess.run(
+        ["curl", "-sS", "-i", "-H", "Content-Type: application/json", "--data-binary", body, url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert out.startswith("HTTP/1.1 200") and out.rstrip().endswith("{}")
+    big = gzip.compress(traces(3000))  # large enough for curl to send Expect: 100-continue
+    out = subprocess.run(
+        [
+            *("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}"),
+            *("-H", "Content-Type: application/x-protobuf", "-H", "Content-Encoding: gzip"),
+            *("--data-binary", "@-", url),
+        ],
+        input=big,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert out == b"200"
+    assert len(exp.batches) == 2
