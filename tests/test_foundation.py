@@ -56,7 +56,7 @@ def test_contract_column_names_and_types(store, settings) -> None:
 def test_migrations_are_recorded_and_idempotent(store, settings) -> None:
     schema = Schema(settings.storage.database)
     assert migrate(store, schema, settings.storage.ttl_days) == []  # already applied by the fixture
-    versions = [r[0] for r in store.query("SELECT version FROM forewarn_schema_migrations FINAL").result_rows]
+    versions = [r[0] for r in store.query("SELECT version FROM forewarn_schema_migrations FINAL ORDER BY version").result_rows]
     assert versions == sorted(m.version for m in MIGRATIONS)
     assert len({m.version for m in MIGRATIONS}) == len(MIGRATIONS)
 
