@@ -6,8 +6,8 @@ RFC 3339 with nanoseconds so receivers see what Alertmanager would send them.
 >>> a = Alert.from_api({"labels": {"alertname": "Down", "env": ""}}, now=100.0, resolve_timeout=300)
 >>> a.labels, a.starts_at, a.ends_at, a.timeout
 ({'alertname': 'Down'}, 100.0, 400.0, True)
->>> format_time(0.0), format_time(1.5)
-('0001-01-01T00:00:00Z', '1970-01-01T00:00:01.5Z')
+>>> format_time(0.0), format_time(1.5), format_time(parse_time("2026-11-23T04:00:00.123Z", "t"))
+('0001-01-01T00:00:00Z', '1970-01-01T00:00:01.5Z', '2026-11-23T04:00:00.123Z')
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def format_time(ts: float) -> str:
     if ts == 0.0:
         return ZERO_TIME
     whole = int(ts // 1)
-    nanos = round((ts - whole) * 1e9)
+    # Microsecond rounding: a float holds ~0.2 µs at today's epoch, so "…00.123Z" stays ".123Z".
+    nanos = round((ts - whole) * 1e6) * 1000
     if nanos >= 1_000_000_000:
         whole, nanos = whole + 1, nanos - 1_000_000_000
     base = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")

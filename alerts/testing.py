@@ -36,9 +36,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, timeout: float = 20.0) -> None:
+def wait_ready(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``/-/ready``; fail fast if ``proc`` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
         try:
             if httpx.get(url + "/-/ready", timeout=1.0, trust_env=False).status_code == 200:
                 return
@@ -163,7 +166,10 @@ class Alertmanager:
             stdout=subprocess.DEVNULL,
             stderr=open(self.dir / "am.log", "wb"),
         )
-        wait_ready(self.url)
+        try:
+            wait_ready(self.url, proc=self.proc)
+        except (RuntimeError, TimeoutError) as e:
+            raise RuntimeError(f"{e}: {(self.dir / 'am.log').read_text()[-2000:]}") from None
         return self
 
     def __exit__(self, *a: Any) -> None:

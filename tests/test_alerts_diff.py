@@ -433,3 +433,39 @@ receivers:
     am, fw, t0 = run_both(config, steps, duration=3.0)
     assert {r.path for r in am} == {"/slack", "/pd"} and len(am) == 4
     assert_same(am, fw, t0)
+
+
+def test_quoting_empty_group_by_and_identical_sibling_routes() -> None:
+    # Identical sibling matchers give identical groupKeys; with continue both routes notify.
+    config = f"""
+route:
+  receiver: r
+  {TIMERS}
+  routes:
+    - matchers: ['team="a\\"b"']
+      receiver: r
+      continue: true
+    - matchers: ['team="a\\"b"']
+      receiver: r
+      group_by: [msg]
+    - matchers: ['team=~"x|y"', 'team!="z"']
+      receiver: r
+      group_by: [msg, team]
+receivers:
+  - name: r
+    webhook_configs: [{{url: "SINK/r", send_resolved: false}}]
+"""
+    odd = 'quote " back \\ tab \t newline \n é ✓'
+    steps = [
+        (
+            0.0,
+            post(
+                {"labels": {"alertname": "Q", "team": 'a"b', "msg": odd}, "startsAt": at(-10)},
+                {"labels": {"alertname": "Q", "team": "x", "msg": odd, "empty": ""}, "startsAt": at(-10)},
+                {"labels": {"alertname": "Root"}, "startsAt": at(-10)},
+            ),
+        )
+    ]
+    am, fw, t0 = run_both(config, steps, duration=2.5)
+    assert len(am) == 4
+    assert_same(am, fw, t0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -50,6 +51,11 @@ class Proc:
         self.p.wait(30)
 
 
+def _logged(data: Path) -> int:
+    with sqlite3.connect(data / "alerts-state.sqlite") as db:
+        return db.execute("SELECT count(*) FROM nflog").fetchone()[0]
+
+
 def _wait(pred, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not pred():
@@ -67,6 +73,8 @@ def test_restart_neither_repages_nor_forgets_to_resolve(tmp_path: Path) -> None:
         httpx.post(p.url + "/api/v2/alerts", json=[alert]).raise_for_status()
         _wait(lambda: len(sink.received()) == 1)
         assert len(sink.received()) == 1
+        # Sent, then logged: a kill between the two would re-send once (at-least-once, as Alertmanager).
+        _wait(lambda: _logged(data) == 1)
         p.stop(signal.SIGKILL)  # no clean shutdown at all
 
         p = Proc(cfg, data, port)
