@@ -49,6 +49,7 @@ COMMAND_MODULES = (
     "forewarn.detectors.cli",
     "forewarn.alerts.cli",
     "forewarn.flows.cli",
+    "forewarn.dashboards.cli",
 )
 
 

@@ -105,3 +105,23 @@ def test_filters_narrow_the_result(sample):
     assert set(run.targets[0].frame["service"]) == {"db"}
     run = run_dashboard(client, {**dash, "panels": [rate]}, r, {"environment": ["production"]})
     assert run.targets[0].frame.empty
+
+
+def test_report_renders_every_panel_instance(sample, tmp_path):
+    import matplotlib.image as mpimg
+    from forewarn.dashboards.report import render_report
+
+    client, info = sample
+    r = TimeRange(info.start_ms / 1000, info.end_ms / 1000 + 60, interval_s=60)
+    index = render_report(client, list(DASHBOARDS.values()), r, tmp_path / "report")
+    pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
+    instances = set()
+    for d in DASHBOARDS.values():
+        run = run_dashboard(client, d, r)
+        instances |= {(d["uid"], t.panel_id, t.repeat_value) for t in run.targets}
+    assert len(pngs) == len(instances)
+    assert "forewarn-logs-traces-05-payments.png" in pngs  # the heatmap, repeated per service
+    page = index.read_text()
+    assert all(f"src='{p}'" in page for p in pngs) and "What this dashboard can see" in page
+    img = mpimg.imread(tmp_path / "report" / "forewarn-service-overview-04-payments.png")
+    assert img.shape[0] > 200 and img.shape[1] > 600 and img[..., :3].std() > 0.05  # not a blank canvas

@@ -1,0 +1,244 @@
+"""Commands of the dashboards component: ``forewarn grafana push|check`` and ``forewarn report``.
+
+Heavy imports (grafana-client, matplotlib, clickhouse-connect) stay inside the command bodies so
+``forewarn --help`` stays fast.
+
+>>> parse_duration("90m"), parse_duration("6h"), parse_duration("2d"), parse_duration("45")
+(5400.0, 21600.0, 172800.0, 45.0)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
+
+import typer
+
+from forewarn import cliutil
+
+StorageOpt = Annotated[
+    str | None,
+    typer.Option("--storage", help="DSN: chdb:///path (embedded) or http(s)://user:pass@host:8123."),
+]
+SinceOpt = Annotated[str, typer.Option("--since", help="Time range ending now: 90m, 6h, 2d.")]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90m, 6h, 2d)")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _since(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        cliutil.fail(str(e))
+
+
+def register(app: typer.Typer) -> None:
+    grafana = typer.Typer(
+        help="Grafana: push dashboards and annotations, check every panel's SQL.", no_args_is_help=True
+    )
+    grafana.command("push")(push_cmd)
+    grafana.command("check")(check_cmd)
+    app.add_typer(grafana, name="grafana")
+    app.command("report")(report_cmd)
+
+
+def clickhouse_for_grafana(
+    storage_dsn: str, url: str | None, user: str | None, password: str | None, database: str
+) -> dict[str, Any]:
+    """The ClickHouse data source Grafana should use: ``--clickhouse-url``, else the store's own
+    DSN when it is a server (an embedded chDB store cannot be reached by Grafana)."""
+    from forewarn.dashboards.build import clickhouse_datasource
+
+    target = url or (storage_dsn if urlsplit(storage_dsn).scheme in ("http", "https") else None)
+    if target is None:
+        raise ValueError(
+            "the store is embedded (chDB), which Grafana cannot reach: pass --clickhouse-url "
+            "http(s)://host:8123 of a ClickHouse server holding the same tables"
+        )
+    u = urlsplit(target)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError(f"--clickhouse-url must be http(s)://host:port, got {target!r}")
+    secure = u.scheme == "https"
+    return clickhouse_datasource(
+        host=u.hostname,
+        port=u.port or (8443 if secure else 8123),
+        protocol="http",
+        secure=secure,
+        database=database,
+        username=user or (unquote(u.username) if u.username else "default"),
+        password=password if password is not None else (unquote(u.password) if u.password else None),
+    )
+
+
+def push_cmd(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option("--url", envvar="FOREWARN_GRAFANA_URL", help="Grafana base URL.")],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", envvar="FOREWARN_GRAFANA_TOKEN", help="Service-account token (or basic auth in --url)."
+        ),
+    ] = None,
+    clickhouse_url: Annotated[
+        str | None, typer.Option("--clickhouse-url", help="ClickHouse HTTP URL as Grafana must reach it.")
+    ] = None,
+    clickhouse_user: Annotated[
+        str | None, typer.Option("--clickhouse-user", help="Read-only query user.")
+    ] = None,
+    clickhouse_password: Annotated[
+        str | None,
+        typer.Option(
+            "--clickhouse-password", envvar="FOREWARN_GRAFANA_CLICKHOUSE_PASSWORD", help="Its password."
+        ),
+    ] = None,
+    router_url: Annotated[
+        str | None,
+        typer.Option("--router-url", help="forewarn router (Alertmanager API) for alerts and silences."),
+    ] = None,
+    storage: StorageOpt = None,
+    since: SinceOpt = "6h",
+    no_annotations: Annotated[
+        bool, typer.Option("--no-annotations", help="Only data sources and dashboards.")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep writing new annotations as they happen.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=1.0, help="Seconds between --follow rounds.")
+    ] = 30.0,
+) -> None:
+    """Upsert forewarn's data sources, folder and dashboards into Grafana, then write anomaly,
+    incident and remediation annotations (once, or continuously with --follow)."""
+    from forewarn.dashboards.build import load_dashboards, router_datasource
+    from forewarn.dashboards.push import GrafanaPush, PushError
+
+    s = cliutil.settings(ctx, storage={"dsn": storage})
+    window_s = _since(since)
+    try:
+        ch = clickhouse_for_grafana(
+            s.storage_dsn, clickhouse_url, clickhouse_user, clickhouse_password, s.storage.database
+        )
+    except ValueError as e:
+        cliutil.fail(str(e))
+    datasources = [ch]
+    router = router_url or s.alerts.url or f"http://{s.alerts.listen}"
+    datasources.append(router_datasource(router))
+    client = None
+    if not no_annotations:
+        from forewarn.storage import open_storage
+
+        try:
+            client = open_storage(s)
+        except Exception as e:
+            cliutil.fail(f"cannot open the store for annotations: {e}", 1)
+    pusher = GrafanaPush(url, token)
+    now_ms = int(time.time() * 1000)
+    try:
+        rep = pusher.push(load_dashboards(), datasources, client, now_ms - int(window_s * 1000), now_ms)
+    except PushError as e:
+        cliutil.fail(str(e), 1)
+    typer.echo(f"Grafana {rep.grafana_version or '?'} at {pusher.url}")
+    for uid, what in rep.datasources.items():
+        typer.echo(f"  data source {uid}: {what}")
+    for uid, link in rep.dashboards.items():
+        typer.echo(f"  dashboard {uid}: {pusher.url}{link}")
+    if client is not None:
+        typer.echo(f"  annotations written: {_counts(rep.annotations)} (already there: {rep.skipped})")
+    if not follow or client is None:
+        return
+    stop = cliutil.wait_for_shutdown()
+    last = now_ms - int(window_s * 1000)
+    while not stop.wait(interval):
+        now_ms = int(time.time() * 1000)
+        try:
+            # Re-read a margin before the last round: late rows and incidents that just resolved.
+            r = pusher.push_annotations(client, max(last, now_ms - int(window_s * 1000)), now_ms)
+        except PushError as e:
+            cliutil.log.warning("annotation round failed (will retry): %s", e)
+            continue
+        if r.annotations and any(r.annotations.values()):
+            typer.echo(f"{time.strftime('%H:%M:%S')} annotations written: {_counts(r.annotations)}")
+        last = now_ms - int(interval * 1000 * 2)
+
+
+def _counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
+
+
+def check_cmd(ctx: typer.Context, storage: StorageOpt = None, since: SinceOpt = "6h") -> None:
+    """Run every panel's SQL of every dashboard against the store, as Grafana would, and report
+    rows per panel; exits 1 if any query fails or returns a shape its panel cannot draw."""
+    from forewarn.dashboards.build import load_dashboards
+    from forewarn.dashboards.macros import TimeRange
+    from forewarn.dashboards.runner import run_dashboard, shape_error
+
+    from forewarn.storage import open_storage
+
+    s = cliutil.settings(ctx, storage={"dsn": storage})
+    r = TimeRange.last(_since(since))
+    try:
+        client = open_storage(s)
+    except Exception as e:
+        cliutil.fail(str(e), 1)
+    bad = 0
+    for dash in load_dashboards():
+        run = run_dashboard(client, dash, r)
+        typer.echo(f"{run.title} ({run.uid})")
+        for t in [*run.targets, *run.annotations]:
+            problem = t.error or (shape_error(t.panel_type, t.fmt, t.frame) if len(t.frame) else None)
+            bad += problem is not None
+            where = f"{t.title}" + (f" [{t.repeat_value}]" if t.repeat_value else "") + f" {t.ref_id}"
+            typer.echo(
+                f"  {'FAIL' if problem else 'ok  '} {len(t.frame):6d} rows  {where}"
+                + (f": {problem}" if problem else "")
+            )
+    if bad:
+        cliutil.fail(f"{bad} panel queries failed", 1)
+
+
+def report_cmd(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNGs and index.html.")] = Path(
+        "report"
+    ),
+    storage: StorageOpt = None,
+    since: SinceOpt = "6h",
+    sample: Annotated[
+        bool,
+        typer.Option("--sample", help="First fill the store with the synthetic shop (80 minutes, scored)."),
+    ] = False,
+) -> None:
+    """Render every panel of every dashboard from the store to PNG, with an index.html, for people
+    who cannot open Grafana."""
+    from forewarn.dashboards.build import load_dashboards
+    from forewarn.dashboards.macros import TimeRange
+    from forewarn.dashboards.report import render_report
+
+    from forewarn.storage import open_storage
+
+    s = cliutil.settings(ctx, storage={"dsn": storage})
+    try:
+        client = open_storage(s)
+    except Exception as e:
+        cliutil.fail(str(e), 1)
+    window = _since(since)
+    now = time.time()
+    if sample:
+        from forewarn.dashboards.sample import populate
+
+        info = populate(client, s)
+        typer.echo(f"sample: {sum(info.rows.values())} rows, {info.anomalies} anomalies")
+        now, window = info.end_ms / 1000 + 60, (info.end_ms - info.start_ms) / 1000 + 60
+    r = TimeRange.last(window, now=now)
+    index = render_report(client, load_dashboards(), r, out)
+    typer.echo(f"report: {index} ({len(list(out.glob('*.png')))} PNGs)")
