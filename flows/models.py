@@ -32,6 +32,7 @@ PREFIX = "iforest:"
 # distribution by more than Z_LIMIT standard deviations (floored: log-rate, ratio, log-ms).
 STD_FLOOR = np.array([0.05, 0.01, 0.05])
 Z_LIMIT = 6.0
+Z_COMBINED = 3.0  # an isolated combination must also move some feature this far (no in-sample noise)
 
 
 def red_matrix(sig: pd.DataFrame) -> pd.DataFrame:
@@ -114,10 +115,12 @@ class ModelSet:
             x = features(g)
             dec = model.decision_function(x)
             z = (x - np.array(meta["mean"])) / np.array(meta["std"])
-            for i in np.flatnonzero((dec < 0) | (np.abs(z).max(axis=1) > Z_LIMIT)):
+            zmax = np.abs(z).max(axis=1)
+            for i in np.flatnonzero(((dec < 0) & (zmax > Z_COMBINED)) | (zmax > Z_LIMIT)):
                 j = int(np.argmax(np.abs(z[i])))
+                what = "RED combination unusual" if dec[i] < 0 else "RED outside the trained range"
                 text = (
-                    f"RED combination unusual (isolation score {dec[i]:.3f}); most deviating: "
+                    f"{what} (isolation score {dec[i]:.3f}); most deviating: "
                     f"{FEATURES[j]} at {g[FEATURES[j]].iloc[i]:.4g} ({z[i, j]:+.1f} sd from training)"
                 )
                 out.append((service, int(g["ts"].iloc[i]), float(dec[i]), text, version))

@@ -1,0 +1,141 @@
+"""End to end, in real time: OpenTelemetry SDK clients of three services -> OTLP/gRPC collector ->
+chDB -> FlowsService (embedded score loop) -> the alert router -> a webhook receiver.
+
+Steady traffic first, then an incident: a latency regression in db's ``SELECT orders`` (which
+web's ``GET /checkout`` calls), an error burst in web, a new error log template in db, and the
+disk of api filling up. Expected: one grouped incident naming db / SELECT orders, delivered by the
+router to the webhook, and the disk forecast before the disk is full. Buckets are 1 s here so the
+test takes about a minute; nothing else differs from production settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+from collector_support import RunningCollector
+from forewarn.alerts.testing import RouterThread, WebhookSink
+from forewarn.flows.service import FlowsService
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.metrics import Observation
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+
+STEADY_S, MAX_WAIT_S = 14.0, 90.0
+
+
+class Services:
+    """Three services' SDK providers exporting to the collector."""
+
+    def __init__(self, endpoint: str):
+        kw = {"endpoint": endpoint, "insecure": True}
+        self.tracers, self.providers = {}, []
+        for name in ("web", "db", "api"):
+            tp = TracerProvider(resource=Resource.create({"service.name": name}))
+            tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(**kw), schedule_delay_millis=200))
+            self.tracers[name] = tp.get_tracer("e2e")
+            self.providers.append(tp)
+        self.lp = LoggerProvider(resource=Resource.create({"service.name": "db"}))
+        self.lp.add_log_record_processor(
+            BatchLogRecordProcessor(OTLPLogExporter(**kw), schedule_delay_millis=200)
+        )
+        self.log = logging.getLogger("e2e.db")
+        self.log.propagate = False
+        self.log.setLevel(logging.INFO)
+        self.log.addHandler(LoggingHandler(logger_provider=self.lp))
+        self.disk = 0.40
+        reader = PeriodicExportingMetricReader(OTLPMetricExporter(**kw), export_interval_millis=500)
+        self.mp = MeterProvider(resource=Resource.create({"service.name": "api"}), metric_readers=[reader])
+        self.mp.get_meter("e2e").create_observable_gauge(
+            "system.filesystem.utilization", callbacks=[self._disk], unit="1"
+        )
+
+    def _disk(self, _options):
+        yield Observation(self.disk, {"system.device": "/dev/sda1"})
+
+    def request(self, rng: random.Random, incident: bool) -> None:
+        now = time.time_ns()
+        d_db = int(rng.lognormvariate(15, 0.2) * (8 if incident else 1))
+        web = self.tracers["web"].start_span("GET /checkout", kind=SpanKind.SERVER, start_time=now)
+        if incident and rng.random() < 0.5:
+            web.set_status(Status(StatusCode.ERROR, "upstream timeout"))
+        db = self.tracers["db"].start_span("SELECT orders", context=set_span_in_context(web), kind=SpanKind.SERVER,
+                                           start_time=now + 100_000)  # fmt: skip
+        db.end(end_time=now + 100_000 + d_db)
+        web.end(end_time=now + 2_000_000 + d_db)
+        api = self.tracers["api"].start_span("GET /health", kind=SpanKind.SERVER, start_time=now)
+        api.end(end_time=now + int(rng.lognormvariate(14, 0.2)))
+
+    def shutdown(self) -> None:
+        for p in self.providers:
+            p.shutdown()
+        self.lp.shutdown()
+        self.mp.shutdown()
+
+
+def test_sdk_incident_becomes_one_routed_incident_and_disk_warns_early(settings, store):
+    s = settings.model_copy(deep=True)
+    s.flows.step_s, s.flows.lateness_s, s.flows.interval_s = 1.0, 1.5, 0.5
+    s.flows.correlation_window_s, s.flows.orchestrator = 20.0, "inline"
+    with WebhookSink() as sink, RunningCollector(s) as collector:
+        config = (
+            "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n"
+            f"receivers:\n  - name: hook\n    webhook_configs:\n      - url: {sink.url}/hook\n"
+        )
+        with RouterThread(config) as router:
+            flows = FlowsService(s, s.storage_dsn, router.url)
+            flows.start_thread()
+            svc = Services(f"127.0.0.1:{collector.grpc_port}")
+            rng = random.Random(5)
+            stop = threading.Event()
+            t0 = time.time()
+            state = {"incident": False}
+
+            def traffic() -> None:
+                while not stop.is_set():
+                    for _ in range(5):
+                        svc.request(rng, state["incident"])
+                    svc.log.info("checkpoint complete: wrote %d buffers", rng.randint(10, 99))
+                    if state["incident"]:
+                        svc.log.error("deadlock detected on table orders tx %d", rng.randint(1, 10_000))
+                        svc.disk = min(1.0, svc.disk + 0.002)  # full about 30 s into the incident
+                    time.sleep(0.05)
+
+            th = threading.Thread(target=traffic, daemon=True)
+            th.start()
+            try:
+                time.sleep(STEADY_S)
+                state["incident"] = True
+                got = {}
+                while time.time() - t0 < STEADY_S + MAX_WAIT_S:
+                    for r in sink.received("/hook"):
+                        for a in r.body["alerts"]:
+                            got.setdefault(a["labels"]["alertname"], a)
+                    if {"ForewarnIncident", "ForewarnSaturationForecast"} <= set(got):
+                        break
+                    time.sleep(0.5)
+            finally:
+                stop.set()
+                th.join(10)
+                svc.shutdown()
+                flows.stop_thread()
+    assert flows.errors == 0, flows.last_error
+    incident = got["ForewarnIncident"]
+    assert incident["labels"]["service"] == "db", incident
+    assert incident["labels"]["operation"] == "SELECT orders", incident
+    incidents = {a["labels"]["incident"] for r in sink.received("/hook") for a in r.body["alerts"]
+                 if a["labels"]["alertname"] == "ForewarnIncident"}  # fmt: skip
+    assert len(incidents) == 1, incidents
+    disk = got["ForewarnSaturationForecast"]
+    assert disk["labels"]["service"] == "api" and "full in" in disk["annotations"]["summary"]
+    assert svc.disk < 1.0  # the warning came before the disk was full
