@@ -399,3 +399,32 @@ def test_curl_as_a_client(rec):
     ).stdout
     assert out == b"200"
     assert len(exp.batches) == 2
+
+
+class _BuggyExporter(ControlledExporter):
+    """An exporter that fails with a plain exception (a bug, not an ExportError) once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def export(self, signal: str, payloads: list[bytes]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("bug in the exporter")
+        await super().export(signal, payloads)
+
+
+def test_exporter_bug_is_retryable_and_the_collector_keeps_running(settings):
+    settings.collector.retry_after_s = 1
+    exp = _BuggyExporter()
+    with RunningCollector(settings, exp) as svc:
+        http = httpx.Client(base_url=f"http://127.0.0.1:{svc.http_port}", timeout=30)
+        r = http.post("/v1/traces", content=traces(2), headers=PB)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "RuntimeError" in status_pb2.Status.FromString(r.content).message
+        deadline = time.monotonic() + 10
+        while (r := http.post("/v1/traces", content=traces(2), headers=PB)).status_code != 200:
+            assert r.status_code == 503 and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert len(exp.batches) == 1
