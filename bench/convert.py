@@ -8,9 +8,13 @@ Compares, on the same realistic batches and the same embedded chDB store:
   into columns with the same stringification, and a columnar clickhouse-connect insert.
 
 Prints spans/s, metric points/s and log records/s for both, wall-clock and per CPU-second
-(chDB runs in this process, so CPU time is what one core would do), and the ratio.
+(chDB runs in this process, so CPU time is what one core would do), and the ratio. The last line,
+``traces+arrays``, gives every span an array attribute: the case the ClickHouse path hands to
+Python (a failed statement, then Python rendering). The two paths take turns batch by batch and
+background merges are stopped on the benchmark's own database, so neither pays for the other.
+``--requests`` is the group-commit size: each statement has a fixed cost, so it matters.
 
-    .venv/bin/python bench/convert.py [--batches 6] [--requests 8] [--spans 512]
+    .venv/bin/python bench/convert.py [--batches 4] [--requests 8] [--spans 512]
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ from forewarn.collector.convert_anyvalue import as_string
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
 from forewarn.config import TTLSettings
 from forewarn.storage.migrations import migrate
-from forewarn.storage.schema import Schema
+from forewarn.storage.schema import SIGNAL_TABLES, Schema
 
 KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS = ("Unset", "Ok", "Error")
@@ -68,7 +72,8 @@ def _resource(rnd: random.Random, service: str) -> list[KeyValue]:
     ]
 
 
-def trace_request(rnd: random.Random, spans: int) -> bytes:
+def trace_request(rnd: random.Random, spans: int, arrays: bool = False) -> bytes:
+    """``arrays``: every span also carries an array attribute (the Python-rendered fallback)."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
     rs.resource.attributes.extend(_resource(rnd, f"svc-{rnd.randrange(8)}"))
@@ -87,6 +92,9 @@ def trace_request(rnd: random.Random, spans: int) -> bytes:
             end_time_unix_nano=start + rnd.randrange(10**4, 10**8),
         )
         sp.attributes.extend(_attrs(rnd, rnd.randrange(10, 21), "span"))
+        if arrays:
+            tags = ArrayValue(values=[AnyValue(string_value=f"tag{j}") for j in range(3)])
+            sp.attributes.add(key="span.tags", value=AnyValue(array_value=tags))
         sp.status.code = 2 if i % 50 == 0 else 1
         if i % 10 == 0:
             ev = sp.events.add(time_unix_nano=start + 1000, name="exception")
@@ -362,21 +370,24 @@ def python_metrics(client, payloads: Sequence[bytes], database: str) -> int:
 # --- measurement ---------------------------------------------------------------------------
 
 
-def measure(fn: Callable[[int], int], batches: int) -> tuple[float, float]:
-    """(items per wall second, items per CPU second) over ``batches`` calls, after one warm-up."""
-    fn(-1)
-    items, wall, cpu = 0, 0.0, 0.0
+def measure(paths: dict[str, Callable[[int], int]], batches: int) -> dict[str, tuple[float, float]]:
+    """Per path: (items per wall second, items per CPU second) over ``batches`` calls each, after
+    one warm-up. The paths take turns, so a noisy neighbour hits them alike."""
+    totals = {name: [0, 0.0, 0.0] for name in paths}
+    for fn in paths.values():
+        fn(-1)
     for i in range(batches):
-        w, c = time.perf_counter(), time.process_time()
-        items += fn(i)
-        wall += time.perf_counter() - w
-        cpu += time.process_time() - c
-    return items / wall, items / cpu
+        for name, fn in paths.items():
+            w, c = time.perf_counter(), time.process_time()
+            totals[name][0] += fn(i)
+            totals[name][1] += time.perf_counter() - w
+            totals[name][2] += time.process_time() - c
+    return {name: (items / wall, items / cpu) for name, (items, wall, cpu) in totals.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batches", type=int, default=6, help="timed group commits per path and signal")
+    ap.add_argument("--batches", type=int, default=4, help="timed group commits per path and signal")
     ap.add_argument("--requests", type=int, default=8, help="export requests per group commit")
     ap.add_argument("--spans", type=int, default=512, help="spans (log records, points) per request")
     ap.add_argument("--storage", default=None, help="chdb:///dir (default: a temporary directory)")
@@ -386,14 +397,23 @@ def main() -> None:
     client = clickhouse_connect.get_client(dsn=dsn)
     db = "bench_" + uuid.uuid4().hex[:8]
     migrate(client, Schema(db), TTLSettings())
+    # Background merges would bill whichever path runs next; they are the same rows either way.
+    for table in SIGNAL_TABLES["traces"] + SIGNAL_TABLES["logs"] + SIGNAL_TABLES["metrics"]:
+        client.command(f"SYSTEM STOP MERGES `{db}`.`{table}`")
     rnd = random.Random(7)
-    build = {"traces": trace_request, "logs": log_request, "metrics": metric_request}
+    build = {
+        "traces": trace_request,
+        "logs": log_request,
+        "metrics": metric_request,
+        "traces+arrays": lambda rnd, n: trace_request(rnd, n, arrays=True),
+    }
     python = {"traces": python_traces, "logs": python_logs, "metrics": python_metrics}
     unit = {"traces": "spans", "logs": "log records", "metrics": "metric points"}
     print(f"batches={args.batches} requests/batch={args.requests} items/request={args.spans} store={dsn}")
     try:
-        for signal in ("traces", "metrics", "logs"):
-            payloads = [build[signal](rnd, args.spans) for _ in range(args.requests)]
+        for case in ("traces", "metrics", "logs", "traces+arrays"):
+            signal = case.split("+")[0]
+            payloads = [build[case](rnd, args.spans) for _ in range(args.requests)]
             run_id = uuid.uuid4().hex
 
             def ours(i: int, signal=signal, payloads=payloads, run_id=run_id) -> int:
@@ -404,10 +424,10 @@ def main() -> None:
             def floor(i: int, signal=signal, payloads=payloads) -> int:
                 return python[signal](client, payloads, db)
 
-            ch_wall, ch_cpu = measure(ours, args.batches)
-            py_wall, py_cpu = measure(floor, args.batches)
+            got = measure({"ours": ours, "floor": floor}, args.batches)
+            (ch_wall, ch_cpu), (py_wall, py_cpu) = got["ours"], got["floor"]
             print(
-                f"{signal:8s} clickhouse: {ch_wall:9,.0f} {unit[signal]}/s ({ch_cpu:9,.0f}/cpu-s)   "
+                f"{case:13s} clickhouse: {ch_wall:9,.0f} {unit[signal]}/s ({ch_cpu:9,.0f}/cpu-s)   "
                 f"python columnar: {py_wall:9,.0f}/s ({py_cpu:9,.0f}/cpu-s)   "
                 f"ratio {ch_wall / py_wall:4.1f}x wall, {ch_cpu / py_cpu:4.1f}x cpu"
             )
