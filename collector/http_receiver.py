@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-ENCODINGS = ("gzip", "identity")
+ENCODINGS = ("gzip", "deflate", "zstd", "identity")
 
 
 class ByteBudget:
@@ -69,18 +69,23 @@ async def read_body(
     return bytes(out)
 
 
+_ZLIB_WBITS = {"gzip": 31, "deflate": 15}  # a gzip member; HTTP "deflate" is a zlib stream
+
+
 async def _read(
     chunks: AsyncIterator[bytes], encoding: str, limit: int, budget: ByteBudget, out: bytearray
 ) -> None:
     raw = 0
-    dec = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
+    wbits = _ZLIB_WBITS.get(encoding)
+    dec = zlib.decompressobj(wbits=wbits) if wbits else None
+    compressed = bytearray()  # zstd: decompressed at the end, through a capped reader
     async for chunk in chunks:
         raw += len(chunk)
         if raw > limit:
             raise Refusal("too_large", f"request body exceeds {limit} bytes")
         if dec is None:
             budget.take(len(chunk))
-            out += chunk
+            (compressed if encoding == "zstd" else out).extend(chunk)
             continue
         data = chunk
         try:
@@ -90,13 +95,33 @@ async def _read(
                 out += part
                 if len(out) > limit or dec.unconsumed_tail:
                     raise Refusal("too_large", f"decompressed request body exceeds {limit} bytes")
-                data = dec.unused_data if dec.eof else b""
+                data = dec.unused_data if dec.eof and encoding == "gzip" else b""
                 if data:  # a further gzip member
-                    dec = zlib.decompressobj(wbits=31)
+                    dec = zlib.decompressobj(wbits=wbits)
         except zlib.error as e:
-            raise Refusal("bad_request", f"invalid gzip body: {e}") from None
+            raise Refusal("bad_request", f"invalid {encoding} body: {e}") from None
     if dec is not None and not dec.eof and (raw or out):
-        raise Refusal("bad_request", "invalid gzip body: truncated stream")
+        raise Refusal("bad_request", f"invalid {encoding} body: truncated stream")
+    if encoding == "zstd":
+        try:
+            _unzstd(bytes(compressed), limit, budget, out)
+        finally:
+            budget.give(len(compressed))
+
+
+def _unzstd(data: bytes, limit: int, budget: ByteBudget, out: bytearray) -> None:
+    """zstd frames, read in bounded pieces: never more than ``limit + 1`` bytes are inflated."""
+    import zstandard
+
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+        while part := reader.read(min(1 << 20, limit + 1 - len(out))):
+            budget.take(len(part))
+            out += part
+            if len(out) > limit:
+                raise Refusal("too_large", f"decompressed request body exceeds {limit} bytes")
+    except zstandard.ZstdError as e:
+        raise Refusal("bad_request", f"invalid zstd body: {e}") from None
 
 
 class HttpReceiver:
@@ -134,7 +159,9 @@ class HttpReceiver:
             )
         encoding = request.headers.get("content-encoding", "identity").strip().lower() or "identity"
         if encoding not in ENCODINGS:
-            raise Refusal("unsupported", f"unsupported Content-Encoding {encoding!r}: use gzip or identity")
+            raise Refusal(
+                "unsupported", f"unsupported Content-Encoding {encoding!r}: use {', '.join(ENCODINGS)}"
+            )
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_request_bytes:
             raise Refusal("too_large", f"request body exceeds {self.max_request_bytes} bytes")

@@ -9,10 +9,12 @@ import os
 import shutil
 import subprocess
 import time
+import zlib
 
 import grpc
 import httpx
 import pytest
+import zstandard
 from collector_support import ControlledExporter, RunningCollector
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -178,7 +180,7 @@ def test_unsupported_content_type_and_encoding_are_415(rec):
     r = http.post("/v1/traces", content=b"x", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415 and "Content-Type" in status_pb2.Status.FromString(r.content).message
     r = http.post("/v1/traces", content=b"x", headers={**PB, "Content-Encoding": "br"})
-    assert r.status_code == 415 and r.headers["accept-encoding"] == "gzip, identity"
+    assert r.status_code == 415 and r.headers["accept-encoding"] == "gzip, deflate, zstd, identity"
 
 
 def test_gzip_and_size_limits(settings):
@@ -198,6 +200,26 @@ def test_gzip_and_size_limits(settings):
         r = http.post("/v1/traces", content=bomb, headers={**PB, "Content-Encoding": "gzip"})
         assert r.status_code == 413 and "decompressed" in status_pb2.Status.FromString(r.content).message
         r = http.post("/v1/traces", content=b"\x1f\x8b not gzip", headers={**PB, "Content-Encoding": "gzip"})
+        assert r.status_code == 400
+        # deflate (zlib stream) and zstd, with the same limits
+        r = http.post(
+            "/v1/traces", content=zlib.compress(body), headers={**PB, "Content-Encoding": "deflate"}
+        )
+        assert r.status_code == 200 and exp.batches[-1][1] == [body]
+        zc = zstandard.ZstdCompressor()
+        r = http.post("/v1/traces", content=zc.compress(body), headers={**PB, "Content-Encoding": "zstd"})
+        assert r.status_code == 200 and exp.batches[-1][1] == [body]
+        zbomb = zc.compress(b"\0" * (64 << 20))
+        assert len(zbomb) < 64 * 1024
+        r = http.post("/v1/traces", content=zbomb, headers={**PB, "Content-Encoding": "zstd"})
+        assert r.status_code == 413
+        r = http.post(
+            "/v1/traces",
+            content=zlib.compress(b"\0" * (8 << 20)),
+            headers={**PB, "Content-Encoding": "deflate"},
+        )
+        assert r.status_code == 413
+        r = http.post("/v1/traces", content=b"not zstd", headers={**PB, "Content-Encoding": "zstd"})
         assert r.status_code == 400
 
 
