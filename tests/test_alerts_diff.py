@@ -469,3 +469,56 @@ receivers:
     am, fw, t0 = run_both(config, steps, duration=2.5)
     assert len(am) == 4
     assert_same(am, fw, t0)
+
+
+def test_group_created_by_resolved_alert_and_late_old_alert() -> None:
+    # A group whose first alert is already resolved still flushes (nothing to send) and then
+    # waits group_interval; an old alert joining a fresh group flushes it at once.
+    config = """
+route:
+  receiver: r
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 3s
+  repeat_interval: 1h
+receivers:
+  - name: r
+    webhook_configs: [{url: "SINK/r"}]
+"""
+    steps = [
+        (0.0, post({"labels": {"alertname": "G", "i": "old"}, "startsAt": at(-100), "endsAt": at(-50)})),
+        (0.5, post({"labels": {"alertname": "G", "i": "new"}, "startsAt": at(0.5)})),
+        (0.5, post({"labels": {"alertname": "H", "i": "new"}, "startsAt": at(0.5)})),
+        (1.0, post({"labels": {"alertname": "H", "i": "old"}, "startsAt": at(-100)})),
+    ]
+    am, fw, t0 = run_both(config, steps, duration=4.5)
+    assert len(am) == 2
+    assert_same(am, fw, t0)
+
+
+def test_refire_merge_and_max_alerts_without_send_resolved() -> None:
+    config = """
+route:
+  receiver: r
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 1h
+receivers:
+  - name: r
+    webhook_configs: [{url: "SINK/r", max_alerts: 2, send_resolved: false}, {url: "SINK/s"}]
+"""
+
+    def a(i: int, start: float, end: float) -> dict[str, Any]:
+        labels = {"alertname": "G", "instance": f"i{i}", "job": "z" if i % 2 else "a"}
+        return {"labels": labels, "startsAt": at(start), "endsAt": at(end)}
+
+    steps = [
+        (0.0, post(a(1, 0, 60), a(2, 0, 60), a(3, 0, 60))),
+        (1.5, post(a(1, 0, 1.5))),
+        (3.5, post(a(1, 3.5, 60))),  # re-fire: a new range replaces the resolved alert
+        (5.5, post(a(2, 0, 30))),  # an earlier explicit end merges into the later one
+    ]
+    am, fw, t0 = run_both(config, steps, duration=7.0)
+    assert [r.body["truncatedAlerts"] for r in am if r.path == "/r"] == [1]
+    assert_same(am, fw, t0)
