@@ -40,11 +40,17 @@ def _error(status: int, message: str) -> Response:
 
 
 async def _body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
+    """The JSON body, read with a size cap so one huge POST cannot exhaust memory."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
         raise ValueError(f"request body larger than {MAX_BODY} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ValueError(f"request body larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
     try:
-        return orjson.loads(raw)
+        return orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError as e:
         raise ValueError(f"body is not valid JSON: {e}") from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,67 @@ def test_alertmanager_accepts_what_we_accept(tmp_path: Path) -> None:
     f.write_text(GOOD)
     out = subprocess.run(["amtool", "check-config", str(f)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_time_interval_fields() -> None:
+    from datetime import datetime
+
+    from forewarn.alerts.timeintervals import TimeInterval
+
+    def ti(**kw: object) -> TimeInterval:
+        return TimeInterval.model_validate(kw)
+
+    utc = UTC
+    sat = datetime(2026, 11, 28, 23, 30, tzinfo=utc)  # a Saturday, last days of November
+    assert ti(weekdays=["saturday"]).contains(sat)
+    assert not ti(weekdays=["monday:friday"]).contains(sat)
+    assert ti(days_of_month=["-3:-1"]).contains(sat)  # 28..30 November
+    assert not ti(days_of_month=["1:5", "-1"]).contains(sat)
+    assert ti(months=["november"], years=["2026"]).contains(sat)
+    assert not ti(months=["1:10"]).contains(sat)
+    assert ti(times=[{"start_time": "23:00", "end_time": "24:00"}]).contains(sat)
+    assert not ti(times=[{"start_time": "00:00", "end_time": "23:30"}]).contains(sat)  # end is exclusive
+    # Europe/Paris is UTC+1 in November: 23:30 UTC is 00:30 on Sunday there.
+    paris = ti(
+        weekdays=["sunday"], times=[{"start_time": "00:00", "end_time": "01:00"}], location="Europe/Paris"
+    )
+    assert paris.contains(sat)
+    for bad in (
+        {"weekdays": ["sunday:monday:tuesday"]},
+        {"times": [{"start_time": "10:00", "end_time": "09:00"}]},
+        {"months": ["smarch"]},
+        {"location": "Mars/Olympus"},
+        {"days_of_month": ["0"]},
+    ):
+        with pytest.raises(ValueError):
+            ti(**bad)
+
+
+@pytest.mark.parametrize(
+    ("entry", "firing", "resolved", "send_resolved", "expected"),
+    [
+        (None, set(), {"a"}, True, False),  # 1. nothing sent yet, nothing firing
+        (None, {"a"}, set(), True, True),
+        (({"a"}, set()), {"a", "b"}, set(), True, True),  # 2. a new firing alert
+        (({"a", "b"}, set()), {"a"}, {"b"}, False, False),  # a resolved alert alone, send_resolved off
+        (({"a", "b"}, set()), {"a"}, {"b"}, True, True),  # 4. ... and on
+        (({"a"}, set()), set(), {"a"}, False, True),  # 3. all resolved: logged even without send_resolved
+        ((set(), {"a"}), set(), {"a", "b"}, True, False),  # last had no firing alerts
+        (({"a"}, set()), {"a"}, set(), True, False),  # nothing changed, repeat not due
+    ],
+)
+def test_dedup_rules(entry, firing, resolved, send_resolved, expected) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from forewarn.alerts.dispatch import Pipeline
+    from forewarn.alerts.state import NflogEntry
+
+    e = (
+        None
+        if entry is None
+        else NflogEntry("r", "webhook", 0, "k", frozenset(entry[0]), frozenset(entry[1]), time.time())
+    )
+    assert Pipeline.needs_update(e, firing, resolved, send_resolved, repeat=3600) is expected
+    if e is not None and firing:
+        old = NflogEntry("r", "webhook", 0, "k", e.firing, e.resolved, time.time() - 3601)
+        assert Pipeline.needs_update(old, firing, resolved, send_resolved, repeat=3600)  # 5. repeat due
