@@ -400,3 +400,39 @@ def test_logs_with_invalid_ids_are_kept_without_trace(collector, store):
     assert r.status_code == 200 and r.json() == {}
     (row,) = rows(store, "SELECT Body, TraceId, SpanId FROM otel_logs")
     assert row == {"Body": "orphan", "TraceId": "", "SpanId": ""}
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_unknown_protobuf_fields_from_newer_clients_are_ignored(collector, store):
+    """Fields a newer OTLP version adds reach ClickHouse's decoder untouched (the receiver passes
+    the bytes through) and must be skipped there, at every nesting level."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    svc, exp = collector
+    unknown = _varint((999 << 3) | 0) + _varint(12345) + _varint((998 << 3) | 2) + _varint(3) + b"new"
+    now = time.time_ns()
+    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="future", start_time_unix_nano=now)
+    span.attributes.add(key="k").value.string_value = "v"
+    span = Span.FromString(span.SerializeToString() + unknown)
+    ss = ScopeSpans.FromString(ScopeSpans(spans=[span]).SerializeToString() + unknown)
+    rs = ResourceSpans.FromString(ResourceSpans(scope_spans=[ss]).SerializeToString() + unknown)
+    body = ExportTraceServiceRequest(resource_spans=[rs]).SerializeToString() + unknown
+    r = httpx.post(
+        f"http://127.0.0.1:{svc.http_port}/v1/traces",
+        content=body,
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=30,
+    )
+    assert r.status_code == 200
+    assert exp.batches[-1][1] == [body]  # passed through untouched
+    (row,) = rows(store, "SELECT SpanName, SpanId, SpanAttributes FROM otel_traces")
+    assert row == {"SpanName": "future", "SpanId": "02" * 8, "SpanAttributes": {"k": "v"}}
