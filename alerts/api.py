@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from forewarn.alerts.config import redacted_yaml
 from forewarn.alerts.labels import MatcherError, all_match, parse_matchers
 from forewarn.alerts.metrics import INVALID, RECEIVED
 from forewarn.alerts.model import Alert, AlertValidationError, format_api_time
@@ -167,7 +168,7 @@ def routes(router: AlertRouter) -> list[BaseRoute]:
         return _json(
             {
                 "cluster": {"name": "", "peers": [], "status": "disabled"},
-                "config": {"original": router.config_text},
+                "config": {"original": redacted_yaml(router.config_text)},
                 "uptime": format_api_time(router.started_at),
                 "versionInfo": {
                     "branch": "forewarn",

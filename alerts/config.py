@@ -347,6 +347,34 @@ def parse_config(text: str) -> AlertsConfig:
     return cfg
 
 
+SECRET_KEYS = frozenset(
+    {"password", "credentials", "bearer_token", "routing_key", "service_key", "api_url", "slack_api_url", "secret"}
+)
+
+
+def redacted_yaml(text: str) -> str:
+    """The config as ``GET /api/v2/status`` shows it: secrets replaced by ``<secret>`` like Alertmanager.
+
+    >>> print(redacted_yaml("receivers: [{name: p, pagerduty_configs: [{routing_key: abc}]}]").strip())
+    receivers:
+    - name: p
+      pagerduty_configs:
+      - routing_key: <secret>
+    """
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: "<secret>" if k in SECRET_KEYS and v[k] is not None else walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    try:
+        return yaml.safe_dump(walk(yaml.safe_load(text)), sort_keys=False, allow_unicode=True)
+    except yaml.YAMLError:
+        return ""
+
+
 def load_config(path: str | Path) -> AlertsConfig:
     """Load a config file; a missing or unreadable file is a clear :class:`AlertsConfigError`."""
     try:
