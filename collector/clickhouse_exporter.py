@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -85,6 +86,8 @@ class ClickHouseExporter:
         try:
             return insert_requests(self._client(), signal, payloads, database=self.database)
         except Exception as e:
+            if _is_bad_data(e):  # the engine could not read the data: a retry cannot help
+                raise ExportError(f"ClickHouse rejected the data: {_short(e)}", retryable=False) from e
             self._drop_client()
             raise ExportError(f"insert into ClickHouse failed: {_short(e)}", retryable=True) from e
 
@@ -106,6 +109,28 @@ class ClickHouseExporter:
                 c.close()
             except Exception:
                 log.debug("closing client", exc_info=True)
+
+
+# ClickHouse error codes that mean "this input cannot be read", not "the store is unwell":
+# CANNOT_PARSE_TEXT, CANNOT_PARSE_QUOTED_STRING, CANNOT_PARSE_INPUT_ASSERTION_FAILED,
+# ATTEMPT_TO_READ_AFTER_EOF, CANNOT_PARSE_DATE, CANNOT_PARSE_DATETIME, ARGUMENT_OUT_OF_BOUND,
+# CANNOT_PARSE_NUMBER, INCORRECT_DATA, SIZES_OF_ARRAYS_DONT_MATCH,
+# VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE, UNKNOWN_PROTOBUF_FORMAT.
+# Anything else (a failing SQL statement included) stays retryable, so a bug never drops data.
+BAD_DATA_CODES = frozenset({6, 26, 27, 32, 38, 41, 69, 72, 117, 190, 321, 444})
+_CODE = re.compile(r"\bCode: (\d+)\.")
+
+
+def _is_bad_data(e: BaseException) -> bool:
+    """Whether the engine refused the input itself.
+
+    >>> _is_bad_data(RuntimeError("Code: 117. DB::Exception: Incorrect data"))
+    True
+    >>> _is_bad_data(RuntimeError("Code: 60. DB::Exception: Unknown table"))
+    False
+    """
+    match = _CODE.search(str(e))
+    return bool(match) and int(match.group(1)) in BAD_DATA_CODES
 
 
 def _short(e: BaseException) -> str:

@@ -182,34 +182,49 @@ class Pipeline:
         nbytes = sum(len(p.payload) for p in batch)
         m.BATCH_PAYLOADS.labels(signal).observe(len(batch))
         m.BATCH_BYTES.labels(signal).observe(nbytes)
-        t0 = time.perf_counter()
-        error: Refusal | None = None
-        try:
-            await self.exporter.export(signal, [p.payload for p in batch])
-        except ExportError as e:
-            retry = e.retry_after_s or self.retry_after_s
-            kind = "unavailable" if e.retryable else "bad_request"
-            error = Refusal(kind, f"export failed: {e}", retry if e.retryable else None)
-            if e.retryable:
-                self._trip(signal, lane, str(e), retry)
-        except Exception as e:  # an exporter bug must not kill the writer or lose track of requests
-            log.exception("exporter %s failed on %s", self.exporter.name, signal)
-            error = Refusal("unavailable", f"export failed: {type(e).__name__}", self.retry_after_s)
-            self._trip(signal, lane, type(e).__name__, self.retry_after_s)
-        took = time.perf_counter() - t0
-        m.EXPORT_SECONDS.labels(signal, "ok" if error is None else "error").observe(took)
-        if error is None:
-            lane.last_export_s = took
+        errors = await self._export(signal, lane, batch)
         self._account(-nbytes, -len(batch))
-        for p in batch:
+        for p, error in zip(batch, errors, strict=True):
             if p.future.done():  # the client went away; its rows are stored (or not) all the same
                 continue
             if error is None:
                 p.future.set_result(None)
             else:
                 p.future.set_exception(error)
-        if error is not None and error.kind == "unavailable":
-            self._fail_queued(error, [lane])
+        unavailable = next((e for e in errors if e is not None and e.kind == "unavailable"), None)
+        if unavailable is not None:
+            self._fail_queued(unavailable, [lane])
+
+    async def _export(self, signal: str, lane: _Lane, batch: list[_Pending]) -> list[Refusal | None]:
+        """One export for the batch; the outcome of each request (None = durable).
+
+        A permanent failure (the exporter says the data itself is bad) of a shared batch is retried
+        one request at a time, so a single poisonous request is refused (400) and the requests that
+        happened to share its batch are stored, instead of all failing together on every retry.
+        """
+        t0 = time.perf_counter()
+        try:
+            await self.exporter.export(signal, [p.payload for p in batch])
+        except ExportError as e:
+            m.EXPORT_SECONDS.labels(signal, "error").observe(time.perf_counter() - t0)
+            if not e.retryable:
+                if len(batch) > 1:
+                    return [r for p in batch for r in await self._export(signal, lane, [p])]
+                return [Refusal("bad_request", f"cannot store this request: {e}")]
+            retry = e.retry_after_s or self.retry_after_s
+            self._trip(signal, lane, str(e), retry)
+            return [Refusal("unavailable", f"export failed: {e}", retry)] * len(batch)
+        except Exception as e:  # an exporter bug must not kill the writer or lose track of requests
+            m.EXPORT_SECONDS.labels(signal, "error").observe(time.perf_counter() - t0)
+            log.exception("exporter %s failed on %s", self.exporter.name, signal)
+            self._trip(signal, lane, type(e).__name__, self.retry_after_s)
+            return [Refusal("unavailable", f"export failed: {type(e).__name__}", self.retry_after_s)] * len(
+                batch
+            )
+        took = time.perf_counter() - t0
+        m.EXPORT_SECONDS.labels(signal, "ok").observe(took)
+        lane.last_export_s = took
+        return [None] * len(batch)
 
     def _trip(self, signal: str, lane: _Lane, reason: str, retry_after_s: float) -> None:
         log.warning("%s export failed (%s); refusing %s for %.1fs", signal, reason, signal, retry_after_s)

@@ -3,6 +3,7 @@ success, OTLP/JSON rules, auth, limits, throttling, and the ops endpoints."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -16,6 +17,7 @@ import httpx
 import pytest
 import zstandard
 from collector_support import ControlledExporter, RunningCollector
+from forewarn.collector.exporter import ExportError
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
@@ -450,3 +452,46 @@ def test_exporter_bug_is_retryable_and_the_collector_keeps_running(settings):
             assert r.status_code == 503 and time.monotonic() < deadline
             time.sleep(0.2)
         assert len(exp.batches) == 1
+
+
+class _PickyExporter(ControlledExporter):
+    """Refuses, as permanently unreadable, any batch holding a span named "poison"."""
+
+    async def export(self, signal: str, payloads: list[bytes]) -> None:
+        while not self.gate.is_set():
+            await asyncio.sleep(0.005)
+        if any(b"poison" in p for p in payloads):
+            raise ExportError("the store cannot read this", retryable=False)
+        await super().export(signal, payloads)
+
+
+def test_a_poisonous_request_does_not_take_its_batch_down(settings):
+    import concurrent.futures
+
+    exp = _PickyExporter()
+    with RunningCollector(settings, exp) as svc:
+        url = f"http://127.0.0.1:{svc.http_port}/v1/traces"
+        exp.gate.clear()  # hold the first export so the next requests share one batch
+        req = ExportTraceServiceRequest()
+        req.resource_spans.add().scope_spans.add().spans.add(
+            trace_id=os.urandom(16), span_id=os.urandom(8), name="poison"
+        )
+        bodies = [traces(2), traces(3), req.SerializeToString(), traces(4)]
+        with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+            first = pool.submit(httpx.post, url, content=traces(1), headers=PB, timeout=30)
+            deadline = time.monotonic() + 10
+            while svc.pipeline.queued_requests < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            futures = [pool.submit(httpx.post, url, content=b, headers=PB, timeout=30) for b in bodies]
+            while svc.pipeline.queued_requests < 1 + len(bodies) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            exp.gate.set()
+            codes = [f.result().status_code for f in futures]
+        assert first.result().status_code == 200
+        assert codes == [200, 200, 400, 200]
+        stored = sorted(
+            len(ExportTraceServiceRequest.FromString(p).resource_spans[0].scope_spans[0].spans)
+            for _, ps in exp.batches
+            for p in ps
+        )
+        assert stored == [1, 2, 3, 4]
