@@ -348,7 +348,16 @@ def parse_config(text: str) -> AlertsConfig:
 
 
 SECRET_KEYS = frozenset(
-    {"password", "credentials", "bearer_token", "routing_key", "service_key", "api_url", "slack_api_url", "secret"}
+    {
+        "password",
+        "credentials",
+        "bearer_token",
+        "routing_key",
+        "service_key",
+        "api_url",
+        "slack_api_url",
+        "secret",
+    }
 )
 
 
