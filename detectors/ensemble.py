@@ -15,11 +15,16 @@ from dataclasses import asdict, dataclass, field
 
 import bottleneck as bn
 import numpy as np
+from forewarn.detectors.calibrate import GGTail
 from scipy.signal import lfilter
-from scipy.special import gamma, ndtr, ndtri
 
 COMPONENTS = ("spike", "level", "trend", "variance")
 _MAD_TO_SIGMA = 1.4826
+# smallest typical size of each test statistic: where deviations sit at the scale floor (a flat or
+# noise-free stretch), rounding noise must not be amplified into signal by the calibration
+_RMS_FLOOR = (0.3, 0.3, 0.3, 0.3)
+_TAIL = GGTail()
+_PRIOR_N = 30.0
 
 
 @dataclass(frozen=True)
@@ -34,14 +39,14 @@ class EnsembleParams:
     base: int = 8  # points in the local baseline (moving median) each point is compared with
     short: int = 6  # points in the level-shift test's recent median
     long: int = 30  # points in the trend / variance test's recent window
-    calib_power: float = 2.0  # typical size = power mean of this order (higher adapts more to heavy tails)
-    z_cap: float = 15.0  # a test statistic counts at most this much when learning its typical size
+    z_cap: float = 10.0  # a test statistic counts at most this much when learning its typical size
     half_life: float = 2000.0  # points of memory of the score calibration
     warmup: int = 120  # points seen before any alert may fire
     refractory: int = 150  # points after an alert during which the series does not alert again
     refractory_frac: float = 0.05  # ... or this fraction of the points seen so far, if larger
-    threshold: float = 0.9999  # alert when the calibrated score reaches this
+    threshold: float = 0.999  # alert when the calibrated score reaches this
     components: tuple[str, ...] = COMPONENTS
+    rate_view: bool = False  # also test the point-to-point changes (counters, random walks)
     seasons: int = 3  # past periods whose median predicts the current point in a seasonal branch
     seasonal_gain: float = (
         2.0  # a seasonal branch has a say where its robust scale is at most this times the plain one
@@ -102,19 +107,15 @@ class EnsembleCore:
         p = self.params
         self.n_series = n_series
         self.periods = tuple(int(q) for q in periods if 2 <= int(q) <= p.max_period)
-        self._branches = 1 + len(self.periods)
+        self._rate = 1 if p.rate_view else 0
+        self._branches = 1 + self._rate + len(self.periods)
         self._hist = p.seasons * max(self.periods, default=0)
         self._tail = p.window + 2 * p.long + p.base + 1
+        self._ztail = max(8, p.window)
         self._lam = 0.5 ** (1.0 / p.half_life)
         self._zcap = p.z_cap
-        # (E|N|^q)^(1/q): so that Gaussian noise has typical size 1 whatever the power
-        self._gauss_norm = float(
-            (2 ** (p.calib_power / 2) * gamma((p.calib_power + 1) / 2) / np.sqrt(np.pi))
-            ** (1 / p.calib_power)
-        )
-        self._u_alert = (
-            float(ndtri((1 + p.threshold ** (1.0 / len(p.components))) / 2)) if p.threshold < 1 else 40.0
-        )
+        # per-test tail probability at which the combined score reaches the threshold
+        self._p_alert = max(1.0 - p.threshold ** (1.0 / len(p.components)), 1e-300)
         self._comp_idx = np.array([COMPONENTS.index(c) for c in p.components])
         self.state: dict[str, np.ndarray] = self._empty(n_series)
 
@@ -125,8 +126,11 @@ class EnsembleCore:
             "tail_x": np.full((n, b, self._tail), np.nan),
             "tail_dev": np.full((n, b, self._tail), np.nan),
             "ew_w": np.zeros((n, b, c)),
+            "ew_s1": np.zeros((n, b, c)),
+            "tail_z": np.full((n, b, 2 * self._ztail), np.nan),
             "ew_s2": np.zeros((n, b, c)),
             "history": np.full((n, self._hist), np.nan),
+            "last": np.full((n, 1), np.nan),
             "seen": np.zeros(n, dtype=np.int64),
             "since_alert": np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64),
         }
@@ -166,6 +170,12 @@ class EnsembleCore:
         n, k = x.shape
         nb = self._branches
         branches, preds = [x], [np.zeros_like(x)]
+        if self._rate:
+            # the change since the previous point: counters become rates, random walks become steps
+            prev = np.concatenate([st["last"], x[:, :-1]], axis=1)
+            branches.append(x - prev)
+            preds.append(prev)
+            st["last"] = x[:, -1:].copy()
         if self.periods:
             # seasonal branches: each point minus the median of the same phase in the last periods
             h = self._hist
@@ -177,19 +187,26 @@ class EnsembleCore:
                 preds.append(pred)
                 branches.append(x - pred)
             st["history"] = he[:, -h:]
-        flat = {key: st[key].reshape(n * nb, -1) for key in ("tail_x", "tail_dev", "ew_w", "ew_s2")}
+        keys = ("tail_x", "tail_dev", "ew_w", "ew_s1", "ew_s2", "tail_z")
+        flat = {key: st[key].reshape(n * nb, -1) for key in keys}
         xb = np.stack(branches, axis=1).reshape(n * nb, k)
-        raw, comp, expected, band, scale = (a.reshape(n, nb, k) for a in self._tests(flat, xb))
+        raw, comp, expected, band, scale = (a.reshape(n, nb, k) for a in self._tests(flat, xb, nb))
         for key in flat:
             st[key] = flat[key].reshape(st[key].shape)
-        # A seasonal view has a say where it is competitive (its recent robust scale at most
-        # ``seasonal_gain`` times the plain one) and once 64 points, the span that decided the periods,
-        # were seen. A point must then be surprising under every such view: a recurring pattern (a
-        # nightly batch job) is not an incident, and a past incident does not echo a period later.
+        # A view (recent points, changes, or the same phase of earlier periods) has a say where it is
+        # competitive: its recent robust scale is at most ``seasonal_gain`` times the best view's.
+        # Seasonal views count once 64 points, the span that decided the periods, were seen. A point
+        # must be surprising under every view that has a say: a recurring pattern (a nightly batch
+        # job) is not an incident, and a past incident does not echo a period later.
         grown = (st["seen"][:, None] + np.cumsum(np.isfinite(x), axis=1))[:, None, :] >= 64
-        with np.errstate(invalid="ignore"):
-            say = np.isfinite(raw) & grown & (scale <= self.params.seasonal_gain * scale[:, :1])
-        say[:, 0] = True
+        grown[:, : 1 + self._rate] = True
+        eligible = np.isfinite(raw) & np.isfinite(scale) & grown
+        if self._rate:  # changes are noisier than levels (sqrt 2 for white noise): they must win clearly
+            scale = scale.copy()
+            scale[:, 1] *= 4.0
+        best = np.min(np.where(eligible, scale, np.inf), axis=1, keepdims=True)
+        say = eligible & (scale <= self.params.seasonal_gain * best)
+        say[:, 0] |= ~eligible[:, 0]
         sel = np.argmin(np.where(say, np.nan_to_num(raw, nan=0.0), np.inf), axis=1)[:, None]
 
         def pick(a: np.ndarray) -> np.ndarray:
@@ -212,7 +229,7 @@ class EnsembleCore:
             periods=self.periods,
         )
 
-    def _tests(self, st: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _tests(self, st: dict[str, np.ndarray], x: np.ndarray, nb: int = 1) -> tuple[np.ndarray, ...]:
         """The four tests and their calibration on rows of ``x``; updates tails and filter state."""
         p = self.params
         n, k = x.shape
@@ -226,7 +243,10 @@ class EnsembleCore:
         mc = max(4, w // 4)
         mad = bn.move_median(deve, w, min_count=mc, axis=1)
         mdev = bn.move_mean(deve, w, min_count=mc, axis=1)
-        tiny = 1e-9 * (1.0 + np.abs(med))
+        # scales never go below a billionth of the series' own magnitude (rows come in groups of
+        # ``nb`` views of one series; the first is the series itself): rounding noise is not signal
+        mag = np.abs(np.nan_to_num(xe.reshape(-1, nb, xe.shape[1])[:, :1, :]))
+        tiny = np.broadcast_to(1e-9 * (1.0 + mag), (mag.shape[0], nb, xe.shape[1])).reshape(xe.shape)
         scale_e = np.where(np.isnan(mad), np.nan, np.fmax(np.fmax(_MAD_TO_SIGMA * mad, mdev), tiny))
         scale = scale_e[:, tl - 1 : tl + k - 1]
         new = slice(tl, tl + k)
@@ -242,35 +262,54 @@ class EnsembleCore:
         # trend: the last ``long`` points against the ``long`` points before them
         z[2] = np.abs(long_med[:, new] - long_med[:, ref_m2]) / scale_e[:, ref_m2] * np.sqrt(m2)
         recent_dev = bn.move_median(deve, m2, min_count=(m2 + 1) // 2, axis=1)[:, new]
-        z[3] = np.abs(np.log((_MAD_TO_SIGMA * recent_dev + tiny[:, new]) / scale_e[:, ref_m2]))
+        # variance: the recent spread against the usual one, as a log ratio in units of its noise
+        # (a median of ``long`` absolute deviations varies by about 1.2/sqrt(long) in log terms)
+        z[3] = np.abs(np.log((_MAD_TO_SIGMA * recent_dev + tiny[:, new]) / scale_e[:, ref_m2])) * (
+            np.sqrt(m2) / 1.2
+        )
 
-        # Calibration: each test statistic is measured in units of its own typical size so far
-        # (exponentially weighted root mean square, with huge values capped while learning).
+        # Calibration: each test statistic's own distribution so far, as a generalised Gaussian whose
+        # scale and tail shape come from exponentially weighted first and second moments (values
+        # capped while learning). Gaussian-like series keep Gaussian tails; spiky ones get the heavy
+        # tails they have, so their everyday bursts are not surprising.
+        # Level and trend statistics are large all the time on smooth, swinging series: while
+        # learning, they are capped relative to their own recent median (the ``window // 2`` values
+        # before), so routine swings are learnt as routine and a sudden change is not.
+        zt = self._ztail
+        tz = st["tail_z"].reshape(n, 2, zt).transpose(1, 0, 2)
+        zl = np.concatenate([tz, z[1:3]], axis=2)  # (2, rows, tail + k)
+        st["tail_z"] = zl[:, :, -zt:].transpose(1, 0, 2).reshape(n, 2 * zt)
+        zref = bn.move_median(zl, zt, min_count=zt // 4, axis=2)[:, :, zt - 1 : -1]
+        cap = np.full_like(z, self._zcap)
+        cap[1:3] = self._zcap * np.fmax(zref, 0.6745) / 0.6745
+
         ok = np.isfinite(z)
-        q = p.calib_power
-        z2 = np.where(ok, np.minimum(z, self._zcap) ** q, 0.0)
+        zc = np.where(ok, np.minimum(z, cap), 0.0)
         lam = self._lam
-        u = np.empty_like(z)
+        pval = np.ones_like(z)
         spike_limit = np.full((n, k), np.nan)
         for c in range(len(COMPONENTS)):
             ww = _ew(ok[c].astype(np.float64), st["ew_w"][:, c], lam)
-            ws2 = _ew(z2[c], st["ew_s2"][:, c], lam)
+            ws1 = _ew(zc[c], st["ew_s1"][:, c], lam)
+            ws2 = _ew(zc[c] ** 2, st["ew_s2"][:, c], lam)
             pw = np.concatenate([st["ew_w"][:, c : c + 1], ww[:, :-1]], axis=1)
+            ps1 = np.concatenate([st["ew_s1"][:, c : c + 1], ws1[:, :-1]], axis=1)
             ps2 = np.concatenate([st["ew_s2"][:, c : c + 1], ws2[:, :-1]], axis=1)
+            st["ew_w"][:, c], st["ew_s1"][:, c], st["ew_s2"][:, c] = ww[:, -1], ws1[:, -1], ws2[:, -1]
             with np.errstate(invalid="ignore", divide="ignore"):
-                rms = (ps2 / pw) ** (1.0 / q) / self._gauss_norm + 1e-6
-                u[c] = z[c] / rms
-            u[c][pw < 5.0] = np.nan
-            if c == 0:  # the z a spike needs to reach the threshold: the honest expected band
-                spike_limit = self._u_alert * rms
-            st["ew_w"][:, c], st["ew_s2"][:, c] = ww[:, -1], ws2[:, -1]
-        uc = u[self._comp_idx]
-        best = np.where(np.isfinite(uc), uc, -np.inf)
-        which = np.argmax(best, axis=0)
-        umax = np.take_along_axis(best, which[None], axis=0)[0]
-        raw = (2.0 * ndtr(umax) - 1.0) ** len(
-            self._comp_idx
-        )  # Šidák: chance that any of the tests is this extreme
+                f = _RMS_FLOOR[c]
+                # a prior worth ``_PRIOR_N`` points of Laplace-tailed statistics keeps young
+                # series (few points learnt) from trusting thin early tails
+                m1 = np.fmax((ps1 + _PRIOR_N * 1.0) / (pw + _PRIOR_N), 0.8 * f)
+                m2 = np.fmax((ps2 + _PRIOR_N * 2.0) / (pw + _PRIOR_N), f * f)
+                pval[c] = _TAIL.tail(z[c], m1, m2)
+                if c == 0:  # the deviation a spike needs to reach the threshold: the honest band
+                    spike_limit = _TAIL.limit(m1, m2, self._p_alert)
+            pval[c][(pw < 5.0) | ~ok[c]] = 1.0
+        pc = pval[self._comp_idx]
+        which = np.argmin(pc, axis=0)
+        pmin = np.take_along_axis(pc, which[None], axis=0)[0]
+        raw = (1.0 - pmin) ** len(self._comp_idx)  # Šidák: chance that none of the tests is this extreme
         component = self._comp_idx[which]
 
         # Expected value and band of the strongest test, in the series' units.

@@ -22,7 +22,7 @@ KINDS = (
     "counter_reset",
     "saturation",
 )
-METRICS = ("traffic", "latency", "cpu", "queue", "counter", "disk", "batch")
+METRICS = ("traffic", "latency", "cpu", "queue", "counter", "disk", "batch", "bursty")
 
 
 @dataclass
@@ -83,6 +83,12 @@ def _base(rng: np.random.Generator, metric: str, n: int, step: int) -> tuple[np.
         level, high = rng.uniform(5, 20), rng.uniform(30, 80)
         sd = rng.uniform(0.2, 1.0)
         return np.where(on, high, level) + sd * noise, sd
+    if metric == "bursty":
+        # everyday bursts (cache misses, GC, retries): skewed, heavy-tailed, none of them an incident
+        level = rng.uniform(1, 50)
+        shape = rng.uniform(0.3, 1.5)
+        x = level * (1 + 0.3 * season_amp * day) * rng.gamma(shape, 1 / shape, n)
+        return x, level
     # disk usage percent: slow daily churn around a level
     level = rng.uniform(20, 70)
     return level + 2 * season_amp * day + 0.5 * noise, 0.5
@@ -127,11 +133,12 @@ _KINDS_FOR = {
     "counter": ("counter_reset", "stuck"),
     "disk": ("leak", "saturation", "level_shift"),
     "batch": ("spike", "level_shift", "seasonality_break", "stuck", "variance"),
+    "bursty": ("level_shift", "stuck", "spike"),
 }
 
 
 def make_scenario(rng: np.random.Generator, idx: int, min_len: int, max_len: int) -> Scenario:
-    metric = str(rng.choice(METRICS, p=[0.22, 0.22, 0.16, 0.1, 0.1, 0.1, 0.1]))
+    metric = str(rng.choice(METRICS, p=[0.2, 0.2, 0.14, 0.08, 0.08, 0.1, 0.1, 0.1]))
     n = int(np.exp(rng.uniform(np.log(min_len), np.log(max_len))))
     step = int(rng.choice([300, 3600], p=[0.75, 0.25]))
     x, sigma = _base(rng, metric, n, step)
