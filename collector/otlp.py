@@ -111,8 +111,17 @@ def decode_json(signal: str, raw: bytes) -> Decoded:
     try:
         msg = json_format.ParseDict(data, SPECS[signal].request(), ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError) as e:
-        raise BadData(f"invalid OTLP/JSON {signal} request: {e}") from None
+        raise BadData(f"invalid OTLP/JSON {signal} request: {_clip(str(e))}") from None
     return _validate(signal, msg, None)
+
+
+def _clip(text: str, keep: int = 400) -> str:
+    """Bound an error message; nested parse errors carry their cause at the end, so keep both ends.
+
+    >>> _clip("a" * 10 + "b" * 1000 + "cause", 40)[-20:]
+    'bbbbbbbbbbbbbbbcause'
+    """
+    return text if len(text) <= keep else f"{text[: keep // 4]} ... {text[-(keep - keep // 4) :]}"
 
 
 _ID_KEYS = frozenset(("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id"))
