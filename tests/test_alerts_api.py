@@ -215,3 +215,16 @@ def test_amtool_speaks_to_the_router(fw: RouterThread) -> None:
     assert "FromAmtool" in amtool("alert", "query")
     amtool("silence", "expire", sid)
     assert sid not in amtool("silence", "query", "-q")
+
+
+def test_reload_keeps_running_config_on_error(sink: WebhookSink) -> None:
+    with RouterThread(CONFIG.replace("SINK", sink.url)) as r:
+        cfg = r.dir / "alertmanager.yml"
+        good = cfg.read_text()
+        cfg.write_text(good + "\nbogus_top_level: 1\n")
+        bad = httpx.post(r.url + "/-/reload")
+        assert bad.status_code == 500 and "bogus_top_level: unsupported key" in bad.text
+        assert [x["name"] for x in httpx.get(r.url + "/api/v2/receivers").json()] == ["hook", "dead"]
+        cfg.write_text(good.replace("name: dead", "name: renamed"))
+        assert httpx.post(r.url + "/-/reload").status_code == 200
+        assert [x["name"] for x in httpx.get(r.url + "/api/v2/receivers").json()] == ["hook", "renamed"]
