@@ -339,5 +339,6 @@ class Dispatcher:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.groups.clear()
-        if self.process in self.provider.listeners:
-            self.provider.listeners.remove(self.process)
+        for fn in (self.process, self.inhibitor.observe):
+            if fn in self.provider.listeners:
+                self.provider.listeners.remove(fn)
