@@ -228,3 +228,24 @@ def test_reload_keeps_running_config_on_error(sink: WebhookSink) -> None:
         cfg.write_text(good.replace("name: dead", "name: renamed"))
         assert httpx.post(r.url + "/-/reload").status_code == 200
         assert [x["name"] for x in httpx.get(r.url + "/api/v2/receivers").json()] == ["hook", "renamed"]
+
+
+def test_http_config_auth_headers_reach_the_receiver(sink: WebhookSink) -> None:
+    config = f"""
+route: {{receiver: r, group_wait: 100ms}}
+receivers:
+  - name: r
+    webhook_configs:
+      - url: "{sink.url}/basic"
+        http_config: {{basic_auth: {{username: u, password: p}}}}
+      - url: "{sink.url}/bearer"
+        http_config: {{authorization: {{credentials: tok}}}}
+"""
+    with RouterThread(config) as r:
+        post_alerts(r.url, [{"labels": {"alertname": "Auth"}}])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (sink.received("/basic") and sink.received("/bearer")):
+            time.sleep(0.05)
+        assert sink.received("/basic")[0].headers["authorization"] == "Basic dTpw"
+        assert sink.received("/bearer")[0].headers["authorization"] == "Bearer tok"
+        assert "tok" not in httpx.get(r.url + "/api/v2/status").json()["config"]["original"]
