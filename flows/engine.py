@@ -118,7 +118,8 @@ class ScoreEngine:
                 k: deque(map(tuple, v), maxlen=FORECAST_POINTS) for k, v in meta["history"].items()
             }
             self.forecasts = meta["forecasts"]
-            self.cold = ColdStart(self.f.cold_start_points, state=meta["cold"])
+            cold = {k[5:]: v for k, v in arrays.items() if k.startswith("cold/")}
+            self.cold = ColdStart.restore(meta["cold"], cold, self.f.cold_start_points)
             log.info("%s: resuming at %s", self.key, to_dt(self.watermark).isoformat())
         known = self.store.known_series(self.shard, self.shards)
         budget = max(1, self.f.max_series // self.shards)
@@ -128,14 +129,17 @@ class ScoreEngine:
 
     def _state(self) -> str:
         meta, arrays = self.detector.snapshot()
+        cold_ids, cold = self.cold.snapshot()
         state = {
             "detector": meta,
             "miner": self.miner.state().decode(),
             "history": {k: list(v) for k, v in self.history.items()},
             "forecasts": self.forecasts,
-            "cold": self.cold.state(),
+            "cold": cold_ids,
         }
-        return encode_state(state, {f"det/{k}": v for k, v in arrays.items()})
+        return encode_state(
+            state, {**{f"det/{k}": v for k, v in arrays.items()}, **{f"cold/{k}": v for k, v in cold.items()}}
+        )
 
     def start_at(self, ms: int) -> None:
         """Where a fresh engine starts (a restored one keeps its watermark)."""
@@ -275,30 +279,28 @@ class ScoreEngine:
     def _cold(self, sig: pd.DataFrame, ids: list[str], meta: pd.DataFrame, detected_at) -> list[dict]:
         """Gross deviations of series with fewer than ``warmup`` points (see :mod:`.coldstart`)."""
         seen = self.detector.core.state["seen"]
-        index = self.detector.index
-        counts = sig.groupby("series_id", sort=False).size()
-        warm_after = {str(s): int(seen[index[str(s)]]) for s in counts.index}
-        before = {s: warm_after[s] - int(c) for s, c in zip(map(str, counts.index), counts, strict=True)}
-        rows = []
-        for sid, name, ts, v in zip(ids, sig["name"], sig["ts"], sig["value"], strict=True):
-            n = before[sid]
-            before[sid] = n + 1
-            if n >= self.params.warmup:
-                self.cold.forget(sid)
-                continue
-            hit = self.cold.check(sid, name, float(v))
-            if hit is None:
-                continue
-            med, thr, score = hit
-            m = meta.loc[int(sid)]
+        rows = np.fromiter((self.detector.index[i] for i in ids), dtype=np.int64, count=len(ids))
+        # points each series had before this batch: seen now minus this batch's points, plus rank
+        sid = sig["series_id"].to_numpy()
+        rank = pd.Series(sid).groupby(sid).cumcount().to_numpy()
+        n_batch = pd.Series(sid).groupby(sid).transform("size").to_numpy()
+        before = seen[rows] - n_batch + rank
+        values = sig["value"].to_numpy(float)
+        hits = self.cold.check(ids, sig["name"].tolist(), values, before < self.params.warmup)
+        out = []
+        ts = sig["ts"].to_numpy()
+        names = sig["name"].to_numpy()
+        for i, med, thr, score in hits:
+            m = meta.loc[int(sid[i])]
+            v = values[i]
             text = (
-                f"{m['service']} {name}{_fmt_labels(m['labels'])}: cold start: {v:.4g} departs from the median "
-                f"{med:.4g} of its first {min(n, 30)} points by more than {thr:.4g}"
+                f"{m['service']} {names[i]}{_fmt_labels(m['labels'])}: cold start: {v:.4g} departs from the "
+                f"median {med:.4g} of its first {min(int(before[i]), 30)} points by more than {thr:.4g}"
             )
-            rows.append(
-                self._row(int(sid), ts, m, v, med, score, "coldstart", "deviation", text, detected_at)
+            out.append(
+                self._row(int(sid[i]), ts[i], m, v, med, score, "coldstart", "deviation", text, detected_at)
             )
-        return rows
+        return out
 
     def _limit(self, name: str) -> float | None:
         for pattern, limit in self.f.saturation_limits.items():
@@ -365,7 +367,7 @@ class ScoreEngine:
         self, touched: dict[int, dict], open_inc: list[dict], rows: list[dict], w: Window
     ) -> list[dict]:
         out = []
-        hold_ms = 2 * self.step_ms
+        hold_ms = self.step_ms  # one bucket for the suspects to settle before the labels are fixed
         if touched:
             ids = list(touched)
             past = self.store.incident_anomalies(self.run, ids)

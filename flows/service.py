@@ -35,6 +35,7 @@ class FlowsService:
         self.errors = 0
         self.last_error: str | None = None
         self.orchestrator = settings.flows.orchestrator
+        self.started_ms = int(time.time() * 1000)
 
     @property
     def running(self) -> bool:
@@ -50,6 +51,7 @@ class FlowsService:
         if self.running:
             return
         self._stop.clear()
+        self.started_ms = int((time.time() - self.settings.flows.start_lookback_s) * 1000)
         self._thread = threading.Thread(target=self._loop, name="forewarn-flows", daemon=True)
         self._thread.start()
 
@@ -70,7 +72,8 @@ class FlowsService:
                 prepare_prefect(self.settings.data_dir)
                 from forewarn.flows import prefect_flows
 
-                prefect_flows.configure(self.settings, self.dsn, self.alerts_url)
+                rt = prefect_flows.configure(self.settings, self.dsn, self.alerts_url)
+                rt.engine("live", f.shard, f.shards).start_at(self.started_ms)
                 return lambda: prefect_flows.score_flow(shard=f.shard, shards=f.shards)
             except Exception as e:  # pragma: no cover - depends on the environment
                 log.warning("Prefect unavailable (%s); scoring inline", e)
@@ -79,6 +82,7 @@ class FlowsService:
 
         rt = Runtime(self.settings, self.dsn, self.alerts_url)
         eng = rt.engine("live", f.shard, f.shards)
+        eng.start_at(self.started_ms)  # a fresh store starts where the service started, not later
         return lambda: [r.as_dict() for r in iter(eng.run_once, None)]
 
     def _loop(self) -> None:

@@ -42,7 +42,7 @@ def ms_of(v: datetime | float) -> int:
 def encode_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     buf = io.BytesIO()
     np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-    return base64.b64encode(zlib.compress(buf.getvalue(), 3)).decode()
+    return base64.b64encode(zlib.compress(buf.getvalue(), 1)).decode()
 
 
 def decode_state(blob: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
