@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from forewarn.alerts import config as c
-from forewarn.alerts.labels import all_match, sort_by_labels
+from forewarn.alerts.inhibit import Inhibitor
+from forewarn.alerts.labels import sort_by_labels
 from forewarn.alerts.metrics import FLUSH_LAG, NOTIFICATIONS, NOTIFY_FAILED, NOTIFY_LATENCY
 from forewarn.alerts.model import Alert
 from forewarn.alerts.notifiers import Flush, HTTPClients, Integration, NotifyError, build_integrations
+from forewarn.alerts.provider import AlertProvider
 from forewarn.alerts.routing import RouteNode, build_tree, group_key
 from forewarn.alerts.silences import Silences
 from forewarn.alerts.state import NflogEntry, StateStore
@@ -33,77 +35,6 @@ MIN_NOTIFY_TIMEOUT = 10.0  # notify.MinTimeout: a flush may retry at least this 
 CLEANUP_INTERVAL = 30.0  # empty groups are removed by this ticker, as in Alertmanager
 
 SubmitFn = Callable[[str, str, list[dict[str, Any]]], Awaitable[None]]
-
-
-class AlertProvider:
-    """Every known alert by fingerprint, merged on re-post, persisted, with listeners."""
-
-    def __init__(self, store: StateStore, max_alerts: int) -> None:
-        self.store, self.max_alerts = store, max_alerts
-        self.alerts: dict[str, Alert] = {a.fp: a for a in (Alert.from_row(r) for r in store.load_alerts())}
-        self.listeners: list[Callable[[Alert], None]] = []
-
-    def put(self, alerts: list[Alert], now: float) -> list[Alert]:
-        stored: list[Alert] = []
-        for alert in alerts:
-            old = self.alerts.get(alert.fp)
-            if old is not None and alert.overlaps(old):
-                alert = old.merge(alert, now)
-            if old is None and len(self.alerts) >= self.max_alerts:
-                raise OverflowError(f"alert limit of {self.max_alerts} reached")
-            self.alerts[alert.fp] = alert
-            stored.append(alert)
-        self.store.put_alerts((a.fp, a.to_row()) for a in stored)
-        for a in stored:
-            for fn in self.listeners:
-                fn(a)
-        return stored
-
-    def gc(self, now: float) -> list[str]:
-        """Drop resolved alerts (Alertmanager's ``--alerts.gc-interval`` sweep)."""
-        gone = [fp for fp, a in self.alerts.items() if a.resolved_at(now)]
-        for fp in gone:
-            del self.alerts[fp]
-        if gone:
-            self.store.delete_alerts(gone)
-        return gone
-
-
-class Inhibitor:
-    """Inhibit rules with a per-rule cache of the alerts matching their source side."""
-
-    def __init__(self, rules: list[c.InhibitRule], provider: AlertProvider) -> None:
-        self.rules = rules
-        self.cache: list[dict[str, Alert]] = [{} for _ in rules]
-        for a in provider.alerts.values():
-            self.observe(a)
-        provider.listeners.append(self.observe)
-
-    def observe(self, a: Alert) -> None:
-        for rule, cache in zip(self.rules, self.cache, strict=True):
-            if all_match(rule.source_matchers, a.labels):
-                cache[a.fp] = a
-
-    def mutes(self, labels: dict[str, str], now: float) -> str | None:
-        """The fingerprint of an inhibiting alert, or None."""
-        for rule, cache in zip(self.rules, self.cache, strict=True):
-            if not all_match(rule.target_matchers, labels):
-                continue
-            both = all_match(rule.source_matchers, labels)
-            for src in list(cache.values()):
-                if src.resolved_at(now):
-                    continue
-                if any(src.labels.get(n, "") != labels.get(n, "") for n in rule.equal):
-                    continue
-                if both and all_match(rule.target_matchers, src.labels):
-                    continue
-                return src.fp
-        return None
-
-    def gc(self, now: float) -> None:
-        for cache in self.cache:
-            for fp in [fp for fp, a in cache.items() if a.resolved_at(now)]:
-                del cache[fp]
 
 
 class AggrGroup:

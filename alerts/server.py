@@ -20,9 +20,10 @@ from typing import Any
 import uvicorn
 from forewarn.alerts.api import build_app
 from forewarn.alerts.config import AlertsConfig, load_config
-from forewarn.alerts.dispatch import AlertProvider, Dispatcher
+from forewarn.alerts.dispatch import Dispatcher
 from forewarn.alerts.model import Alert, format_api_time
 from forewarn.alerts.notifiers import HTTPClients
+from forewarn.alerts.provider import AlertProvider
 from forewarn.alerts.silences import Silences
 from forewarn.alerts.state import StateStore
 
