@@ -14,7 +14,9 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+import grpc
 import uvicorn
 from forewarn.collector import telemetry
 from forewarn.collector.exporter import Exporter
@@ -22,8 +24,12 @@ from forewarn.collector.grpc_receiver import make_server
 from forewarn.collector.http_receiver import HttpReceiver, make_app, ops_routes
 from forewarn.collector.pipeline import Pipeline
 from forewarn.collector.receiver import Receiver
+from starlette.routing import Route
 
 from forewarn.config import Settings, mask_dsn
+
+if TYPE_CHECKING:
+    from forewarn.storage.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +104,9 @@ class CollectorService:
             retry_after_s=c.retry_after_s,
         )
         self.receiver = Receiver(self.pipeline, [t.get_secret_value() for t in c.auth_tokens])
-        self._grpc = None
+        self._grpc: grpc.aio.Server | None = None
         self._http: list[tuple[_Uvicorn, asyncio.Task[None]]] = []
-        self._gateway = None
+        self._gateway: Gateway | None = None
         self._started = False
 
     def ready(self) -> bool:
@@ -153,7 +159,7 @@ class CollectorService:
             self._gateway = Gateway(dsn, self.settings.storage.database)
             log.info("store %s is queryable by other processes while the collector runs", mask_dsn(dsn))
 
-    async def _serve_http(self, routes: list, port: int) -> int:
+    async def _serve_http(self, routes: list[Route], port: int) -> int:
         socks = _listen(self.host, port)
         config = uvicorn.Config(
             make_app(routes),
