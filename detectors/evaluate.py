@@ -222,6 +222,26 @@ def holt_winters_detector(z: float = 5.0, refractory: int = 150) -> Detector:
     return run
 
 
+def isolation_forest_detector(threshold: float = 0.999, refractory: int = 150) -> Detector:
+    """scikit-learn IsolationForest (via ``MultivariateDetector``) on (value, change, deviation from
+    the recent median) vectors, trained in batch on the first 15% of the series, then frozen."""
+
+    def run(s: Scenario) -> np.ndarray:
+        import pandas as pd
+        from forewarn.detectors.multivariate import MultivariateDetector
+
+        x = pd.Series(s.values)
+        feats = np.column_stack([x, x.diff(), x - x.rolling(8, min_periods=2).median().shift(1)])
+        cut = max(50, int(0.15 * len(x)))
+        train = feats[:cut][np.isfinite(feats[:cut]).all(axis=1)]
+        det = MultivariateDetector(["value", "change", "deviation"], seed=0).fit(train)
+        score = np.zeros(len(x))
+        score[cut:] = det.score(feats[cut:])
+        return _refract(score >= threshold, refractory)
+
+    return run
+
+
 def _refract(cand: np.ndarray, refractory: int, warmup: int = 120) -> np.ndarray:
     out = np.zeros_like(cand, dtype=bool)
     last = -(10**9)
@@ -244,11 +264,15 @@ def candidates(slow: bool) -> dict[str, Detector]:
     base = EnsembleParams()
     out: dict[str, Detector] = {
         "ensemble (default)": ensemble_detector(base),
-        "ensemble without seasonal branches": ensemble_detector(base, seasonal=False),
+        "ensemble without seasonal views": ensemble_detector(base, seasonal=False),
+        "ensemble + rate view": ensemble_detector(replace(base, rate_view=True)),
+        "ensemble, threshold 0.9999": ensemble_detector(replace(base, threshold=0.9999)),
+        "ensemble, threshold 0.995": ensemble_detector(replace(base, threshold=0.995)),
     }
     for c in COMPONENTS:
         out[f"{c} only"] = ensemble_detector(replace(base, components=(c,)))
     out["rolling z-score (floor)"] = zscore_detector()
+    out["IsolationForest on the first 15%"] = isolation_forest_detector()
     if slow:
         out["river HalfSpaceTrees + ThresholdFilter"] = hst_detector()
         out["river Holt forecaster band"] = holt_winters_detector()
@@ -267,7 +291,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--max-len", type=int, default=20000)
     ap.add_argument("--slow", action="store_true", help="also run the per-point river candidates")
+    ap.add_argument("--forecast", action="store_true", help="backtest the saturation forecaster instead")
     args = ap.parse_args(argv)
+    if args.forecast:
+        from forewarn.detectors.forecast import backtest
+
+        for key, val in backtest(args.series, args.seed).items():
+            print(f"{key}: {val:.1f}" if isinstance(val, float) else f"{key}: {val}")
+        return
     corpus = make_corpus(args.series, seed=args.seed, max_len=args.max_len)
     n_points = sum(len(s.values) for s in corpus)
     n_labels = sum(len(s.labels) for s in corpus)

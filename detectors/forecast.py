@@ -2,14 +2,14 @@
 crosses its limit, with an uncertainty band, vectorised over series.
 
 The recent trend is a least-squares line over the last ``window`` points of each series; the band
-comes from the slope's standard error (a ``z``-sigma interval), so a noisy, hesitant trend yields a
-wide band instead of false confidence. ``python -m forewarn.detectors.forecast`` backtests the lead
-time on synthetic fill-ups and prints the figures quoted in the README.
+comes from the slope's standard error combined with how much the recent half's slope disagrees (a
+``z``-sigma interval), so a noisy or changing trend yields a wide band instead of false confidence.
+``python -m forewarn.detectors.evaluate --forecast`` backtests
+the lead time on synthetic fill-ups and prints the figures quoted in the README.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 
@@ -87,22 +87,17 @@ class SaturationForecaster:
         y = np.asarray(values, dtype=np.float64)[:, -self.window :]
         ok = np.isfinite(t) & np.isfinite(y)
         n = ok.sum(axis=1)
-        t0 = t[:, -1:]
-        tt = np.where(ok, t - t0, 0.0)
-        yy = np.where(ok, y, 0.0)
+        tt = np.where(ok, t - t[:, -1:], 0.0)
+        slope, now, se = _line(tt, y, ok)
+        # the rate itself drifts: the recent half's slope disagreeing with the whole window's widens
+        # the band by that disagreement
+        half = self.window // 2
+        slope_recent, _, _ = _line(tt[:, -half:], y[:, -half:], ok[:, -half:])
+        spread = np.sqrt(se**2 + np.nan_to_num(slope_recent - slope) ** 2)
         with np.errstate(invalid="ignore", divide="ignore"):
-            tm = tt.sum(axis=1) / n
-            ym = yy.sum(axis=1) / n
-            dt = np.where(ok, tt - tm[:, None], 0.0)
-            dy = np.where(ok, yy - ym[:, None], 0.0)
-            sxx = (dt**2).sum(axis=1)
-            slope = (dt * dy).sum(axis=1) / sxx
-            now = ym - slope * tm  # the fitted level at the last timestamp
-            resid = np.where(ok, dy - slope[:, None] * dt, 0.0)
-            se = np.sqrt((resid**2).sum(axis=1) / np.maximum(n - 2, 1) / sxx)
             gap = self.limit - now
             eta = np.where(slope > 0, gap / slope, np.inf)
-            fast, slow = slope + self.z * se, slope - self.z * se
+            fast, slow = slope + self.z * spread, slope - self.z * spread
             low = np.where(fast > 0, gap / fast, np.inf)
             high = np.where(slow > 0, gap / slow, np.inf)
         eta = np.where(gap <= 0, 0.0, eta)
@@ -121,6 +116,23 @@ class SaturationForecaster:
     def warnings(self, forecasts: list[SaturationForecast]) -> list[SaturationForecast]:
         """The forecasts that should raise an early warning: the limit is expected within ``warn_within_s``."""
         return [f for f in forecasts if f.eta_s <= self.warn_within_s]
+
+
+def _line(t: np.ndarray, y: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares slope, level at t = 0 and the slope's standard error, per row (masked by ``ok``)."""
+    n = ok.sum(axis=1)
+    tt = np.where(ok, t, 0.0)
+    yy = np.where(ok, y, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tm = tt.sum(axis=1) / n
+        ym = yy.sum(axis=1) / n
+        dt = np.where(ok, tt - tm[:, None], 0.0)
+        dy = np.where(ok, yy - ym[:, None], 0.0)
+        sxx = (dt**2).sum(axis=1)
+        slope = (dt * dy).sum(axis=1) / sxx
+        resid = np.where(ok, dy - slope[:, None] * dt, 0.0)
+        se = np.sqrt((resid**2).sum(axis=1) / np.maximum(n - 2, 1) / sxx)
+    return slope, ym - slope * tm, se
 
 
 def backtest(n_series: int = 200, seed: int = 0) -> dict[str, float]:
@@ -160,16 +172,3 @@ def backtest(n_series: int = 200, seed: int = 0) -> dict[str, float]:
         "warned_before_crossing_pct": 100 * warned / m,
         "median_lead_h": float(np.median(leads)) / 3600 if leads else 0.0,
     }
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description="Backtest the saturation forecaster's lead time.")
-    ap.add_argument("--series", type=int, default=300)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    for k, v in backtest(args.series, args.seed).items():
-        print(f"{k}: {v:.1f}" if isinstance(v, float) else f"{k}: {v}")
-
-
-if __name__ == "__main__":
-    main()

@@ -162,3 +162,31 @@ def test_default_ensemble_beats_null_on_small_corpus() -> None:
     corpus = make_corpus(8, seed=11, max_len=4000)
     s = evaluate("ensemble", ensemble_detector(), corpus)
     assert s.nab > 0 and s.recall > 0.3
+
+
+def test_score_is_calibrated_on_noise_of_any_shape() -> None:
+    """The same threshold means about the same false-alarm rate on Gaussian and on spiky noise."""
+    rng = np.random.default_rng(2)
+    p = EnsembleParams(threshold=0.999)
+    for x in (rng.normal(0, 1, (30, 4000)), rng.gamma(0.5, 2.0, (30, 4000)), rng.standard_t(3, (30, 4000))):
+        raw = EnsembleCore(30, p).update(x).raw[:, 500:]
+        rate = float(np.mean(raw >= p.threshold))
+        assert rate < 5 * (1 - p.threshold), rate
+
+
+def test_seasonal_views_ignore_recurring_patterns_but_catch_breaks() -> None:
+    from forewarn.detectors.ensemble import seasonal_periods, step_of
+
+    n, period = 4032, 288
+    t = np.arange(n)
+    job = np.where((t % period) < period // 2, 80.0, 20.0)  # a daily batch job: big, regular steps
+    ts = 1_600_000_000 + 300.0 * t
+    periods = seasonal_periods(step_of(ts))
+    assert periods == (288, 2016)
+    # the first steps are news; once a period has been seen, the steps are routine
+    assert not EnsembleCore(1, periods=periods).update(job[None, :]).alert[0, 2 * period :].any()
+    assert EnsembleCore(1).update(job[None, :]).alert[0, 2 * period :].sum() > 3  # without the views
+    broken = job.copy()
+    broken[2800 : 2800 + period] += 40  # the job runs at the wrong time for a day
+    alerts = np.flatnonzero(EnsembleCore(1, periods=periods).update(broken[None, :]).alert[0])
+    assert alerts[alerts >= 2 * period].tolist()[:1] == [2800]
