@@ -79,6 +79,18 @@ class Collector:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(60)
 
+    def received(self, signal: str) -> float:
+        """Items received so far, from the collector's own /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        total = 0.0
+        for fam in text_string_to_metric_families(httpx.get(f"{self.url}/metrics", timeout=10).text):
+            if fam.name == "forewarn_collector_received_items":
+                total += sum(
+                    x.value for x in fam.samples if x.name.endswith("_total") and x.labels["signal"] == signal
+                )
+        return total
+
     def query(self, sql: str) -> list[dict]:
         out = subprocess.run(
             [*FOREWARN, "query", "--storage", self.dsn, "--format", "json", sql],
@@ -118,7 +130,7 @@ def test_restart_on_existing_data_dir_and_query_while_running(tmp_path):
 
 def test_sigterm_drains_in_flight_requests(tmp_path):
     # a long linger keeps requests queued when SIGTERM arrives; all of them must still be committed
-    c = Collector(tmp_path, FOREWARN_COLLECTOR__BATCH_LINGER_MS="1500")
+    c = Collector(tmp_path, FOREWARN_COLLECTOR__BATCH_LINGER_MS="3000")
     batches = [span_batch(f"drain{i}", 20) for i in range(8)]
 
     def send(body: bytes) -> int:
@@ -128,7 +140,10 @@ def test_sigterm_drains_in_flight_requests(tmp_path):
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(send, b) for b, _ in batches]
-        time.sleep(0.7)  # requests are in the queue, lingering
+        # every request has been received (and sits in the queue, lingering) before SIGTERM
+        deadline = time.monotonic() + 30
+        while c.received("traces") < 8 * 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
         c.proc.send_signal(signal.SIGTERM)
         codes = [f.result(60) for f in futures]
     assert c.proc.wait(60) == 0
@@ -193,7 +208,10 @@ def test_storage_going_away_mid_load_loses_nothing_acknowledged(settings, store)
             while len(acked) < 400 and time.monotonic() < deadline:
                 time.sleep(0.02)
             store.command("RENAME TABLE otel_traces TO otel_traces_away")
-            time.sleep(1.5)
+            deadline = time.monotonic() + 30
+            while not refusals and time.monotonic() < deadline:  # the outage reached the clients
+                time.sleep(0.05)
+            time.sleep(0.5)
             store.command("RENAME TABLE otel_traces_away TO otel_traces")
             for f in futures:
                 f.result(90)
