@@ -48,7 +48,7 @@ def unique_spans(n: int, start: int = 0) -> list[bytes]:
         req = traces_request(traces=1, spans_per_trace=1)
         del req.resource_spans[1:]
         sp = req.resource_spans[0].scope_spans[0].spans[0]
-        sp.span_id = i.to_bytes(8, "big")
+        sp.span_id = (i + 1).to_bytes(8, "big")  # an all-zero id is invalid and would be dropped
         sp.attributes.add(key="uid").value.int_value = i
         out.append(req.SerializeToString())
     return out
