@@ -366,6 +366,10 @@ def main() -> None:
     ap.add_argument("--kafka", action="store_true", help="send through the Kafka exporter (needs --brokers)")
     ap.add_argument("--brokers", default="127.0.0.1:9092")
     args = ap.parse_args()
+    if args.kafka:  # publish through Kafka, then 1 and 2 ingesters, delay to queryable: bench/ingest_kafka.py
+        import ingest_kafka
+
+        return ingest_kafka.main(args)
     signals = [s for s in args.signals.split(",") if s]
 
     data = Path(tempfile.mkdtemp(prefix="forewarn-bench-"))
