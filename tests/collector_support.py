@@ -23,6 +23,7 @@ class ControlledExporter:
     def __init__(self, inner: Exporter | None = None):
         self.inner = inner
         self.down = False
+        self.retry_after_s = 1.0
         self.gate = threading.Event()
         self.gate.set()
         self.batches: list[tuple[str, list[bytes]]] = []
@@ -35,7 +36,7 @@ class ControlledExporter:
         while not self.gate.is_set():
             await asyncio.sleep(0.005)
         if self.down:
-            raise ExportError("storage is down (test)", retryable=True, retry_after_s=1)
+            raise ExportError("storage is down (test)", retryable=True, retry_after_s=self.retry_after_s)
         if self.inner is not None:
             await self.inner.export(signal, payloads)
         self.batches.append((signal, list(payloads)))
