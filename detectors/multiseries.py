@@ -163,6 +163,8 @@ class MultiSeriesDetector:
         det.core.add_series(len(ids))
         det.index = {s: i for i, s in enumerate(ids)}
         for key, ref in det.core.state.items():
+            if key not in arrays:
+                raise ValueError(f"snapshot lacks state array {key!r}")
             arr = np.asarray(arrays[key])
             if arr.shape != ref.shape or arr.dtype != ref.dtype:
                 raise ValueError(
