@@ -84,6 +84,7 @@ def main() -> None:
     stop = threading.Event()
     lock = threading.Lock()
     batch_s: list[float] = []
+    batch_pts: list[int] = []
 
     def scorer() -> None:
         while not stop.is_set():
@@ -93,6 +94,7 @@ def main() -> None:
                 continue
             done = time.time()
             batch_s.append(r.seconds)
+            batch_pts.append(r.points)
             rows = client_s.query(
                 "SELECT series_id, toUnixTimestamp64Milli(ts) FROM anomalies WHERE ts >= fromUnixTimestamp64Milli({a:Int64}) "
                 "AND ts < fromUnixTimestamp64Milli({b:Int64}) AND detector = 'coldstart'",
@@ -128,7 +130,11 @@ def main() -> None:
     stop.set()
     th.join(30)
 
-    print(f"series: {args.series:,}; backlog {args.backlog} buckets = {pts:,} points")
+    import os
+
+    print(
+        f"series: {args.series:,}; backlog {args.backlog} buckets = {pts:,} points; load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"floor (read the same points into pandas): {floor_pts / floor_s:,.0f} points/s")
     print(f"score pipeline (catch-up): {pts / pipe_s:,.0f} points/s ({pipe_s:.2f} s, {len(reps)} batches)")
     print(f"ratio pipeline / floor: {pts / pipe_s / (floor_pts / floor_s):.3f}")

@@ -436,6 +436,8 @@ class ScoreEngine:
         )
         out = [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
         sent = self._resolved_sent
+        if len(sent) > 10_000:  # bounded: older resolutions are outside the query window anyway
+            sent.clear()
         fresh = [i for i in out if int(i["incident_id"]) not in sent]
         sent.update(int(i["incident_id"]) for i in fresh)
         return fresh

@@ -158,9 +158,30 @@ class SignalQueries:
             HAVING NOT isNaN(value)"""
         return self._rows(sql, w, lookback=True)
 
+    def histogram_sources(self) -> dict[str, str]:
+        """Explicit-bucket and exponential histograms as (counts, upper bounds) of one shape.
+
+        An exponential bucket ``i`` covers ``(base^(offset+i), base^(offset+i+1)]`` with
+        ``base = 2^(2^-scale)``; the zero bucket becomes a first bucket bounded by 0 (negative
+        buckets are ignored: the signals are durations and sizes)."""
+        cols = "MetricName, ServiceName, Attributes, TimeUnix, StartTimeUnix, AggregationTemporality, Count"
+        return {
+            "explicit": f"SELECT {cols}, BucketCounts, ExplicitBounds FROM {self.t('otel_metrics_histogram')}",
+            "exponential": f"""SELECT {cols}, arrayConcat([ZeroCount], PositiveBucketCounts) AS BucketCounts,
+                       arrayConcat([0.], arrayMap(i -> pow(2., pow(2., -Scale) * (PositiveOffset + i)),
+                                                  range(1, length(PositiveBucketCounts) + 1))) AS ExplicitBounds
+                FROM {self.t("otel_metrics_exponential_histogram")}""",
+        }
+
     def histograms(self, w: Window) -> pd.DataFrame:
+        return pd.concat(
+            [self._histograms(w, src) for src in self.histogram_sources().values()], ignore_index=True
+        )
+
+    def _histograms(self, w: Window, source: str) -> pd.DataFrame:
         # Cumulative histograms become per-interval counts by subtracting the previous point
-        # (unless it reset); then buckets are summed per time bucket and quantiles interpolated.
+        # (unless it reset or its buckets changed); then buckets are summed per time bucket and
+        # quantiles interpolated.
         sql = f"""
             SELECT MetricName AS metric, service, labels, {_bucket("TimeUnix")} AS ts,
                    any(ExplicitBounds) AS bounds, sumForEach(d_counts) AS counts, sum(d_n) AS n, sum(dt) AS dt
@@ -168,12 +189,13 @@ class SignalQueries:
                 SELECT MetricName, ServiceName AS service, Attributes AS labels, TimeUnix, ExplicitBounds,
                        AggregationTemporality AS temp,
                        lagInFrame(BucketCounts, 1, []) OVER w AS prev_c,
+                       lagInFrame(ExplicitBounds, 1, []) OVER w AS prev_b,
                        lagInFrame(Count, 1, 0) OVER w AS prev_n,
                        lagInFrame(TimeUnix, 1, TimeUnix) OVER w AS prev_t,
                        lagInFrame(StartTimeUnix, 1, StartTimeUnix) OVER w AS prev_start,
                        StartTimeUnix, row_number() OVER w AS rn,
                        (temp = 2 AND rn > 1 AND (Count < prev_n OR StartTimeUnix != prev_start
-                                      OR length(prev_c) != length(BucketCounts))) AS reset,
+                                      OR length(prev_c) != length(BucketCounts) OR prev_b != ExplicitBounds)) AS reset,
                        multiIf(temp = 1 OR reset, arrayMap(x -> toInt64(x), BucketCounts), rn = 1,
                                arrayMap(x -> toInt64(0), BucketCounts),
                                arrayMap((a, b) -> toInt64(a) - toInt64(b), BucketCounts, prev_c)) AS d_counts,
@@ -184,12 +206,12 @@ class SignalQueries:
                               if(reset AND rn > 1, greatest(StartTimeUnix, prev_t), StartTimeUnix))) / 1e9,
                           if(rn = 1, 0, (toUnixTimestamp64Nano(TimeUnix) - toUnixTimestamp64Nano(prev_t)) / 1e9))
                            AS dt
-                FROM {self.t("otel_metrics_histogram")} WHERE {_range("TimeUnix", "lb")}
+                FROM ({source} WHERE {_range("TimeUnix", "lb")})
                 WINDOW w AS (PARTITION BY ServiceName, MetricName, Attributes ORDER BY TimeUnix
                              ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
             )
             WHERE TimeUnix >= fromUnixTimestamp64Milli({{t0:Int64}})
-            GROUP BY metric, service, labels, ts, length(ExplicitBounds)"""
+            GROUP BY metric, service, labels, ts, ExplicitBounds"""
         df = self._rows(sql, w, lookback=True)
         out: list[tuple] = []
         for r in df.itertuples(index=False):

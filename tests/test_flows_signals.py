@@ -162,3 +162,16 @@ def test_log_templates_and_rates(store, settings):
     again = LogMiner.from_state(miner.state())
     _sig2, rec2, first2 = mine_window(again, fetch_logs(q, w), w)
     assert list(rec2["template_id"]) == list(records["template_id"]) and first2.empty
+
+
+def test_exponential_histogram_percentiles(store, settings):
+    db = settings.storage.database
+    # scale 0: base 2, bucket i (offset 3) covers (2^(3+i), 2^(4+i)]; delta points, 10 s apart
+    cols = ["ServiceName", "MetricName", "StartTimeUnix", "TimeUnix", "Count", "Scale", "ZeroCount",
+            "PositiveOffset", "PositiveBucketCounts", "AggregationTemporality"]  # fmt: skip
+    rows = [["api", "rt", dt(T0_MS - 10_000), dt(T0_MS + 5000), 10, 0, 0, 3, [0, 10, 0], 1]]
+    store.insert("otel_metrics_exponential_histogram", rows, column_names=cols, database=db)
+    sig, _ = compute_signals(SignalQueries(store, db), Window(T0_MS, T0_MS + STEP, STEP))
+    # all ten observations in (16, 32]: the median interpolates to 24, the rate is 10 over 15 s
+    assert _by(sig, "rt:p50", "api")[T0_MS] == pytest.approx(24.0)
+    assert _by(sig, "rt:rate", "api")[T0_MS] == pytest.approx(10 / 15)
