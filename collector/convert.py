@@ -204,10 +204,18 @@ def count_rows(signal: str, payloads: Sequence[bytes]) -> dict[str, int]:
     return survey(signal, payloads)[0]
 
 
+_SOURCE = "__forewarn_source__"
+
+
 @cache
-def _insert_sql(signal: str, table: str, database: str, source: str) -> str:
+def _insert_template(signal: str, table: str, database: str) -> str:
+    """The statement with a placeholder for its data source; cached (one per table and database)."""
     cols = ", ".join(q(c) for c in target_columns(table))
-    return f"INSERT INTO {q(database)}.{q(table)} ({cols})\n{select_sql(signal, table, source)}"
+    return f"INSERT INTO {q(database)}.{q(table)} ({cols})\n{select_sql(signal, table, _SOURCE)}"
+
+
+def _insert_sql(signal: str, table: str, database: str, source: str) -> str:
+    return _insert_template(signal, table, database).replace(_SOURCE, source, 1)
 
 
 def _settings(signal: str, table: str, dedup_token: str) -> dict[str, object]:
