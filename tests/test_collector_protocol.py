@@ -478,7 +478,7 @@ def test_a_poisonous_request_does_not_take_its_batch_down(settings):
             trace_id=os.urandom(16), span_id=os.urandom(8), name="poison"
         )
         bodies = [traces(2), traces(3), req.SerializeToString(), traces(4)]
-        with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        with concurrent.futures.ThreadPoolExecutor(1 + len(bodies)) as pool:
             first = pool.submit(httpx.post, url, content=traces(1), headers=PB, timeout=30)
             deadline = time.monotonic() + 10
             while svc.pipeline.queued_requests < 1 and time.monotonic() < deadline:
