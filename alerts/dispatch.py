@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -40,13 +41,26 @@ SubmitFn = Callable[[str, str, list[dict[str, Any]]], Awaitable[None]]
 class AggrGroup:
     """Alerts of one (route, group labels); a task flushes them on Alertmanager's timers."""
 
-    def __init__(self, dispatcher: Dispatcher, route: RouteNode, labels: dict[str, str]) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        route: RouteNode,
+        labels: dict[str, str],
+        first_flush: float | None = None,
+    ) -> None:
         self.d, self.route, self.labels = dispatcher, route, labels
         self.key = group_key(route, labels)
+        self.gid = f"{route.path}|{self.key}"
         self.alerts: dict[str, Alert] = {}
         self.has_flushed = False
         loop = asyncio.get_running_loop()
         self.next_at = loop.time() + route.group_wait
+        if first_flush is not None:
+            # Restored after a restart: keep the group's cadence instead of starting over.
+            now = time.time()
+            periods = max(0, math.ceil((now - first_flush) / route.group_interval))
+            self.has_flushed = True
+            self.next_at = loop.time() + (first_flush + periods * route.group_interval - now)
         self._wake = asyncio.Event()
         self.task = loop.create_task(self._run(), name=f"alert-group {self.key}")
 
@@ -70,7 +84,9 @@ class AggrGroup:
                 continue
             FLUSH_LAG.observe(-delay)
             self.next_at = loop.time() + self.route.group_interval
-            self.has_flushed = True
+            if not self.has_flushed:
+                self.has_flushed = True
+                self.d.store.put_group(self.gid, time.time())
             try:
                 await self._flush()
             except asyncio.CancelledError:
@@ -226,36 +242,44 @@ class Dispatcher:
         external_url: str,
         submit: SubmitFn | None = None,
     ) -> None:
-        self.cfg, self.provider = cfg, provider
+        self.cfg, self.provider, self.store = cfg, provider, store
         self.tree = build_tree(cfg.route)
         self.inhibitor = Inhibitor(cfg.inhibit_rules, provider)
         self.pipeline = Pipeline(cfg, self.inhibitor, silences, store, clients, external_url, submit)
         self.groups: dict[RouteNode, dict[tuple[tuple[str, str], ...], AggrGroup]] = {}
         self._cleanup: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Begin routing: existing alerts first (as Alertmanager's subscription replays them)."""
+    def start(self, resume: bool = True) -> None:
+        """Begin routing: stored alerts first (as Alertmanager's subscription replays them), into
+        groups that keep their stored cadence when ``resume`` (a restart, not a reload)."""
+        anchors = self.store.load_groups() if resume else {}
         for a in list(self.provider.alerts.values()):
-            self.process(a)
+            self.process(a, anchors)
         self.provider.listeners.append(self.process)
         self._cleanup = asyncio.get_running_loop().create_task(self._cleanup_loop())
 
-    def process(self, alert: Alert) -> None:
+    def process(self, alert: Alert, anchors: dict[str, float] | None = None) -> None:
         for route in self.tree.match(alert.labels):
             labels = route.group_labels(alert.labels)
             groups = self.groups.setdefault(route, {})
             gfp = tuple(sorted(labels.items()))
             ag = groups.get(gfp)
             if ag is None:
-                ag = groups[gfp] = AggrGroup(self, route, labels)
+                first = anchors.get(f"{route.path}|{group_key(route, labels)}") if anchors else None
+                ag = groups[gfp] = AggrGroup(self, route, labels, first)
             ag.insert(alert)
 
     async def _cleanup_loop(self) -> None:
         while True:
             await asyncio.sleep(CLEANUP_INTERVAL)
+            gone: list[str] = []
             for groups in self.groups.values():
                 for gfp in [k for k, g in groups.items() if g.empty()]:
-                    groups.pop(gfp).stop()
+                    ag = groups.pop(gfp)
+                    ag.stop()
+                    gone.append(ag.gid)
+            if gone:
+                self.store.delete_groups(gone)
             self.inhibitor.gc(time.time())
 
     def all_groups(self) -> list[AggrGroup]:

@@ -36,6 +36,7 @@ class RouteNode:
     mute_time_intervals: list[str]
     active_time_intervals: list[str]
     key: str
+    path: str = ""  # position in the tree ("", "0", "0/2"): unique, unlike the key
     routes: list[RouteNode] = field(default_factory=list)
 
     def match(self, labels: Mapping[str, str]) -> list[RouteNode]:
@@ -60,7 +61,7 @@ class RouteNode:
             yield from r.walk()
 
 
-def build_tree(cr: c.Route, parent: RouteNode | None = None) -> RouteNode:
+def build_tree(cr: c.Route, parent: RouteNode | None = None, path: str = "") -> RouteNode:
     """``dispatch.NewRoute``: children inherit receiver, grouping and timers, not time intervals."""
     if parent is None:
         receiver, group_by, by_all, gw, gi, ri = "", frozenset(), False, 30.0, 300.0, 4 * 3600.0
@@ -88,8 +89,9 @@ def build_tree(cr: c.Route, parent: RouteNode | None = None) -> RouteNode:
         mute_time_intervals=list(cr.mute_time_intervals),
         active_time_intervals=list(cr.active_time_intervals),
         key=own if parent is None else f"{parent.key}/{own}",
+        path=path,
     )
-    node.routes = [build_tree(child, node) for child in cr.routes]
+    node.routes = [build_tree(child, node, f"{path}/{i}".lstrip("/")) for i, child in enumerate(cr.routes)]
     return node
 
 

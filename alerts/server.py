@@ -168,7 +168,7 @@ class AlertRouter:
         await self.dispatcher.stop()
         self.config, self.config_text = new, self.config_path.read_text()
         self.dispatcher = self._dispatcher()
-        self.dispatcher.start()
+        self.dispatcher.start(resume=False)  # Alertmanager restarts its groups' timers on reload
 
     async def stop(self) -> None:
         """Stop listening, stop timers, close clients and state (idempotent)."""

@@ -213,11 +213,13 @@ receivers:
 
 
 def test_resolve_send_resolved_and_partial_resolution() -> None:
-    config = f"""
+    config = """
 route:
   receiver: loud
   group_by: [alertname]
-  {TIMERS}
+  group_wait: 1s
+  group_interval: 3s
+  repeat_interval: 1h
   routes:
     - receiver: quiet
       continue: true
@@ -225,9 +227,9 @@ route:
     - receiver: loud
 receivers:
   - name: loud
-    webhook_configs: [{{url: "SINK/loud"}}]
+    webhook_configs: [{url: "SINK/loud"}]
   - name: quiet
-    webhook_configs: [{{url: "SINK/quiet", send_resolved: false}}]
+    webhook_configs: [{url: "SINK/quiet", send_resolved: false}]
 """
 
     def alert(i: int, end: float | None = None) -> dict[str, Any]:
@@ -238,11 +240,11 @@ receivers:
 
     steps = [
         (0.0, post(alert(1, 600), alert(2, 600))),
-        (1.0, post(alert(1, 1.0))),  # partial resolution (flushes at +0, +2, +4, ...)
-        (2.7, post(alert(2, 2.7))),  # all resolved
-        (4.7, post(alert(3, 600))),  # re-fire in the same group
+        (1.5, post(alert(1, 1.5))),  # partial resolution (flushes at +0, +3, +6, ...: steps far from them)
+        (4.5, post(alert(2, 4.5))),  # all resolved
+        (7.5, post(alert(3, 600))),  # re-fire in the same group
     ]
-    am, fw, t0 = run_both(config, steps, duration=7.5)
+    am, fw, t0 = run_both(config, steps, duration=10.5)
     assert any(r.body["status"] == "resolved" for r in am if r.path == "/loud")
     assert_same(am, fw, t0)
 

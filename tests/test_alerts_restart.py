@@ -125,3 +125,38 @@ def test_silence_cli_and_errors(tmp_path: Path) -> None:
         assert badcfg.returncode != 0 and "route.whatever: unsupported key" in badcfg.stderr
     finally:
         p.stop()
+
+
+def test_restart_keeps_group_cadence(tmp_path: Path) -> None:
+    """A restored group flushes on its old cadence (first flush + k * group_interval), not at once."""
+    from forewarn.alerts.testing import RouterThread
+
+    config = """
+route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 500ms
+  group_interval: 4s
+receivers:
+  - name: hook
+    webhook_configs: [{url: "SINK/hook"}]
+"""
+    with WebhookSink() as sink:
+        cfg = config.replace("SINK", sink.url)
+        data = tmp_path / "alerts"
+        with RouterThread(cfg, data_dir=data) as r:
+            t0 = time.time()
+            httpx.post(
+                r.url + "/api/v2/alerts", json=[{"labels": {"alertname": "C", "i": "1"}}]
+            ).raise_for_status()
+            _wait(lambda: _logged(data) == 1)
+        first = sink.received()[0].t
+        with RouterThread(cfg, data_dir=data) as r:
+            old = "2026-01-01T00:00:00Z"  # would flush a new group at once
+            httpx.post(
+                r.url + "/api/v2/alerts", json=[{"labels": {"alertname": "C", "i": "2"}, "startsAt": old}]
+            )
+            _wait(lambda: len(sink.received()) == 2, timeout=8)
+        second = sink.received()[1]
+        assert len(second.body["alerts"]) == 2
+        assert second.t - first >= 4.0 - 0.3, (first - t0, second.t - t0)
