@@ -65,29 +65,14 @@ from functools import cache
 from clickhouse_connect.driver.client import Client
 from forewarn.collector.convert_anyvalue import prerender
 from forewarn.collector.convert_sql import COMPLEX_MARKER, select_sql, target_columns
+from forewarn.collector.convert_survey import BadPayload, check_decodable, count_rows, survey
 from forewarn.collector.otlp_schema import MESSAGE, PROTO, STRUCTURE
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.internal.encoder import _VarintBytes
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from forewarn.storage.schema import SIGNAL_TABLES, q
+from forewarn.storage.schema import q
 
 SIGNALS = ("traces", "metrics", "logs")
-_LEVELS = {
-    "traces": ("resource_spans", "scope_spans", "spans"),
-    "logs": ("resource_logs", "scope_logs", "log_records"),
-    "metrics": ("resource_metrics", "scope_metrics", "metrics"),
-}
-_METRIC_FIELDS = {
-    "otel_metrics_gauge": ("gauge", 5),
-    "otel_metrics_sum": ("sum", 7),
-    "otel_metrics_histogram": ("histogram", 9),
-    "otel_metrics_exponential_histogram": ("exponential_histogram", 10),
-    "otel_metrics_summary": ("summary", 11),
-}
+__all__ = ["SIGNALS", "BadPayload", "count_rows", "frame", "insert_requests"]
 # One block per statement, whatever the batch size (the caller bounds the batch): a statement
 # either writes all its rows or none, so the retry and pre-render paths never duplicate.
 _ONE_BLOCK = {"min_insert_block_size_rows": 1 << 40, "min_insert_block_size_bytes": 1 << 50}
@@ -100,108 +85,6 @@ def _sql_str(s: str) -> str:
 def frame(payloads: Sequence[bytes]) -> bytes:
     """Length-delimited concatenation: ClickHouse's ``Protobuf`` format reads one message each."""
     return b"".join(_VarintBytes(len(p)) + p for p in payloads)
-
-
-@cache
-def _skeletons() -> dict[str, type]:
-    """Request classes that stop at the item level (items kept as bytes), just to count rows."""
-    f = descriptor_pb2.FileDescriptorProto(name="forewarn_otlp_skeleton.proto", package="fwskel")
-    rep, opt = (
-        descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
-        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
-    )
-    msg_t, bytes_t = (
-        descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
-        descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
-    )
-
-    def message(name: str, fields: list[tuple[str, int, int, int, str]]) -> None:
-        m = f.message_type.add(name=name)
-        for fname, num, label, typ, type_name in fields:
-            fd = m.field.add(name=fname, number=num, label=label, type=typ)
-            if type_name:
-                fd.type_name = type_name
-
-    # Resource and scope attributes are decoded just far enough to see arrays/kvlists (proto2
-    # syntax: optional fields have presence, so an empty array still counts).
-    message("Value", [("array_value", 5, opt, bytes_t, ""), ("kvlist_value", 6, opt, bytes_t, "")])
-    message("KeyValue", [("value", 2, opt, msg_t, ".fwskel.Value")])
-    message("Resource", [("attributes", 1, rep, msg_t, ".fwskel.KeyValue")])
-    message("Scope", [("attributes", 3, rep, msg_t, ".fwskel.KeyValue")])
-    message("Points", [("data_points", 1, rep, bytes_t, "")])
-    message("Metric", [(k, n, opt, msg_t, ".fwskel.Points") for k, n in _METRIC_FIELDS.values()])
-    for sig, (res, scopes, items) in _LEVELS.items():
-        item = (items, 2, rep, msg_t, ".fwskel.Metric") if sig == "metrics" else (items, 2, rep, bytes_t, "")
-        message(f"{sig}Scope", [("scope", 1, opt, msg_t, ".fwskel.Scope"), item])
-        message(
-            f"{sig}Resource",
-            [("resource", 1, opt, msg_t, ".fwskel.Resource"), (scopes, 2, rep, msg_t, f".fwskel.{sig}Scope")],
-        )
-        message(f"{sig}Request", [(res, 1, rep, msg_t, f".fwskel.{sig}Resource")])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(f)
-    return {
-        sig: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"fwskel.{sig}Request"))
-        for sig in SIGNALS
-    }
-
-
-class BadPayload(ValueError):
-    """A payload is not a decodable OTLP export request: permanent, retrying cannot help."""
-
-
-_FULL = {
-    "traces": ExportTraceServiceRequest,
-    "logs": ExportLogsServiceRequest,
-    "metrics": ExportMetricsServiceRequest,
-}
-
-
-def _decode(cls: type, signal: str, i: int, payload: bytes):
-    try:
-        return cls.FromString(payload)
-    except DecodeError as e:
-        raise BadPayload(f"payload #{i} is not a valid OTLP {MESSAGE[signal]}: {e}") from e
-
-
-def check_decodable(signal: str, payloads: Sequence[bytes]) -> None:
-    """Raise :class:`BadPayload` naming the first payload that does not fully decode."""
-    for i, p in enumerate(payloads):
-        _decode(_FULL[signal], signal, i, p)
-
-
-def _complex(kvs) -> bool:
-    return any(kv.value.HasField("array_value") or kv.value.HasField("kvlist_value") for kv in kvs)
-
-
-def survey(signal: str, payloads: Sequence[bytes]) -> tuple[dict[str, int], list[bool]]:
-    """Rows each table of ``signal`` gets, and which requests carry arrays/kvlists in resource
-    or scope attributes; items are not decoded (kept as bytes)."""
-    cls = _skeletons()[signal]
-    res_field, scopes_field, items_field = _LEVELS[signal]
-    counts = dict.fromkeys(SIGNAL_TABLES[signal], 0)
-    envelope_complex = []
-    for i, p in enumerate(payloads):
-        req = _decode(cls, signal, i, p)
-        found = False
-        for res in getattr(req, res_field):
-            found = found or _complex(res.resource.attributes)
-            for scope in getattr(res, scopes_field):
-                found = found or _complex(scope.scope.attributes)
-                if signal != "metrics":
-                    counts[SIGNAL_TABLES[signal][0]] += len(getattr(scope, items_field))
-                    continue
-                for metric in scope.metrics:
-                    for table, (kind, _) in _METRIC_FIELDS.items():
-                        if metric.HasField(kind):
-                            counts[table] += len(getattr(metric, kind).data_points)
-        envelope_complex.append(found)
-    return counts, envelope_complex
-
-
-def count_rows(signal: str, payloads: Sequence[bytes]) -> dict[str, int]:
-    """Rows each table of ``signal`` gets from these requests."""
-    return survey(signal, payloads)[0]
 
 
 _SOURCE = "__forewarn_source__"

@@ -23,6 +23,7 @@ import math
 from collections.abc import Iterable
 from decimal import Decimal
 
+from forewarn.collector.otlp_schema import LEVELS
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -113,10 +114,10 @@ def _flatten(kvs: Iterable[KeyValue]) -> None:
         _flatten_value(kv.value)
 
 
-_REQUESTS = {
-    "traces": (ExportTraceServiceRequest, "resource_spans", "scope_spans", "spans"),
-    "logs": (ExportLogsServiceRequest, "resource_logs", "scope_logs", "log_records"),
-    "metrics": (ExportMetricsServiceRequest, "resource_metrics", "scope_metrics", "metrics"),
+REQUEST_CLASSES = {
+    "traces": ExportTraceServiceRequest,
+    "logs": ExportLogsServiceRequest,
+    "metrics": ExportMetricsServiceRequest,
 }
 
 
@@ -146,10 +147,10 @@ def prerender(signal: str, payload: bytes, items: bool = True) -> bytes:
     request, where SDKs put arrays such as ``process.command_args``; the per-item walk is the
     slow part.
     """
-    if signal not in _REQUESTS:
+    if signal not in REQUEST_CLASSES:
         raise ValueError(f"unknown signal {signal!r}")
-    cls, res_field, scopes_field, items_field = _REQUESTS[signal]
-    req = cls.FromString(payload)
+    res_field, scopes_field, items_field = LEVELS[signal]
+    req = REQUEST_CLASSES[signal].FromString(payload)
     for r in getattr(req, res_field):
         _flatten(r.resource.attributes)
         for sc in getattr(r, scopes_field):

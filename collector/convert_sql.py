@@ -16,6 +16,8 @@ True
 
 from __future__ import annotations
 
+from forewarn.collector.otlp_schema import LEVELS, METRIC_KINDS
+
 from forewarn.storage.schema import TABLES
 
 COMPLEX_MARKER = "FOREWARN_COMPLEX_ANYVALUE"
@@ -85,19 +87,6 @@ def ts(x: str) -> str:
     return f"fromUnixTimestamp64Nano(reinterpretAsInt64({x}))"
 
 
-# Per signal: the resource list, the scopes list in a resource, the items list in a scope.
-_LEVELS = {
-    "traces": ("resource_spans", "scope_spans", "spans"),
-    "logs": ("resource_logs", "scope_logs", "log_records"),
-    "metrics": ("resource_metrics", "scope_metrics", "metrics"),
-}
-METRIC_KINDS = {
-    "otel_metrics_gauge": "gauge",
-    "otel_metrics_sum": "sum",
-    "otel_metrics_histogram": "histogram",
-    "otel_metrics_exponential_histogram": "exponential_histogram",
-    "otel_metrics_summary": "summary",
-}
 IT = "it"  # the row-level item: a span, a log record or a metric data point
 
 
@@ -221,12 +210,12 @@ def _metric_columns(kind: str) -> dict[str, str]:
 
 def _spec(signal: str, table: str) -> tuple[dict[str, str], str]:
     """Columns, and the ARRAY JOIN from a scope (``ss``) down to the row-level item."""
-    items = _LEVELS[signal][2]
+    items = LEVELS[signal][2]
     if signal == "traces":
         return _trace_columns(), f"ARRAY JOIN {t('ss', items)} AS {IT}"
     if signal == "logs":
         return _log_columns(), f"ARRAY JOIN {t('ss', items)} AS {IT}"
-    kind = METRIC_KINDS[table]
+    kind = METRIC_KINDS[table][0]
     join = f"ARRAY JOIN {t('ss', items)} AS m ARRAY JOIN {t('m', kind, 'data_points')} AS {IT}"
     return _metric_columns(kind), join
 
@@ -258,7 +247,7 @@ def select_sql(signal: str, table: str, source: str) -> str:
     resource/scope: an expression merely selected from an outer level would be evaluated after
     the joins, once per row.
     """
-    res_list, scopes, _ = _LEVELS[signal]
+    res_list, scopes, _ = LEVELS[signal]
     cols, item_join = _spec(signal, table)
     res_maps = f"arrayMap(r -> {attr_map(t('r', 'resource', 'attributes'))}, {res_list})"
     scope_list = t("rs", scopes)

@@ -83,6 +83,20 @@ message ResourceMetrics { Resource resource = 1; repeated ScopeMetrics scope_met
 message ExportMetricsServiceRequest { repeated ResourceMetrics resource_metrics = 1; }
 """
 
+# Per signal: a request's resource list, a resource's scope list, a scope's item list.
+LEVELS = {
+    "traces": ("resource_spans", "scope_spans", "spans"),
+    "logs": ("resource_logs", "scope_logs", "log_records"),
+    "metrics": ("resource_metrics", "scope_metrics", "metrics"),
+}
+# Per metric table: its member of the ``Metric.data`` oneof and that member's field number.
+METRIC_KINDS = {
+    "otel_metrics_gauge": ("gauge", 5),
+    "otel_metrics_sum": ("sum", 7),
+    "otel_metrics_histogram": ("histogram", 9),
+    "otel_metrics_exponential_histogram": ("exponential_histogram", 10),
+    "otel_metrics_summary": ("summary", 11),
+}
 MESSAGE = {
     "traces": "ExportTraceServiceRequest",
     "logs": "ExportLogsServiceRequest",
