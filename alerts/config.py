@@ -146,6 +146,12 @@ class WebhookConfig(_Model):
     http_config: HTTPConfig | None = None
 
 
+def _no_template(v: Any) -> Any:
+    if isinstance(v, str) and "{{" in v:
+        raise ValueError("Go notification templates are not supported; use plain text")
+    return v
+
+
 class SlackConfig(_Model):
     api_url: str | None = None
     channel: str | None = None
@@ -154,6 +160,8 @@ class SlackConfig(_Model):
     title: str | None = None
     text: str | None = None
     http_config: HTTPConfig | None = None
+
+    _t = field_validator("channel", "username", "title", "text", mode="before")(_no_template)
 
 
 class PagerdutyConfig(_Model):
@@ -168,6 +176,10 @@ class PagerdutyConfig(_Model):
     group: str | None = None
     class_: str | None = Field(default=None, alias="class")
     http_config: HTTPConfig | None = None
+
+    _t = field_validator(
+        "severity", "client", "source", "description", "component", "group", "class_", mode="before"
+    )(_no_template)
 
 
 class Receiver(_Model):

@@ -103,6 +103,10 @@ def test_good_config_inherits_and_prints_route_keys() -> None:
         ("route: {receiver: a}\nreceivers: [{name: a}]\ntemplates: [x.tmpl]", "templates"),
         ("route: [", "not YAML"),
         (
+            "route: {receiver: a}\nreceivers: [{name: a, slack_configs: [{title: '{{ .Status }}'}]}]",
+            "receivers[0].slack_configs[0].title: Go notification templates are not supported",
+        ),
+        (
             "route: {receiver: a}\nreceivers: [{name: a}]\ntime_intervals: [{name: t, time_intervals: [{weekdays: [funday]}]}]",
             "not a valid weekday",
         ),
