@@ -98,7 +98,7 @@ def detect_csv(
                         *(f"{v:.6g}" for v in (ex.expected, ex.lower, ex.upper)),
                         ex.text,
                     ]
-                cols += [np.char.mod("%.6f", block.raw[0]), *extra.T]
+                cols += [np.char.mod("%.9f", np.floor(block.raw[0] * 1e9) / 1e9), *extra.T]
             w.writerows(zip(*cols, strict=True))
             rows += len(x)
             alerts += int(alert.sum())

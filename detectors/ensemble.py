@@ -44,6 +44,9 @@ class EnsembleParams:
     warmup: int = 120  # points seen before any alert may fire
     refractory: int = 150  # points after an alert during which the series does not alert again
     refractory_frac: float = 0.05  # ... or this fraction of the points seen so far, if larger
+    escalation: float = (
+        0.0  # >0: alert inside the refractory period if this many times less likely than the last alert
+    )
     threshold: float = 0.999  # alert when the calibrated score reaches this
     components: tuple[str, ...] = COMPONENTS
     rate_view: bool = False  # also test the point-to-point changes (counters, random walks)
@@ -133,6 +136,7 @@ class EnsembleCore:
             "last": np.full((n, 1), np.nan),
             "seen": np.zeros(n, dtype=np.int64),
             "since_alert": np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64),
+            "alert_p": np.ones(n),
         }
 
     def add_series(self, n: int) -> None:
@@ -161,6 +165,11 @@ class EnsembleCore:
         else:
             st = self.take(rows)
         x = np.where(np.isfinite(x), x, np.nan)
+        if x.shape[1] == 0:  # nothing new: nothing learnt, nothing scored
+            e = np.zeros(x.shape)
+            return ScoreBlock(
+                e, e, e.astype(bool), e.astype(np.intp), e, e, e, e.astype(np.intp), self.periods
+            )
         block = self._score(st, x)
         if rows is not None:
             self.put(rows, st)
@@ -333,11 +342,18 @@ class EnsembleCore:
         cand_r, cand_c = np.nonzero((raw >= p.threshold) & (seen > p.warmup))
         last_col = np.full(n, -1, dtype=np.int64)
         last_since = since.copy()
+        tail = st["alert_p"]  # tail probability of each series' last alert
         for r, c in zip(cand_r.tolist(), cand_c.tolist(), strict=True):
             gap = (c - last_col[r]) if last_col[r] >= 0 else last_since[r] + c + 1
-            if gap > max(p.refractory, int(p.refractory_frac * seen[r, c])):
+            pr = 1.0 - raw[r, c]
+            # a new alert after the refractory period, or during it if far more extreme than the
+            # last one (a false alert must not hide the real incident that follows)
+            if gap > max(p.refractory, int(p.refractory_frac * seen[r, c])) or (
+                p.escalation > 0 and pr * p.escalation <= tail[r]
+            ):
                 alert[r, c] = True
                 last_col[r] = c
+                tail[r] = pr
         st["seen"] = seen[:, -1].copy() if k else st["seen"]
         st["since_alert"] = np.where(last_col >= 0, k - 1 - last_col, since + k)
         below = max(p.threshold - 1e-9, 0.0)  # still below the threshold when printed with 9 decimals

@@ -85,3 +85,24 @@ def test_detect_options_and_errors(tmp_path: Path) -> None:
     assert r.returncode == 2 and "not a number" in r.stderr
     r = _run("detect", "-i", str(src), "-o", str(dst), "--components", "nope")
     assert r.returncode == 2 and "unknown components" in r.stderr
+
+
+def test_detect_header_only_bom_crlf_and_extra_columns(tmp_path: Path) -> None:
+    cases = {
+        "empty.csv": b"timestamp,value\n",
+        "bom.csv": b"\xef\xbb\xbftimestamp,value\r\n2020-01-01 00:00:00,1\r\n2020-01-01 00:05:00,2\r\n",
+        "extra.csv": b'Timestamp,Value,label\n"2020-01-01T00:00:00+02:00","1.5",0\n1577836800,,1\n',
+    }
+    rows = {"empty.csv": [], "bom.csv": [("2020-01-01 00:00:00", "1"), ("2020-01-01 00:05:00", "2")],
+            "extra.csv": [("2020-01-01T00:00:00+02:00", "1.5"), ("1577836800", "")]}  # fmt: skip
+    for name, data in cases.items():
+        src, dst = tmp_path / name, tmp_path / f"out-{name}"
+        src.write_bytes(data)
+        r = _run("detect", "-i", str(src), "-o", str(dst))
+        assert r.returncode == 0, (name, r.stderr)
+        with open(dst, newline="") as f:
+            out = list(csv.reader(f))
+        assert [(o[0], o[1]) for o in out[1:]] == rows[name], name
+    (tmp_path / "zero.csv").write_bytes(b"")
+    r = _run("detect", "-i", str(tmp_path / "zero.csv"), "-o", str(tmp_path / "z.out"))
+    assert r.returncode == 2 and "not a readable CSV" in r.stderr
