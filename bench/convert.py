@@ -72,13 +72,20 @@ def _resource(rnd: random.Random, service: str) -> list[KeyValue]:
     ]
 
 
+def _scope(rnd: random.Random, resources, scopes_field: str, name: str):
+    """One resource (a random service) with one scope named ``name``; returns the scope list item."""
+    r = resources.add()
+    r.resource.attributes.extend(_resource(rnd, f"svc-{rnd.randrange(8)}"))
+    scope = getattr(r, scopes_field).add()
+    scope.scope.name = name
+    return scope
+
+
 def trace_request(rnd: random.Random, spans: int, arrays: bool = False) -> bytes:
     """``arrays``: every span also carries an array attribute (the Python-rendered fallback)."""
     req = ExportTraceServiceRequest()
-    rs = req.resource_spans.add()
-    rs.resource.attributes.extend(_resource(rnd, f"svc-{rnd.randrange(8)}"))
-    ss = rs.scope_spans.add()
-    ss.scope.name, ss.scope.version = "opentelemetry.instrumentation.flask", "0.48b0"
+    ss = _scope(rnd, req.resource_spans, "scope_spans", "opentelemetry.instrumentation.flask")
+    ss.scope.version = "0.48b0"
     now = time.time_ns()
     for i in range(spans):
         start = now - rnd.randrange(10**9)
@@ -106,10 +113,7 @@ def trace_request(rnd: random.Random, spans: int, arrays: bool = False) -> bytes
 
 def log_request(rnd: random.Random, records: int) -> bytes:
     req = ExportLogsServiceRequest()
-    rl = req.resource_logs.add()
-    rl.resource.attributes.extend(_resource(rnd, f"svc-{rnd.randrange(8)}"))
-    sl = rl.scope_logs.add()
-    sl.scope.name = "app.logger"
+    sl = _scope(rnd, req.resource_logs, "scope_logs", "app.logger")
     now = time.time_ns()
     for i in range(records):
         rec = sl.log_records.add(
@@ -131,10 +135,7 @@ def log_request(rnd: random.Random, records: int) -> bytes:
 def metric_request(rnd: random.Random, points: int) -> bytes:
     """Gauges, sums and histograms (the common kinds), ``points`` data points in all."""
     req = ExportMetricsServiceRequest()
-    rm = req.resource_metrics.add()
-    rm.resource.attributes.extend(_resource(rnd, f"svc-{rnd.randrange(8)}"))
-    sm = rm.scope_metrics.add()
-    sm.scope.name = "app.meter"
+    sm = _scope(rnd, req.resource_metrics, "scope_metrics", "app.meter")
     now = time.time_ns()
     per_metric = 16
     for m in range(max(1, points // per_metric)):
