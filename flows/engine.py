@@ -27,7 +27,7 @@ from clickhouse_connect.driver.client import Client
 from forewarn.detectors.ensemble import EnsembleParams
 from forewarn.detectors.forecast import SaturationForecaster
 from forewarn.detectors.multiseries import MultiSeriesDetector
-from forewarn.flows import correlate, models
+from forewarn.flows import correlate, models, seasonal
 from forewarn.flows.coldstart import ColdStart
 from forewarn.flows.guard import CardinalityGuard
 from forewarn.flows.logmining import LogMiner, fetch_logs, mine_window
@@ -354,12 +354,29 @@ class ScoreEngine:
     def _models(self, sig: pd.DataFrame, detected_at) -> list[dict]:
         """Trained models (loaded when ``train`` stores a new version, without a restart)."""
         self.models.refresh(self.store)
-        rows = []
+        rows = self._seasonal(sig, detected_at)
         for service, ts_ms, score, text, version in self.models.score(sig):
             sid = correlate.stable_id("iforest", service)
             meta = {"name": "red.multivariate", "service": service, "labels": {}}
             rows.append(self._row(sid, ts_ms, meta, score, 0.0, 0.9999, "iforest", "deviation",
                                   f"{service}: {text}", detected_at, version))  # fmt: skip
+        return rows
+
+    def _seasonal(self, sig: pd.DataFrame, detected_at) -> list[dict]:
+        base = self.models.seasonal
+        if base is None or sig.empty:
+            return []
+        rows = []
+        for i, med, z in base.hits(sig):
+            r = sig.iloc[i]
+            m = {"name": r["name"], "service": r["service"], "labels": r["labels"]}
+            text = (
+                f"{r['service']} {r['name']}{_fmt_labels(r['labels'])}: {r['value']:.4g} is unusual for this hour "
+                f"of the week (usual ~{med:.4g}, {z:+.1f} robust sd)"
+            )
+            score = 1.0 - 1e-4 * seasonal.K / max(abs(z), seasonal.K)
+            rows.append(self._row(int(r["series_id"]), r["ts"], m, r["value"], med, score, "seasonal", "deviation",
+                                  text, detected_at, base.version))  # fmt: skip
         return rows
 
     # -- incidents and alerts ------------------------------------------------------------------

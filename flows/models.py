@@ -22,6 +22,7 @@ import zlib
 import numpy as np
 import pandas as pd
 import sklearn
+from forewarn.flows import seasonal
 from sklearn.ensemble import IsolationForest
 
 log = logging.getLogger(__name__)
@@ -82,16 +83,22 @@ class ModelSet:
     def __init__(self) -> None:
         self.versions: dict[str, int] = {}
         self.loaded: dict[str, tuple[IsolationForest, dict, int]] = {}
+        self.seasonal: seasonal.SeasonalBaseline | None = None
 
     def refresh(self, store) -> None:
         latest = store.model_versions()
         for name, version in latest.items():
-            if not name.startswith(PREFIX) or self.versions.get(name) == version:
+            if self.versions.get(name) == version or not (name.startswith(PREFIX) or name == seasonal.NAME):
                 continue
             got = store.load_model(name, version)
             if got is None:
                 continue
             meta, blob = got
+            if name == seasonal.NAME:
+                self.seasonal = seasonal.load(blob, version)
+                self.versions[name] = version
+                log.info("loaded seasonal baselines version %d (%s series)", version, meta.get("series"))
+                continue
             if meta.get("sklearn") != sklearn.__version__ or meta.get("trainer") != "forewarn":
                 log.warning("skipping model %s v%d: trained with %s", name, version, meta.get("sklearn"))
                 self.versions[name] = version
@@ -103,7 +110,7 @@ class ModelSet:
 
     def score(self, sig: pd.DataFrame) -> list[tuple[str, int, float, str, int]]:
         """(service, ts, decision value, explanation, version) of the points a forest flags."""
-        if not self.loaded:
+        if not self.loaded or sig.empty:
             return []
         wide = red_matrix(sig)
         out = []
@@ -130,13 +137,16 @@ class ModelSet:
 def train(
     store, seed: int, start_ms: int, end_ms: int, now_ms: float, min_samples: int = 30
 ) -> dict[str, int]:
-    """Fit one forest per service on its stored RED history; returns the new version per model."""
+    """Fit the seasonal baselines and one forest per service on the stored history; returns the
+    new version per model."""
+    done = {}
+    if (v := seasonal.train_seasonal(store, start_ms, end_ms, now_ms)) is not None:
+        done[seasonal.NAME] = v
     hist = store.signal_history(list(FEATURES), start_ms, end_ms)
     if hist.empty:
-        return {}
+        return done
     hist["labels"] = [dict(x) for x in hist["labels"]]
     wide = red_matrix(hist)
-    done = {}
     for service, g in wide.groupby("service", sort=True):
         if len(g) < min_samples:
             log.info("train: %s has %d samples, need %d", service, len(g), min_samples)

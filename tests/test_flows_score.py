@@ -207,3 +207,38 @@ def test_incident_and_forecast_reach_the_webhook_through_the_router(store, setti
     assert incident[0]["labels"]["service"] == "db" and incident[0]["labels"]["operation"] == "SELECT orders"
     disk = [a for a in alerts if a["labels"]["alertname"] == "ForewarnSaturationForecast"]
     assert disk[0]["labels"]["service"] == "api" and "full in" in disk[0]["annotations"]["summary"]
+
+
+def test_seasonal_baseline_from_history_flags_an_hour_unusual_value(store, settings):
+    import math
+
+    from flows_data import insert_gauge
+    from forewarn.flows.models import train
+    from forewarn.flows.store import FlowStore
+
+    db = settings.storage.database
+    settings.flows.step_s = 600.0
+    day = 86_400_000
+    t0 = (int(time.time() * 1000) // day - 4) * day  # midnight UTC four days ago
+    rng = __import__("random").Random(3)
+    pts = []
+    for i in range(4 * 144):  # four days of 10-minute points with a daily cycle
+        ms = t0 + i * 600_000 + 60_000
+        hour = (ms % day) / 3_600_000
+        v = 100 + 50 * math.sin(2 * math.pi * hour / 24) + rng.gauss(0, 1)
+        if i == 3 * 144 + 18 * 6:  # day 4, 18:00: the noon level, normal at noon, not at 18:00
+            v = 150.0
+        pts.append(("batch", "jobs.queue_depth", {}, ms, v))
+    insert_gauge(store, db, pts)
+    rt = Runtime(settings, settings.storage_dsn)
+    rt.replay("history", t0, t0 + 3 * day)  # signals for the history (backfill)
+    versions = train(FlowStore(store, db), 1, t0, t0 + 3 * day, time.time() * 1000)
+    assert "seasonal" in versions
+    eng = ScoreEngine(store, settings, "live", clock=lambda: (t0 + 4 * day) / 1000.0)
+    eng.start_at(t0 + 3 * day)
+    eng.run_until(t0 + 4 * day)
+    hits = store.query(
+        "SELECT toUnixTimestamp64Milli(ts), explanation FROM anomalies FINAL WHERE run = 'live' AND detector = 'seasonal'"
+    ).result_rows
+    assert [ts for ts, _ in hits] == [t0 + 3 * day + 18 * 3_600_000], hits
+    assert "unusual for this hour" in hits[0][1]
