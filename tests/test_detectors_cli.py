@@ -106,3 +106,22 @@ def test_detect_header_only_bom_crlf_and_extra_columns(tmp_path: Path) -> None:
     (tmp_path / "zero.csv").write_bytes(b"")
     r = _run("detect", "-i", str(tmp_path / "zero.csv"), "-o", str(tmp_path / "z.out"))
     assert r.returncode == 2 and "not a readable CSV" in r.stderr
+
+
+def test_detect_has_no_look_ahead(tmp_path: Path) -> None:
+    """The output for the first rows of a file does not change when more rows follow."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    t = np.arange(n)
+    v = 100 + 30 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 3, n)
+    v[1500:1510] += 60
+    lines = ["timestamp,value"] + [f"{1_500_000_000 + 300 * i},{v[i]:.4f}" for i in range(n)]
+    full, prefix = tmp_path / "full.csv", tmp_path / "prefix.csv"
+    full.write_text("\n".join(lines) + "\n")
+    prefix.write_text("\n".join(lines[:1701]) + "\n")
+    assert _run("detect", "-i", str(full), "-o", str(tmp_path / "f.out")).returncode == 0
+    assert _run("detect", "-i", str(prefix), "-o", str(tmp_path / "p.out")).returncode == 0
+    f_rows = (tmp_path / "f.out").read_text().splitlines()
+    p_rows = (tmp_path / "p.out").read_text().splitlines()
+    assert len(p_rows) == 1701 and p_rows == f_rows[:1701]
+    assert any(r.split(",")[3] == "1" for r in p_rows[1501:1511])
