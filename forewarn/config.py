@@ -38,11 +38,16 @@ class Section(BaseModel):
 
 
 class TTLSettings(Section):
-    """Days to keep each signal; 0 keeps forever. Applied to existing tables on every migrate."""
+    """Days to keep each signal; 0 keeps forever. Applied to existing tables on every migrate.
 
-    traces: int = Field(default=30, ge=0)
-    metrics: int = Field(default=90, ge=0)
-    logs: int = Field(default=30, ge=0)
+    The default keeps everything, as the OpenTelemetry exporter does: ClickHouse drops rows that
+    are already past a TTL when they are inserted, so a TTL silently discards backfilled or
+    replayed telemetry with old timestamps, which a collector must never do by surprise.
+    """
+
+    traces: int = Field(default=0, ge=0)
+    metrics: int = Field(default=0, ge=0)
+    logs: int = Field(default=0, ge=0)
 
 
 class StorageSettings(Section):

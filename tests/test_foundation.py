@@ -63,21 +63,24 @@ def test_migrations_are_recorded_and_idempotent(store, settings) -> None:
 
 def test_ttl_follows_config_on_existing_tables(store, settings) -> None:
     schema = Schema(settings.storage.database)
-    assert current_ttl_days(store, schema, "otel_logs") == 30
+    assert current_ttl_days(store, schema, "otel_logs") == 0  # default: keep everything
     settings.storage.ttl_days.logs = 3
-    settings.storage.ttl_days.traces = 0
+    settings.storage.ttl_days.traces = 7
     changed = apply_ttl(store, schema, settings.storage.ttl_days)
     assert set(changed) == {"otel_logs", "otel_traces", "otel_traces_trace_id_ts"}
     assert current_ttl_days(store, schema, "otel_logs") == 3
-    assert current_ttl_days(store, schema, "otel_traces") == 0
+    assert current_ttl_days(store, schema, "otel_traces") == 7
     assert apply_ttl(store, schema, settings.storage.ttl_days) == []  # nothing to do twice
+    settings.storage.ttl_days.traces = 0
+    assert "otel_traces" in apply_ttl(store, schema, settings.storage.ttl_days)
+    assert current_ttl_days(store, schema, "otel_traces") == 0
 
 
 def test_mv_fills_trace_id_ts(store) -> None:
     store.command(
         "INSERT INTO otel_traces (Timestamp, TraceId, SpanId) VALUES "
         "(toStartOfMinute(now()) + 1, 'abc', '1'), (toStartOfMinute(now()) + 9, 'abc', '2'), (now(), '', '3')"
-    )  # recent times: rows already past the TTL are dropped on insert
+    )
     rows = store.query(
         "SELECT TraceId, min(Start), max(End) FROM otel_traces_trace_id_ts GROUP BY TraceId"
     ).result_rows
@@ -106,7 +109,7 @@ def test_config_file_env_and_flags(tmp_path, monkeypatch) -> None:
     f.write_text("storage:\n  database: fromfile\n  ttl_days: {logs: 5}\ncollector:\n  grpc_port: 1111\n")
     monkeypatch.setenv("FOREWARN_COLLECTOR__GRPC_PORT", "2222")
     s = load_settings(f, {"collector": {"http_port": 3333}})
-    assert (s.storage.database, s.storage.ttl_days.logs, s.storage.ttl_days.traces) == ("fromfile", 5, 30)
+    assert (s.storage.database, s.storage.ttl_days.logs, s.storage.ttl_days.traces) == ("fromfile", 5, 0)
     assert (s.collector.grpc_port, s.collector.http_port) == (2222, 3333)
     f.write_text("storage:\n  ttl_dayz: 3\n")
     with pytest.raises(ConfigError, match=r"storage\.ttl_dayz"):
