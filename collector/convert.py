@@ -60,6 +60,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
 from functools import cache
 
 from clickhouse_connect.driver.client import Client
@@ -180,30 +181,26 @@ def insert_requests(
             prerender(signal, p, items=False) if c else p
             for p, c in zip(payloads, envelope_complex, strict=True)
         ]
-    source = _Source(client, signal, payloads)
-    # INSERT ... SELECT is deduplicated only with a token (ClickHouse cannot prove a SELECT
-    # stable), so without one the content digest stands in: a replay of the same requests drops.
-    token = (
-        dedup_token
-        if dedup_token is not None
-        else "sha:" + hashlib.blake2b(source.body, digest_size=16).hexdigest()
-    )
-    rendered: _Source | None = None
-    try:
-        with source:
-            for table in todo:
-                settings = _settings(signal, table, token)
-                try:
-                    source.insert(table, database, settings)
-                    continue
-                except Exception as e:
-                    if COMPLEX_MARKER not in str(e):
-                        check_decodable(signal, payloads)  # bad input is not a storage failure
-                        raise
-                if rendered is None:
-                    rendered = _Source(client, signal, [prerender(signal, p) for p in payloads]).__enter__()
-                rendered.insert(table, database, settings)
-    finally:
-        if rendered is not None:
-            rendered.__exit__()
+    with ExitStack() as stack:
+        source = stack.enter_context(_Source(client, signal, payloads))
+        # INSERT ... SELECT is deduplicated only with a token (ClickHouse cannot prove a SELECT
+        # stable), so without one the content digest stands in: a replay of the same requests drops.
+        token = dedup_token
+        if token is None:
+            token = "sha:" + hashlib.blake2b(source.body, digest_size=16).hexdigest()
+        rendered: _Source | None = None
+        for table in todo:
+            settings = _settings(signal, table, token)
+            try:
+                source.insert(table, database, settings)
+                continue
+            except Exception as e:
+                if COMPLEX_MARKER not in str(e):
+                    check_decodable(signal, payloads)  # bad input is not a storage failure
+                    raise
+            # An array/kvlist inside an item stopped the statement before it wrote anything.
+            if rendered is None:
+                everything = [prerender(signal, p) for p in payloads]
+                rendered = stack.enter_context(_Source(client, signal, everything))
+            rendered.insert(table, database, settings)
     return counts
