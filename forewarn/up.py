@@ -118,11 +118,12 @@ class Up:
         return router
 
     def _start_ingester(self) -> None:
-        from forewarn.collector.ingest import Ingester
+        from forewarn.collector.ingest import run_ingester
 
-        ingester = Ingester(self.settings)
+        # run_ingester also serves the embedded store to `forewarn query`, which the collector
+        # does only when it writes the store itself.
         self._ingest_thread = threading.Thread(
-            target=ingester.run, args=(self._ingest_stop,), name="forewarn-ingest", daemon=True
+            target=run_ingester, args=(self.settings, self._ingest_stop), name="forewarn-ingest", daemon=True
         )
         self._ingest_thread.start()
 
