@@ -140,7 +140,8 @@ def main() -> None:
     print(f"ratio pipeline / floor: {pts / pipe_s / (floor_pts / floor_s):.3f}")
     if batch_s:
         print(
-            f"live micro-batches: {len(batch_s)}, median {np.median(batch_s):.3f} s per batch of {args.series:,} points"
+            f"live micro-batches: {len(batch_s)}, median {np.median(batch_s):.3f} s for a median "
+            f"{np.median(batch_pts):,.0f} points ({sum(batch_pts) / sum(batch_s):,.0f} points/s while live)"
         )
     if delays:
         d = np.array(delays)
