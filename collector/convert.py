@@ -11,23 +11,27 @@ skeleton parse that keeps spans, records and points as undecoded bytes (row coun
 resource or scope carries array/kvlist attributes).
 
 Why, measured with ``bench/convert.py`` (512 items per request; 10-20 attributes per span, 5-10
-per log record, 4 per point; load average 8-11 on this shared 2-core host, so per-CPU-second
+per log record, 4 per point; load average ~10 on this shared 2-core host, so per-CPU-second
 figures are the steadier ones), ClickHouse path vs a Python columnar floor (upb decode, Python
-flattening with the same stringification, columnar clickhouse-connect insert):
+flattening with the same stringification, columnar clickhouse-connect insert), both writing the
+same rows into the same tables:
 
-=========  ==========================  ==========================
-per CPU-s  8 requests per call          32 requests per call
-=========  ==========================  ==========================
-spans      36k vs 19k (1.9x)           47k vs 15k (3.1x)
-points     35k vs 41k (0.9x)           76k vs 37k (2.1x)
-records    67k vs 46k (1.5x)           84k vs 40k (2.1x)
-=========  ==========================  ==========================
+==============  ==========================  ==========================
+per CPU-second  8 requests per call          32 requests per call
+==============  ==========================  ==========================
+spans           36k vs 18k (2.0x)           63k vs 20k (3.2x)
+metric points   30k vs 31k (1.0x)           98k vs 67k (1.5x)
+log records     55k vs 31k (1.8x)           94k vs 42k (2.2x)
+spans + arrays  20k vs 18k (1.1x)           26k vs 17k (1.5x)
+==============  ==========================  ==========================
 
-What limits it: each statement costs ~25-40 ms of CPU before the first row (parsing and analysing
-the long SELECT; the otel_traces materialized view adds its own), so small group commits pay
-for it, metrics three to five times (one statement per point type present); per row, ClickHouse's
-protobuf decode (~4.5 us/span), the attribute maps, and the MergeTree write itself (bloom-filter
-indexes on attribute maps, ZSTD, the trace-id view; ~7 us/span, the same for any path).
+What limits it: each statement costs ~25-40 ms of CPU before its first row (parsing and
+analysing the long SELECT; the trace-id materialized view adds its own), so small group commits
+pay for it, metrics once per point type present; with 2 requests of 64 spans per call the Python
+floor is faster. Per row, the conversion itself (decode + flatten + render, ``SELECT`` only) runs
+at ~150k spans per CPU-second at 24 requests per call; the MergeTree write into the contract
+tables (bloom-filter indexes on attribute maps, ZSTD, sorting, the trace-id view) costs as much
+again, for any path.
 
 Arrays and kvlists: the OTLP ``AnyValue`` is recursive and a ClickHouse schema cannot be, so
 SQL renders scalars only. Resource/scope values of those kinds (``process.command_args``...) are
