@@ -25,6 +25,7 @@ StorageOpt = Annotated[
 ]
 SinceOpt = Annotated[str, typer.Option("--since", help="Time range ending now: 90m, 6h, 2d.")]
 
+REPORT_POINTS = 120  # a PNG is ~900 px wide: fewer, steadier buckets than a wide Grafana panel
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
 
@@ -50,6 +51,7 @@ def register(app: typer.Typer) -> None:
     grafana.command("check")(check_cmd)
     app.add_typer(grafana, name="grafana")
     app.command("report")(report_cmd)
+    app.command("demo")(demo_cmd)
 
 
 def clickhouse_for_grafana(
@@ -239,6 +241,62 @@ def report_cmd(
         info = populate(client, s)
         typer.echo(f"sample: {sum(info.rows.values())} rows, {info.anomalies} anomalies")
         now, window = info.end_ms / 1000 + 60, (info.end_ms - info.start_ms) / 1000 + 60
-    r = TimeRange.last(window, now=now)
+    r = TimeRange.last(window, now=now, max_points=REPORT_POINTS)
     index = render_report(client, load_dashboards(), r, out)
     typer.echo(f"report: {index} ({len(list(out.glob('*.png')))} PNGs)")
+
+
+def demo_cmd(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Where the demo's store lives (default: a fresh temp dir)."),
+    ] = None,
+    short: Annotated[
+        bool, typer.Option("--short", help="The CI form: 12 min of history, 2 min live.")
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also render `forewarn report` here at the end.")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON as the last line.")
+    ] = False,
+) -> None:
+    """Run forewarn embedded with a synthetic multi-service shop sent through the OpenTelemetry SDK,
+    inject incidents on a schedule, print the live timeline and a summary."""
+    import json
+    import tempfile
+
+    from forewarn.dashboards.demo import Demo, DemoPlan, print_summary
+
+    s = cliutil.settings(ctx)
+    cliutil.setup_logging("WARNING")  # the timeline is the output; component logs would drown it
+    target = data_dir or Path(tempfile.mkdtemp(prefix="forewarn-demo-"))
+    plan = DemoPlan.short() if short else DemoPlan()
+    minutes = (plan.live_s + plan.grace_s) / 60
+    typer.echo(
+        f"forewarn demo: store in {target}; about {minutes:.0f} min after {plan.history_s / 60:.0f} min of history"
+    )
+    demo = Demo(s, target, plan, out=typer.echo)
+    try:
+        summary = demo.run()
+    except Exception as e:
+        cliutil.fail(f"demo failed: {e}", 1)
+    print_summary(summary, typer.echo)
+    if report is not None:
+        from forewarn.dashboards.build import load_dashboards
+        from forewarn.dashboards.macros import TimeRange
+        from forewarn.dashboards.report import render_report
+
+        from forewarn.storage import open_storage
+
+        client = open_storage(demo.settings)
+        index = render_report(
+            client,
+            load_dashboards(),
+            TimeRange.last(plan.history_s + plan.live_s + plan.grace_s, max_points=REPORT_POINTS),
+            report,
+        )
+        typer.echo(f"report: {index}")
+    if json_out:
+        typer.echo(json.dumps(summary.as_dict()))

@@ -80,15 +80,31 @@ class Incident:
 
 
 @dataclass
+class Call:
+    """One request handled by ``service`` (a server span and its log line), with the calls it made."""
+
+    service: str
+    op: str
+    start_ns: int
+    end_ns: int
+    failed: bool
+    log: str
+    severity: int
+    children: list[Call] = field(default_factory=list)
+
+
+@dataclass
 class Workload:
     """Deterministic for a seed. ``rate`` is frontend requests per second at the daily mean;
-    ``day_s`` is the length of one simulated day in event time (compressed)."""
+    ``day_s`` is the length of one simulated day in event time (compressed); ``base_error`` the
+    share of requests failing without an incident."""
 
     seed: int = 7
     rate: float = 4.0
     day_s: float = 3600.0
     environment: str = "demo"
     incidents: list[Incident] = field(default_factory=list)
+    base_error: float = 0.002
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -106,18 +122,27 @@ class Workload:
         )
 
     # -- one window of event time -----------------------------------------------------------------
-    def batch(self, t0_ms: int, span_ms: int) -> dict[str, object]:
-        """OTLP requests for ``[t0_ms, t0_ms + span_ms)``: ``traces``, ``logs``, ``metrics``."""
+    def calls(self, t0_ms: int, span_ms: int) -> list[Call]:
+        """The frontend requests arriving in ``[t0_ms, t0_ms + span_ms)``, each with its call tree."""
         rng = self._rng
-        spans: dict[str, list[Span]] = {s: [] for s in SERVICES}
-        logs: dict[str, list[LogRecord]] = {s: [] for s in SERVICES}
-        n = self._poisson(self.rate * self.load(t0_ms) * span_ms / 1000.0)
-        for _ in range(n):
+        out = []
+        for _ in range(self._poisson(self.rate * self.load(t0_ms) * span_ms / 1000.0)):
             t = t0_ms + rng.random() * span_ms
             op = OPERATIONS["frontend"][0 if rng.random() < 0.4 else 1]
-            self._call(
-                "frontend", op, int(t * 1e6), rng.getrandbits(128).to_bytes(16, "big"), b"", spans, logs
-            )
+            out.append(self._call("frontend", op, int(t * 1e6)))
+        return sorted(out, key=lambda c: c.start_ns)
+
+    def cpu(self, service: str, t_ms: float) -> float:
+        """The utilisation gauge of one service (follows load; an incident burns CPU)."""
+        cpu = 0.25 + 0.1 * self.load(t_ms) + self._rng.random() * 0.03
+        return min(1.0, cpu + (0.4 if self._active(service, "latency", t_ms) else 0.0))
+
+    def batch(self, t0_ms: int, span_ms: int) -> dict[str, object]:
+        """OTLP requests for ``[t0_ms, t0_ms + span_ms)``: ``traces``, ``logs``, ``metrics``."""
+        spans: dict[str, list[Span]] = {s: [] for s in SERVICES}
+        logs: dict[str, list[LogRecord]] = {s: [] for s in SERVICES}
+        for call in self.calls(t0_ms, span_ms):
+            self._to_proto(call, self._rng.getrandbits(128).to_bytes(16, "big"), b"", spans, logs)
         metrics = self._metrics(t0_ms + span_ms)
         return {
             "traces": ExportTraceServiceRequest(
@@ -156,57 +181,54 @@ class Workload:
                 return k
             k += 1
 
-    def _call(self, service, op, start_ns, trace_id, parent, spans, logs) -> tuple[int, bool]:
+    def _call(self, service: str, op: tuple[str, float, tuple[str, ...]], start_ns: int) -> Call:
         rng = self._rng
         name, base_ms, downstream = op
         t_ms = start_ns / 1e6
         slow = self._active(service, "latency", t_ms)
-        dur_ms = rng.lognormvariate(math.log(base_ms), 0.25) * (slow.factor if slow else 1.0)
-        span_id = rng.getrandbits(64).to_bytes(8, "big")
-        child_start = start_ns + int(0.5e6)
-        failed = False
+        dur_ns = int(rng.lognormvariate(math.log(base_ms), 0.25) * (slow.factor if slow else 1.0) * 1e6)
+        child_start = start_ns + 500_000
+        children, failed = [], False
         for d in downstream:
-            cd, cf = self._call(d, OPERATIONS[d][0], child_start, trace_id, span_id, spans, logs)
-            child_start += cd
-            dur_ms += cd / 1e6
-            failed |= cf
-        errs = self._active(service, "errors", t_ms)
-        failed |= rng.random() < (0.35 if errs else 0.002)
-        end_ns = start_ns + int(dur_ms * 1e6)
-        code = Status.STATUS_CODE_ERROR if failed else Status.STATUS_CODE_OK
-        kind = Span.SPAN_KIND_SERVER
-        spans[service].append(
+            c = self._call(d, OPERATIONS[d][0], child_start)
+            children.append(c)
+            child_start = c.end_ns
+            dur_ns += c.end_ns - c.start_ns
+            failed |= c.failed
+        failed |= rng.random() < (0.35 if self._active(service, "errors", t_ms) else self.base_error)
+        self._requests[service] += 1
+        bad = failed or self._active(service, "new_log", t_ms) is not None
+        text = (INCIDENT_LOGS if bad else NORMAL_LOGS)[service].format(
+            op=name, n=rng.randint(1, 99999), ms=round(dur_ns / 1e6), k=rng.randint(1, 9)
+        )
+        return Call(service, name, start_ns, start_ns + dur_ns, failed, text, 17 if bad else 9, children)
+
+    def _to_proto(self, c: Call, trace_id: bytes, parent: bytes, spans: dict, logs: dict) -> None:
+        span_id = self._rng.getrandbits(64).to_bytes(8, "big")
+        for child in c.children:
+            self._to_proto(child, trace_id, span_id, spans, logs)
+        code = Status.STATUS_CODE_ERROR if c.failed else Status.STATUS_CODE_OK
+        spans[c.service].append(
             Span(
-                trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name, kind=kind,
-                start_time_unix_nano=start_ns, end_time_unix_nano=end_ns, status=Status(code=code),
-                attributes=[_kv("http.route", name)],
+                trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=c.op, kind=Span.SPAN_KIND_SERVER,
+                start_time_unix_nano=c.start_ns, end_time_unix_nano=c.end_ns, status=Status(code=code),
+                attributes=[_kv("http.route", c.op)],
             )
         )  # fmt: skip
-        self._requests[service] += 1
-        new_log = self._active(service, "new_log", t_ms)
-        if failed or new_log:
-            body, sev = INCIDENT_LOGS[service], 17
-        else:
-            body, sev = NORMAL_LOGS[service], 9
-        text = body.format(op=name, n=rng.randint(1, 99999), ms=round(dur_ms), k=rng.randint(1, 9))
-        logs[service].append(
+        logs[c.service].append(
             LogRecord(
-                time_unix_nano=end_ns, observed_time_unix_nano=end_ns, severity_number=sev,
-                severity_text="ERROR" if sev >= 17 else "INFO", body=AnyValue(string_value=text),
+                time_unix_nano=c.end_ns, observed_time_unix_nano=c.end_ns, severity_number=c.severity,
+                severity_text="ERROR" if c.severity >= 17 else "INFO", body=AnyValue(string_value=c.log),
                 trace_id=trace_id, span_id=span_id,
             )
         )  # fmt: skip
-        return end_ns - start_ns, failed
 
     def _metrics(self, t_ms: int) -> ExportMetricsServiceRequest:
-        rng = self._rng
         out = []
         ns = int(t_ms * 1e6)
         for s in SERVICES:
             start = self._start_ms.setdefault(s, t_ms)
-            cpu = min(1.0, 0.15 + 0.3 * self.load(t_ms) + rng.random() * 0.03)
-            if self._active(s, "latency", t_ms):
-                cpu = min(1.0, cpu + 0.4)
+            cpu = self.cpu(s, t_ms)
             metrics = [
                 Metric(
                     name="process.cpu.utilization", unit="1",
