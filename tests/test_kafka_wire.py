@@ -38,8 +38,8 @@ def traces_request(traces: int = 3, spans_per_trace: int = 2) -> ExportTraceServ
                     end_time_unix_nano=NOW_NS + 1000 + s,
                 )
                 sp.trace_id = bytes([t + 1]) * 16
-                sp.span_id = bytes([r, t, s]) + bytes(5)
-                sp.parent_span_id = bytes(8) if s == 0 else bytes([r, t, 0]) + bytes(5)
+                sp.span_id = bytes([r + 1, t, s]) + bytes(5)
+                sp.parent_span_id = bytes(8) if s == 0 else bytes([r + 1, t, 0]) + bytes(5)
                 at = sp.attributes.add(key="n")
                 at.value.int_value = 2**62 + s
     return req
