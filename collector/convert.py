@@ -113,6 +113,9 @@ def _settings(signal: str, table: str, dedup_token: str) -> dict[str, object]:
         "format_schema_message_name": MESSAGE[signal],
         "input_format_protobuf_oneof_presence": 1,
         **_ONE_BLOCK,
+        # The plan has nothing to optimise (no filter, no sort, no aggregation) and the passes cost
+        # ~5 ms per statement: 10-15% of a 4k-span commit, neutral at 12k (measured).
+        "query_plan_enable_optimizations": 0,
         # Cluster mode inserts into Distributed tables: answer only once the shards hold the
         # rows (no effect on a plain MergeTree; untested here, no cluster in this environment).
         "insert_distributed_sync": 1,
