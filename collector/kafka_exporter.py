@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from typing import Any
 
 from forewarn.collector import kafka_topics, kafka_wire
@@ -77,8 +78,19 @@ class KafkaExporter:
         self._poller.start()
 
     def _poll(self) -> None:
+        """Serves delivery callbacks; while the brokers seem down, probes them so readiness comes
+        back even when no export succeeds meanwhile (a load balancer may send none to an unready
+        collector)."""
+        last_probe = 0.0
         while not self._stop.is_set():
             self._producer.poll(0.1)
+            if not self._healthy and time.monotonic() - last_probe >= 2.0:
+                last_probe = time.monotonic()
+                try:
+                    self._producer.list_topics(timeout=1.0)
+                    self._healthy = True
+                except Exception:
+                    log.debug("Kafka brokers still unreachable")
 
     def _on_error(self, err: Any) -> None:
         from confluent_kafka import KafkaError
@@ -121,7 +133,7 @@ class KafkaExporter:
         if self._producer is None:
             raise ExportError("Kafka exporter not started", retryable=True, retry_after_s=1)
         if self._fatal is not None:
-            raise ExportError(f"Kafka producer failed: {self._fatal}", retryable=True, retry_after_s=5)
+            self._reset(self._fatal)
         records = self._records(signal, payloads)
         loop = asyncio.get_running_loop()
         topic = self._topics[signal]
@@ -140,6 +152,8 @@ class KafkaExporter:
             futures.append(fut)
         results = await asyncio.gather(*futures, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
+        if any(isinstance(e, DeliveryError) and e.producer_unusable for e in errors):
+            self._reset(str(errors[0]))
         if errors:
             raise ExportError(
                 f"{len(errors)} of {len(records)} Kafka records not acknowledged: {errors[0]}",
@@ -147,6 +161,18 @@ class KafkaExporter:
                 retry_after_s=1,
             )
         self._healthy = True
+
+    def _reset(self, why: str) -> None:
+        """A fenced or failed idempotent producer refuses every later record (seen after delivery
+        timeouts while a broker was stopped): replace it. Whatever the old one still holds is purged,
+        which fails those exports as retryable, so no client waits on it."""
+        from confluent_kafka import Producer
+
+        old, self._producer = self._producer, Producer(self.producer_config())
+        self._fatal = None
+        log.warning("Kafka producer replaced after: %s", why)
+        old.purge()
+        old.poll(0)
 
     async def close(self) -> None:
         if self._producer is None:
@@ -159,6 +185,23 @@ class KafkaExporter:
             await asyncio.to_thread(self._poller.join, 2.0)
 
 
+class DeliveryError(RuntimeError):
+    """The broker did not acknowledge a record; says whether the producer itself is now unusable."""
+
+    def __init__(self, err: Any):
+        from confluent_kafka import KafkaError
+
+        super().__init__(err.str())
+        self.producer_unusable = bool(err.fatal()) or err.code() in (
+            KafkaError.PRODUCER_FENCED,
+            KafkaError.INVALID_PRODUCER_EPOCH,
+            KafkaError._FENCED,
+            KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+            KafkaError.UNKNOWN_PRODUCER_ID,
+            KafkaError.INVALID_PRODUCER_ID_MAPPING,
+        )
+
+
 def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> Any:
     """A delivery callback (runs on the poll thread) that settles ``fut`` on the event loop."""
 
@@ -168,7 +211,7 @@ def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> Any
         if err is None:
             fut.set_result(None)
         else:
-            fut.set_exception(RuntimeError(err.str()))
+            fut.set_exception(DeliveryError(err))
 
     def on_delivery(err: Any, msg: Any) -> None:
         # RuntimeError: the loop closed at shutdown; nobody waits for this answer any more

@@ -186,3 +186,55 @@ def test_exporter_records_decode_as_standard_otlp_and_keep_trace_keys(broker, tm
         assert m.partition() == kafka_wire.sarama_partition(m.key(), 3)
     assert ExportLogsServiceRequest.FromString(logs[0].value()) == logs_request()
     assert logs[0].key() is None
+
+
+def test_exporter_answers_retryable_while_the_broker_is_stopped_and_recovers(broker, tmp_path) -> None:  # noqa: F811
+    """A paused broker: exports fail within the delivery deadline with a retryable error, memory stays
+    within the producer buffer (a full buffer is refused at once), and exports succeed after SIGCONT."""
+    s = load_settings(
+        overrides={
+            "data_dir": str(tmp_path),
+            "kafka": {
+                "brokers": broker.address,
+                "partitions": 1,
+                "delivery_timeout_s": 1.5,
+                "max_buffer_kbytes": 64,
+            },
+        }
+    )
+    payload = logs_request().SerializeToString()
+
+    async def run() -> list[str]:
+        exp = KafkaExporter(s)
+        await exp.start()
+        await exp.export("logs", [payload])
+        broker.pause()
+        outcomes = []
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(ExportError) as e:
+                await exp.export("logs", [payload])
+            assert e.value.retryable and time.monotonic() - t0 < 10
+            outcomes.append("timeout")
+            with pytest.raises(ExportError) as e:  # 64 KiB of buffer cannot take 100 KiB more
+                await exp.export("logs", [b"\x0a\x00" + bytes(30_000)] * 4)
+            assert e.value.retryable
+            outcomes.append("buffer-full")
+        finally:
+            broker.resume()
+        for _ in range(50):
+            try:
+                await exp.export("logs", [payload])
+                outcomes.append("recovered")
+                break
+            except ExportError as e:
+                last = str(e)
+                await asyncio.sleep(0.2)
+        else:
+            outcomes.append(last)
+        assert exp.ready()
+        await exp.close()
+        return outcomes
+
+    outcomes = asyncio.run(run())
+    assert outcomes == ["timeout", "buffer-full", "recovered"], outcomes
