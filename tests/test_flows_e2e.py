@@ -10,77 +10,16 @@ test takes about a minute; nothing else differs from production settings.
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 import time
 
 from collector_support import RunningCollector
+from flows_data import Services
 from forewarn.alerts.testing import RouterThread, WebhookSink
 from forewarn.flows.service import FlowsService
-from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.metrics import Observation
-from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 STEADY_S, MAX_WAIT_S = 14.0, 90.0
-
-
-class Services:
-    """Three services' SDK providers exporting to the collector."""
-
-    def __init__(self, endpoint: str):
-        kw = {"endpoint": endpoint, "insecure": True}
-        self.tracers, self.providers = {}, []
-        for name in ("web", "db", "api"):
-            tp = TracerProvider(resource=Resource.create({"service.name": name}))
-            tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(**kw), schedule_delay_millis=200))
-            self.tracers[name] = tp.get_tracer("e2e")
-            self.providers.append(tp)
-        self.lp = LoggerProvider(resource=Resource.create({"service.name": "db"}))
-        self.lp.add_log_record_processor(
-            BatchLogRecordProcessor(OTLPLogExporter(**kw), schedule_delay_millis=200)
-        )
-        self.log = logging.getLogger("e2e.db")
-        self.log.propagate = False
-        self.log.setLevel(logging.INFO)
-        self.log.addHandler(LoggingHandler(logger_provider=self.lp))
-        self.disk = 0.40
-        reader = PeriodicExportingMetricReader(OTLPMetricExporter(**kw), export_interval_millis=500)
-        self.mp = MeterProvider(resource=Resource.create({"service.name": "api"}), metric_readers=[reader])
-        self.mp.get_meter("e2e").create_observable_gauge(
-            "system.filesystem.utilization", callbacks=[self._disk], unit="1"
-        )
-
-    def _disk(self, _options):
-        yield Observation(self.disk, {"system.device": "/dev/sda1"})
-
-    def request(self, rng: random.Random, incident: bool) -> None:
-        now = time.time_ns()
-        d_db = int(rng.lognormvariate(15, 0.2) * (8 if incident else 1))
-        web = self.tracers["web"].start_span("GET /checkout", kind=SpanKind.SERVER, start_time=now)
-        if incident and rng.random() < 0.5:
-            web.set_status(Status(StatusCode.ERROR, "upstream timeout"))
-        db = self.tracers["db"].start_span("SELECT orders", context=set_span_in_context(web), kind=SpanKind.SERVER,
-                                           start_time=now + 100_000)  # fmt: skip
-        db.end(end_time=now + 100_000 + d_db)
-        web.end(end_time=now + 2_000_000 + d_db)
-        api = self.tracers["api"].start_span("GET /health", kind=SpanKind.SERVER, start_time=now)
-        api.end(end_time=now + int(rng.lognormvariate(14, 0.2)))
-
-    def shutdown(self) -> None:
-        for p in self.providers:
-            p.shutdown()
-        self.lp.shutdown()
-        self.mp.shutdown()
 
 
 def test_sdk_incident_becomes_one_routed_incident_and_disk_warns_early(settings, store):
