@@ -10,6 +10,7 @@ import asyncio
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -177,6 +178,46 @@ class Alertmanager:
             self.proc.terminate()
             try:
                 self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+_ROUTER_MAIN = (
+    "import sys; from forewarn.alerts.server import AlertRouter, serve; "
+    "serve(AlertRouter(sys.argv[1], data_dir=sys.argv[2] or None, listen=sys.argv[3]))"
+)
+
+
+class RouterProcess:
+    """:class:`AlertRouter` in its own process, like the Alertmanager it is compared with (no
+    GIL shared with the test's sinks and clients), started without the whole CLI."""
+
+    def __init__(self, config_text: str, data_dir: Path | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="fw-alerts-"))
+        (self.dir / "alertmanager.yml").write_text(config_text)
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RouterProcess:
+        args = [str(self.dir / "alertmanager.yml"), str(self.data_dir or ""), f"127.0.0.1:{self.port}"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _ROUTER_MAIN, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.dir / "router.log", "wb"),
+        )
+        try:
+            wait_ready(self.url, proc=self.proc)
+        except (RuntimeError, TimeoutError) as e:
+            raise RuntimeError(f"{e}: {(self.dir / 'router.log').read_text()[-2000:]}") from None
+        return self
+
+    def __exit__(self, *a: Any) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from forewarn.alerts.model import parse_time
-from forewarn.alerts.testing import Alertmanager, RouterThread, WebhookSink
+from forewarn.alerts.testing import Alertmanager, RouterProcess, WebhookSink
 
 pytestmark = pytest.mark.skipif(
     not Alertmanager.available(), reason="prometheus-alertmanager not installed (make system-deps)"
@@ -100,7 +100,7 @@ def run_both(config: str, steps: list[tuple[float, Step]], duration: float) -> t
         WebhookSink() as am_sink,
         WebhookSink() as fw_sink,
         Alertmanager(config.replace("SINK", am_sink.url)) as am,
-        RouterThread(config.replace("SINK", fw_sink.url)) as fw,
+        RouterProcess(config.replace("SINK", fw_sink.url)) as fw,
     ):
         t0 = time.time() + 0.3
         sides = [Target(am.url), Target(fw.url)]
@@ -395,7 +395,7 @@ receivers:
             s.fail("/bad", [400])
         with (
             Alertmanager(config.replace("SINK", am_sink.url)) as am,
-            RouterThread(config.replace("SINK", fw_sink.url)) as fw,
+            RouterProcess(config.replace("SINK", fw_sink.url)) as fw,
         ):
             t0 = time.time()
             for url in (am.url, fw.url):
