@@ -87,3 +87,29 @@ def test_structured_attributes_in_scope_and_resource(store, settings):
     assert row["ScopeAttributes"] == {"scope.flag": "true", "cfg": KVLIST_TEXT}
     assert row["LogAttributes"] == {"i": "0", "all": "", "nested": '{"l":' + ARRAY_TEXT + "}"}
     assert scalar_texts()  # the shared table of texts stays importable
+
+
+def test_many_resources_and_scopes_keep_their_own_attributes(store, settings):
+    db = settings.storage.database
+    req = ExportLogsServiceRequest()
+    for r in range(3):
+        rl = req.resource_logs.add(schema_url=f"res{r}")
+        rl.resource.attributes.extend([kv("service.name", string_value=f"svc{r}"), kv("r", int_value=r)])
+        for s in range(r + 1):  # 1, 2 and 3 scopes; the middle resource's scopes have no records
+            sl = rl.scope_logs.add(schema_url=f"scope{r}.{s}")
+            sl.scope.name = f"lib{r}.{s}"
+            sl.scope.attributes.append(kv("s", string_value=f"{r}.{s}"))
+            for i in range(0 if r == 1 else s + 1):
+                rec = sl.log_records.add(time_unix_nano=NOW + i, event_name=f"{r}.{s}.{i}")
+                rec.body.string_value = f"{r}.{s}.{i}"
+    counts = insert_requests(
+        store, "logs", [req.SerializeToString(), logs_request().SerializeToString()], database=db
+    )
+    assert counts == {"otel_logs": 1 + 1 + 2 + 3 + len(BODIES)}
+    got = rows(store, db, "SELECT * FROM DB.otel_logs WHERE ServiceName LIKE 'svc%'")
+    assert sorted(r["Body"] for r in got) == ["0.0.0", "2.0.0", "2.1.0", "2.1.1", "2.2.0", "2.2.1", "2.2.2"]
+    for row in got:
+        r, s, _ = row["Body"].split(".")
+        assert row["ServiceName"] == f"svc{r}" and row["ResourceAttributes"]["r"] == r
+        assert row["ResourceSchemaUrl"] == f"res{r}" and row["ScopeSchemaUrl"] == f"scope{r}.{s}"
+        assert row["ScopeName"] == f"lib{r}.{s}" and row["ScopeAttributes"] == {"s": f"{r}.{s}"}
