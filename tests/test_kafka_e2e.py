@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from collector_support import RunningCollector
 from kafka_broker import Broker, broker, free_port  # noqa: F401 - fixture
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -205,6 +206,7 @@ class RetryingClient(threading.Thread):
             time.sleep(0.02)
 
 
+@pytest.mark.slow  # about 75 s: two rounds of kills under load, a paused broker, a storage outage
 def test_crashes_pauses_and_outages_lose_nothing_and_duplicate_nothing(broker, tmp_path) -> None:  # noqa: F811
     env = env_for(tmp_path)
     dsn = f"chdb://{tmp_path / 'kstore'}"
@@ -220,37 +222,43 @@ def test_crashes_pauses_and_outages_lose_nothing_and_duplicate_nothing(broker, t
         wait_ready(f"http://127.0.0.1:{port}/readyz", tmp_path / "collector.log")
 
     events: list[str] = []
+    t_start = time.monotonic()
+
+    def event(what: str) -> None:
+        events.append(f"{what} @{time.monotonic() - t_start:.0f}s")
+
     try:
         for round_ in range(2):
-            time.sleep(2)
+            time.sleep(1.5)
             collector.kill9()
-            events.append("kill -9 collector")
+            event("kill -9 collector")
             restart_collector()
-            time.sleep(2)
+            time.sleep(1.5)
             ingester.kill9()
-            events.append("kill -9 ingester")
+            event("kill -9 ingester")
             ingester.start()
-            time.sleep(2)
+            time.sleep(1.5)
             collector.kill9()
             ingester.kill9()
-            events.append("kill -9 both")
+            event("kill -9 both")
             ingester.start()
             restart_collector()
             if round_ == 0:
-                time.sleep(2)
+                time.sleep(1.5)
                 broker.pause()
-                events.append("broker SIGSTOP 3 s")
+                event("broker SIGSTOP 3 s")
                 time.sleep(3)
                 broker.resume()
-                time.sleep(2)
+                time.sleep(1)
                 wait_rows(dsn, "SELECT count() AS n FROM otel.otel_traces", 1)  # the gateway is up again
                 query(dsn, "RENAME TABLE otel.otel_traces TO otel.otel_traces_away")
-                events.append("storage outage 3 s")
+                event("storage outage 3 s")
                 time.sleep(3)
                 query(dsn, "RENAME TABLE otel.otel_traces_away TO otel.otel_traces")
-        time.sleep(2)
+        time.sleep(1.5)
     finally:
         stop.set()
+        event("load stopped")
         for c in clients:
             c.join(60)
     acked = set().union(*(c.acked for c in clients))
@@ -262,6 +270,7 @@ def test_crashes_pauses_and_outages_lose_nothing_and_duplicate_nothing(broker, t
         wait_rows(
             dsn, "SELECT uniqExact(SpanAttributes['uid']) AS n FROM otel.otel_traces", 2 * len(acked), 90
         )
+        event("every acknowledged span stored")
         time.sleep(1.5)  # anything still in flight would show up as an extra row now
         rows = query(
             dsn,
