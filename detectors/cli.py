@@ -24,7 +24,7 @@ def detect_cmd(
         typer.Option(help="Alert threshold on the score in (0, 1]; default: detectors.threshold."),
     ] = None,
     components: Annotated[
-        str | None, typer.Option(help="Comma-separated tests to combine: spike,level,trend,variance.")
+        str | None, typer.Option(help="Comma-separated tests to combine: spike,level,trend,variance,stuck.")
     ] = None,
     param: Annotated[
         list[str] | None,

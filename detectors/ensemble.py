@@ -18,11 +18,11 @@ import numpy as np
 from forewarn.detectors.calibrate import GGTail
 from scipy.signal import lfilter
 
-COMPONENTS = ("spike", "level", "trend", "variance")
+COMPONENTS = ("spike", "level", "trend", "variance", "stuck")
 _MAD_TO_SIGMA = 1.4826
 # smallest typical size of each test statistic: where deviations sit at the scale floor (a flat or
 # noise-free stretch), rounding noise must not be amplified into signal by the calibration
-_RMS_FLOOR = (0.3, 0.3, 0.3, 0.3)
+_RMS_FLOOR = (0.3, 0.3, 0.3, 0.3, 0.3)
 _TAIL = GGTail()
 _PRIOR_N = 30.0
 
@@ -131,6 +131,9 @@ class EnsembleCore:
             "ew_w": np.zeros((n, b, c)),
             "ew_s1": np.zeros((n, b, c)),
             "tail_z": np.full((n, b, 2 * self._ztail), np.nan),
+            "run": np.zeros((n, 1)),
+            "rep_n": np.zeros((n, 1)),
+            "rep_w": np.zeros((n, 1)),
             "ew_s2": np.zeros((n, b, c)),
             "history": np.full((n, self._hist), np.nan),
             "last": np.full((n, 1), np.nan),
@@ -178,6 +181,25 @@ class EnsembleCore:
     def _score(self, st: dict[str, np.ndarray], x: np.ndarray) -> ScoreBlock:
         n, k = x.shape
         nb = self._branches
+        # stuck: how many times in a row the previous value repeated exactly (a frozen sensor or
+        # exporter), counted on the series itself and shared by all views; series that often repeat
+        # (small counts) learn that it is routine
+        same = x == np.concatenate([st["tail_x"][:, 0, -1:], x[:, :-1]], axis=1)
+        j = np.arange(k)
+        last_reset = np.maximum.accumulate(np.where(same, -1, j), axis=1)
+        run = np.where(last_reset >= 0, j - last_reset, st["run"] + j + 1).astype(np.float64)
+        st["run"] = run[:, -1:].copy()
+        # chance of a run this long if each point repeats its predecessor with the series' own
+        # (exponentially weighted) repeat rate: exact for the geometric law, no fitting needed
+        okx = np.isfinite(x)
+        rep = _ew((same & okx).astype(np.float64), st["rep_n"][:, 0], self._lam)
+        wts = _ew(okx.astype(np.float64), st["rep_w"][:, 0], self._lam)
+        prep = np.concatenate([st["rep_n"], rep[:, :-1]], axis=1)
+        pwts = np.concatenate([st["rep_w"], wts[:, :-1]], axis=1)
+        st["rep_n"], st["rep_w"] = rep[:, -1:].copy(), wts[:, -1:].copy()
+        q = (prep + 0.5) / (pwts + 1.0)
+        p_stuck = np.where(okx & (run <= self.params.window), q**run, 1.0)
+        run = np.where(okx, run, np.nan)
         branches, preds = [x], [np.zeros_like(x)]
         if self._rate:
             # the change since the previous point: counters become rates, random walks become steps
@@ -199,7 +221,10 @@ class EnsembleCore:
         keys = ("tail_x", "tail_dev", "ew_w", "ew_s1", "ew_s2", "tail_z")
         flat = {key: st[key].reshape(n * nb, -1) for key in keys}
         xb = np.stack(branches, axis=1).reshape(n * nb, k)
-        raw, comp, expected, band, scale = (a.reshape(n, nb, k) for a in self._tests(flat, xb, nb))
+        raw, comp, expected, band, scale = (
+            a.reshape(n, nb, k)
+            for a in self._tests(flat, xb, np.repeat(run, nb, axis=0), np.repeat(p_stuck, nb, axis=0), nb)
+        )
         for key in flat:
             st[key] = flat[key].reshape(st[key].shape)
         # A view (recent points, changes, or the same phase of earlier periods) has a say where it is
@@ -238,7 +263,9 @@ class EnsembleCore:
             periods=self.periods,
         )
 
-    def _tests(self, st: dict[str, np.ndarray], x: np.ndarray, nb: int = 1) -> tuple[np.ndarray, ...]:
+    def _tests(
+        self, st: dict[str, np.ndarray], x: np.ndarray, run: np.ndarray, p_stuck: np.ndarray, nb: int = 1
+    ) -> tuple[np.ndarray, ...]:
         """The four tests and their calibration on rows of ``x``; updates tails and filter state."""
         p = self.params
         n, k = x.shape
@@ -276,6 +303,7 @@ class EnsembleCore:
         z[3] = np.abs(np.log((_MAD_TO_SIGMA * recent_dev + tiny[:, new]) / scale_e[:, ref_m2])) * (
             np.sqrt(m2) / 1.2
         )
+        z[4] = np.where(run <= w, np.log1p(run), 0.0)  # frozen for longer than the window: the new normal
 
         # Calibration: each test statistic's own distribution so far, as a generalised Gaussian whose
         # scale and tail shape come from exponentially weighted first and second moments (values
@@ -312,6 +340,8 @@ class EnsembleCore:
                 m1 = np.fmax((ps1 + _PRIOR_N * 1.0) / (pw + _PRIOR_N), 0.8 * f)
                 m2 = np.fmax((ps2 + _PRIOR_N * 2.0) / (pw + _PRIOR_N), f * f)
                 pval[c] = _TAIL.tail(z[c], m1, m2)
+                if c == 4:  # both the fitted tail and the geometric law must find the run unusual
+                    pval[c] = np.fmax(pval[c], p_stuck)
                 if c == 0:  # the deviation a spike needs to reach the threshold: the honest band
                     spike_limit = _TAIL.limit(m1, m2, self._p_alert)
             pval[c][(pw < 5.0) | ~ok[c]] = 1.0

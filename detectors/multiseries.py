@@ -22,7 +22,7 @@ FORMAT_VERSION = 1
 class Explanation:
     """Why a point was flagged, in numbers and in words."""
 
-    component: str  # which test fired: spike, level, trend, variance, saturation, multivariate
+    component: str  # which test fired: spike, level, trend, variance, stuck, saturation, multivariate
     observed: float
     expected: float
     lower: float
@@ -55,6 +55,7 @@ def describe(component: str, observed: float, expected: float, lower: float, upp
         "level": "level shift: recent values around {obs} are {where} the expected {lo}–{hi} (was ~{exp})",
         "trend": "trend change: the series drifted to {obs} from ~{exp} (expected {lo}–{hi})",
         "variance": "variance change: {obs} with the usual spread {lo}–{hi} around ~{exp} changed",
+        "stuck": "stuck: {obs} has repeated for an unusually long run (usual ~{exp}, {lo}–{hi})",
     }.get(component, component + ": {obs} is {where} the expected {lo}–{hi} (usual ~{exp})")
     g = "{:.4g}".format
     return what.format(obs=g(observed), where=where, lo=g(lower), hi=g(upper), exp=g(expected))

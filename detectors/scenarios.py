@@ -142,6 +142,10 @@ def make_scenario(rng: np.random.Generator, idx: int, min_len: int, max_len: int
     n = int(np.exp(rng.uniform(np.log(min_len), np.log(max_len))))
     step = int(rng.choice([300, 3600], p=[0.75, 0.25]))
     x, sigma = _base(rng, metric, n, step)
+    if metric in ("traffic", "latency", "cpu") and rng.random() < 0.5:
+        # everyday blips nobody would page for (retries, crawlers, GC): short, 2-5 sigma, unlabelled
+        blips = np.flatnonzero(rng.random(n) < 0.002)
+        x[blips] += rng.uniform(2, 5, len(blips)) * sigma
     n_anom = int(rng.choice([0, 1, 1, 2, 2, 3, 4]))
     labels: list[int] = []
     kinds: list[str] = []

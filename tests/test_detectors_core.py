@@ -56,7 +56,7 @@ def test_detects_step_and_spike_with_explanation() -> None:
     assert len(found) <= 6
     for a in found:
         ex = a.explanation
-        assert ex.component in ("spike", "level", "trend", "variance")
+        assert ex.component in ("spike", "level", "trend", "variance", "stuck")
         assert ex.lower <= ex.expected <= ex.upper and ex.text and 0 <= a.score <= 1
 
 
@@ -83,6 +83,11 @@ def test_robustness_cases() -> None:
     x = cases["constant"].copy()
     x[1800] = 8.0
     assert EnsembleCore(1).update(x[None, :]).alert[0, 1800]
+    # and a live one that freezes, within a few repeats
+    x = rng.normal(10, 1, n)
+    x[1500:1600] = x[1499]
+    b = EnsembleCore(1).update(x[None, :])
+    assert (b.raw[0, 1500:1510] >= EnsembleParams().threshold).any()
 
 
 def test_series_start_mid_stream_and_irregular_duplicate_timestamps() -> None:
