@@ -1,5 +1,6 @@
-"""The default streaming ensemble, vectorised over series: robust baselines, four change tests, one
-calibrated score.
+"""The default streaming ensemble, vectorised over series: robust baselines, five tests (spike, level
+shift, trend, variance change, stuck value) on up to three views of each series (the values, and
+the values against the same phase of earlier days / weeks), one calibrated score.
 
 Every statistic is causal (a point is scored against medians and scales of the points *before* it)
 and is either a moving median over a bounded window (kept as a per-series tail buffer) or a linear
@@ -44,16 +45,14 @@ class EnsembleParams:
     warmup: int = 120  # points seen before any alert may fire
     refractory: int = 150  # points after an alert during which the series does not alert again
     refractory_frac: float = 0.05  # ... or this fraction of the points seen so far, if larger
-    escalation: float = (
-        0.0  # >0: alert inside the refractory period if this many times less likely than the last alert
-    )
+    # > 0: alert inside the refractory period if this many times less likely than the last alert
+    escalation: float = 0.0
     threshold: float = 0.999  # alert when the calibrated score reaches this
     components: tuple[str, ...] = COMPONENTS
     rate_view: bool = False  # also test the point-to-point changes (counters, random walks)
     seasons: int = 3  # past periods whose median predicts the current point in a seasonal branch
-    seasonal_gain: float = (
-        2.0  # a seasonal branch has a say where its robust scale is at most this times the plain one
-    )
+    # a view has a say where its robust scale is at most this times the best view's
+    seasonal_gain: float = 2.0
     max_period: int = 2016  # longest period (points) kept in memory: weekly at 5-minute steps
 
     def __post_init__(self) -> None:
@@ -75,12 +74,12 @@ class ScoreBlock:
     alert: np.ndarray  # bool: the score reached the threshold
     component: np.ndarray  # int index into ``components`` of the strongest test
     expected: np.ndarray  # the baseline the point was compared with
+    observed: np.ndarray  # what was compared: the value, or the recent median for level / trend
     lower: np.ndarray  # expected band: a value outside it would trip the spike test
     upper: np.ndarray
-    branch: np.ndarray | None = (
-        None  # 0: against recent points; i > 0: against the same phase of periods[i-1]
-    )
-    periods: tuple[int, ...] = ()
+    # the view that decided: 0 the values themselves, then the rate view if on, then one per period
+    branch: np.ndarray | None = None
+    views: tuple[str, ...] = ("recent values",)
     components: tuple[str, ...] = field(default=COMPONENTS)
 
 
@@ -113,6 +112,11 @@ class EnsembleCore:
         self._rate = 1 if p.rate_view else 0
         self._branches = 1 + self._rate + len(self.periods)
         self._hist = p.seasons * max(self.periods, default=0)
+        self.views = (
+            ("recent values",)
+            + ("point-to-point changes",) * self._rate
+            + tuple(f"the same phase of the last {p.seasons} {q}-point periods" for q in self.periods)
+        )
         self._tail = p.window + 2 * p.long + p.base + 1
         self._ztail = max(8, p.window)
         self._lam = 0.5 ** (1.0 / p.half_life)
@@ -221,7 +225,7 @@ class EnsembleCore:
         keys = ("tail_x", "tail_dev", "ew_w", "ew_s1", "ew_s2", "tail_z")
         flat = {key: st[key].reshape(n * nb, -1) for key in keys}
         xb = np.stack(branches, axis=1).reshape(n * nb, k)
-        raw, comp, expected, band, scale = (
+        raw, comp, expected, observed, band, scale = (
             a.reshape(n, nb, k)
             for a in self._tests(flat, xb, np.repeat(run, nb, axis=0), np.repeat(p_stuck, nb, axis=0), nb)
         )
@@ -248,6 +252,7 @@ class EnsembleCore:
 
         offset = pick(np.stack(preds, axis=1))
         exp_x = pick(expected) + offset
+        obs_x = np.where(np.isfinite(x), pick(observed) + offset, x)
         raw_x = np.where(np.isfinite(x), pick(raw), 0.0)
         score, alert = self._suppress(st, raw_x, np.isfinite(x))
         bw = pick(band)
@@ -257,10 +262,11 @@ class EnsembleCore:
             alert=alert,
             component=pick(comp),
             expected=exp_x,
+            observed=obs_x,
             lower=exp_x - bw,
             upper=exp_x + bw,
             branch=sel[:, 0],
-            periods=self.periods,
+            views=self.views,
         )
 
     def _tests(
@@ -310,7 +316,7 @@ class EnsembleCore:
         # capped while learning). Gaussian-like series keep Gaussian tails; spiky ones get the heavy
         # tails they have, so their everyday bursts are not surprising.
         # Level and trend statistics are large all the time on smooth, swinging series: while
-        # learning, they are capped relative to their own recent median (the ``window // 2`` values
+        # learning, they are capped relative to their own recent median (the ``window`` values
         # before), so routine swings are learnt as routine and a sudden change is not.
         zt = self._ztail
         tz = st["tail_z"].reshape(n, 2, zt).transpose(1, 0, 2)
@@ -352,13 +358,15 @@ class EnsembleCore:
         component = self._comp_idx[which]
 
         # Expected value and band of the strongest test, in the series' units.
-        expected = np.where(
-            component == 1, med[:, ref_m], np.where(component >= 2, long_med[:, ref_m2], base)
-        )
-        band = np.where(np.isfinite(spike_limit), spike_limit, 3.0) * scale
+        # level / trend compare medians: their observed value is the recent median and their band
+        # shrinks with the number of points in it
+        expected = np.select([component == 1, component == 2], [med[:, ref_m], long_med[:, ref_m2]], base)
+        observed = np.select([component == 1, component == 2], [short_med[:, new], long_med[:, new]], x)
+        shrink = np.select([component == 1, component == 2], [np.sqrt(m), np.sqrt(m2)], 1.0)
+        band = np.where(np.isfinite(spike_limit), spike_limit, 3.0) * scale / shrink
         st["tail_x"] = xe[:, -tl:]
         st["tail_dev"] = deve[:, -tl:]
-        return raw, component, expected, band, scale
+        return raw, component, expected, observed, band, scale
 
     def _suppress(
         self, st: dict[str, np.ndarray], raw: np.ndarray, ok: np.ndarray

@@ -64,13 +64,11 @@ def describe(component: str, observed: float, expected: float, lower: float, upp
 def explain_block(block: ScoreBlock, values: np.ndarray, r: int, c: int) -> Explanation:
     """The explanation of point (r, c) of a scored block, in the series' own units."""
     comp = block.components[int(block.component[r, c])]
-    obs, exp = float(values[r, c]), float(block.expected[r, c])
+    obs, exp = float(block.observed[r, c]), float(block.expected[r, c])
     lo, hi = float(block.lower[r, c]), float(block.upper[r, c])
     text = describe(comp, obs, exp, lo, hi)
     if block.branch is not None and block.branch[r, c] > 0:
-        text += (
-            f", compared with the same phase of earlier {block.periods[block.branch[r, c] - 1]}-point periods"
-        )
+        text += f", judged against {block.views[block.branch[r, c]]}"
     return Explanation(comp, obs, exp, lo, hi, float(block.score[r, c]), text)
 
 
@@ -134,7 +132,9 @@ class MultiSeriesDetector:
                 self.last_scores[str(sid)] = block.score[j]
             for r, c in zip(*np.nonzero(block.alert), strict=True):
                 ex = explain_block(block, vs[idx], r, c)
-                found.append(Anomaly(str(uniq[sel][r]), float(ts[idx][r, c]), ex.observed, ex.score, ex))
+                found.append(
+                    Anomaly(str(uniq[sel][r]), float(ts[idx][r, c]), float(vs[idx][r, c]), ex.score, ex)
+                )
         found.sort(key=lambda a: (a.timestamp, a.series_id))
         return found
 
