@@ -56,7 +56,12 @@ def test_contract_column_names_and_types(store, settings) -> None:
 def test_migrations_are_recorded_and_idempotent(store, settings) -> None:
     schema = Schema(settings.storage.database)
     assert migrate(store, schema, settings.storage.ttl_days) == []  # already applied by the fixture
-    versions = [r[0] for r in store.query("SELECT version FROM forewarn_schema_migrations FINAL ORDER BY version").result_rows]
+    versions = [
+        r[0]
+        for r in store.query(
+            "SELECT version FROM forewarn_schema_migrations FINAL ORDER BY version"
+        ).result_rows
+    ]
     assert versions == sorted(m.version for m in MIGRATIONS)
     assert len({m.version for m in MIGRATIONS}) == len(MIGRATIONS)
 
@@ -192,3 +197,14 @@ print("ready", flush=True)
 sys.stdin.read()
 gw.close()
 """
+
+
+def test_a_replayed_insert_does_not_duplicate_the_trace_id_view(store) -> None:
+    sql = (
+        "INSERT INTO otel_traces (Timestamp, TraceId, SpanId) SETTINGS insert_deduplication_token = 'batch-1' "
+        "VALUES (now(), 'abc', '1')"
+    )
+    store.command(sql)
+    store.command(sql)  # a retry of the same batch
+    assert store.query("SELECT count() FROM otel_traces").result_rows[0][0] == 1
+    assert store.query("SELECT count() FROM otel_traces_trace_id_ts").result_rows[0][0] == 1

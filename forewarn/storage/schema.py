@@ -143,7 +143,7 @@ _TABLE_LIST = (
         ttl_column="Start",
         ttl_signal="traces",
         indexes=("INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1",),
-        settings={"index_granularity": "8192", "ttl_only_drop_parts": "1"},
+        settings=COMMON_SETTINGS,  # dedup too: a replayed insert into otel_traces replays the view
         shard_key="cityHash64(TraceId)",
     ),
     Table(
