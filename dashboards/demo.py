@@ -196,6 +196,11 @@ remediations:
 """
 
 
+# Large SDK queues: the history phase creates spans much faster than real time, and the SDK drops
+# what overflows its queue; force_flush between chunks keeps the queue (and memory) bounded.
+_BATCHING = {"max_queue_size": 65536, "max_export_batch_size": 2048, "schedule_delay_millis": 500}
+
+
 class SdkEmitter:
     """The shop's telemetry through the OpenTelemetry SDK: one tracer, logger and metric exporter
     per service (the service is a resource attribute), OTLP/gRPC to the collector."""
@@ -217,21 +222,11 @@ class SdkEmitter:
         for s, res in self.resources.items():
             tp = TracerProvider(resource=res)
             tp.add_span_processor(
-                BatchSpanProcessor(
-                    OTLPSpanExporter(endpoint=endpoint, insecure=True),
-                    max_queue_size=65536,
-                    max_export_batch_size=2048,
-                    schedule_delay_millis=500,
-                )
+                BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True), **_BATCHING)
             )
             lp = LoggerProvider(resource=res)
             lp.add_log_record_processor(
-                BatchLogRecordProcessor(
-                    OTLPLogExporter(endpoint=endpoint, insecure=True),
-                    max_queue_size=65536,
-                    max_export_batch_size=2048,
-                    schedule_delay_millis=500,
-                )
+                BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint, insecure=True), **_BATCHING)
             )
             self.tracer_providers[s], self.logger_providers[s] = tp, lp
             self.tracers[s], self.loggers[s] = (

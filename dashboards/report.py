@@ -177,10 +177,8 @@ def draw_stat(
 def draw_table(
     ax: Any, panel: dict, results: list[TargetResult], marks: dict[str, pd.DataFrame], r: TimeRange
 ) -> None:
-    df = results[0].frame if results else pd.DataFrame()
-    ax.axis("off")
-    if not len(df):
-        _empty(ax)
+    df = _first_frame(ax, results)
+    if df is None:
         return
     shown = df.head(TABLE_ROWS).copy()
     for c in shown.columns:
@@ -201,10 +199,8 @@ def draw_table(
 def draw_logs(
     ax: Any, panel: dict, results: list[TargetResult], marks: dict[str, pd.DataFrame], r: TimeRange
 ) -> None:
-    df = results[0].frame if results else pd.DataFrame()
-    ax.axis("off")
-    if not len(df):
-        _empty(ax)
+    df = _first_frame(ax, results)
+    if df is None:
         return
     t = _time_col(df)
     lines = [
@@ -214,6 +210,16 @@ def draw_logs(
     ax.text(
         0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=7, transform=ax.transAxes
     )
+
+
+def _first_frame(ax: Any, results: list[TargetResult]) -> pd.DataFrame | None:
+    """The panel's single result on a bare canvas, or None after saying there is nothing."""
+    ax.axis("off")
+    df = results[0].frame if results else pd.DataFrame()
+    if not len(df):
+        _empty(ax)
+        return None
+    return df
 
 
 def _short(v: Any, n: int = 40) -> str:

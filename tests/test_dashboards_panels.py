@@ -16,6 +16,7 @@ from forewarn.config import load_settings
 from forewarn.storage import open_storage
 
 DASHBOARDS = {d["uid"]: d for d in load_dashboards()}
+SAMPLE_DSN: list[str] = []  # the session store's DSN, for the commands run in this process
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,7 @@ def sample(chdb_dsn, tmp_path_factory):
         }
     )
     client = open_storage(settings)
+    SAMPLE_DSN[:] = [chdb_dsn]
     info = populate(client, settings, minutes=80)
     yield client, info
     client.command(f"DROP DATABASE IF EXISTS `{db}`")
@@ -125,3 +127,21 @@ def test_report_renders_every_panel_instance(sample, tmp_path):
     assert all(f"src='{p}'" in page for p in pngs) and "What this dashboard can see" in page
     img = mpimg.imread(tmp_path / "report" / "forewarn-service-overview-04-payments.png")
     assert img.shape[0] > 200 and img.shape[1] > 600 and img[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_check_and_report_commands(sample, tmp_path):
+    from typer.testing import CliRunner
+
+    from forewarn.cli import app
+
+    client, _ = sample
+    env = {"FOREWARN_STORAGE__DATABASE": client.database, "FOREWARN_CONFIG": ""}
+    runner = CliRunner()
+    res = runner.invoke(app, ["grafana", "check", "--storage", SAMPLE_DSN[0], "--since", "2h"], env=env)
+    assert res.exit_code == 0, res.output
+    assert "FAIL" not in res.output and "forewarn · Service overview" in res.output
+    res = runner.invoke(
+        app, ["report", "--storage", SAMPLE_DSN[0], "--since", "2h", "--out", str(tmp_path / "r")], env=env
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "index.html").exists() and len(list((tmp_path / "r").glob("*.png"))) > 30
