@@ -4,7 +4,8 @@ Both the direct receivers and the Kafka ingester call :func:`insert_requests` wi
 serialized ``Export{Trace,Metrics,Logs}ServiceRequest`` messages. ClickHouse decodes them itself:
 the requests are framed length-delimited, read with its ``Protobuf`` input format against the
 OTLP schema of :mod:`forewarn.collector.otlp_schema` (passed inline with
-``format_schema_source = 'string'``: no schema file), and flattened by the ``INSERT ... SELECT``
+``format_schema_source = 'string'`` to a server: no schema file there; a private temp file for
+embedded chDB), and flattened by the ``INSERT ... SELECT``
 of :mod:`forewarn.collector.convert_sql` (nested ``ARRAY JOIN``s, ``mapFromArrays``), one
 statement per target table that has rows. Python only frames the bytes and surveys them with a
 skeleton parse that keeps spans, records and points as undecoded bytes (row counts, and whether a
@@ -60,8 +61,10 @@ absent one is all zeros, as the exporter writes it.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -106,11 +109,35 @@ def _insert_sql(signal: str, table: str, database: str, source: str) -> str:
     return _insert_template(signal, table, database).replace(_SOURCE, source, 1)
 
 
-def _settings(signal: str, table: str, dedup_token: str) -> dict[str, object]:
+@cache
+def _schema_file() -> str:
+    """The OTLP schema as a file in a private directory of this process, for embedded chDB.
+
+    chDB (clickhouse-local) caches an inline (``format_schema_source = 'string'``) schema in a
+    ``__cache__`` folder of the process's working directory, littering wherever forewarn runs;
+    an absolute schema path does not.
+    """
+    directory = tempfile.mkdtemp(prefix="forewarn-schema-")  # 0700: nobody else can swap it
+    path = os.path.join(directory, "otlp.proto")
+    with open(path, "w") as fh:
+        fh.write(PROTO)
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return path
+
+
+def _schema_settings(signal: str, embedded: bool) -> dict[str, object]:
+    if embedded:
+        return {"format_schema": f"{_schema_file()}:{MESSAGE[signal]}"}
     return {
         "format_schema": PROTO,
         "format_schema_source": "string",
         "format_schema_message_name": MESSAGE[signal],
+    }
+
+
+def _settings(signal: str, table: str, dedup_token: str, embedded: bool) -> dict[str, object]:
+    return {
+        **_schema_settings(signal, embedded),
         "input_format_protobuf_oneof_presence": 1,
         **_ONE_BLOCK,
         # The plan has nothing to optimise (no filter, no sort, no aggregation) and the passes cost
@@ -197,7 +224,7 @@ def insert_requests(
             token = "sha:" + hashlib.blake2b(source.body, digest_size=16).hexdigest()
         rendered: _Source | None = None
         for table in todo:
-            settings = _settings(signal, table, token)
+            settings = _settings(signal, table, token, source.embedded)
             try:
                 source.insert(table, database, settings)
                 continue

@@ -70,5 +70,9 @@ def test_a_statement_that_meets_an_array_value_writes_nothing(store, settings):
     payloads = [trace_request(n_spans=50).SerializeToString() for _ in range(3)]
     payloads.append(trace_request(n_spans=1, complex_values=True).SerializeToString())
     with _Source(store, "traces", payloads) as source, pytest.raises(Exception, match=COMPLEX_MARKER):
-        source.insert("otel_traces", db, {**_settings("traces", "otel_traces", "tok"), "max_block_size": 1})
+        source.insert(
+            "otel_traces",
+            db,
+            {**_settings("traces", "otel_traces", "tok", source.embedded), "max_block_size": 1},
+        )
     assert count(store, db) == 0
