@@ -134,3 +134,63 @@ def call_edges(
         sql, parameters={"a": start_ms, "b": end_ms, "svcs": services, "lim": limit}
     ).result_rows
     return {(str(p), str(c)) for p, c in rows}
+
+
+def attribute_suspects(
+    client, database: str, service: str, operation: str, start_ms: int, end_ms: int, baseline_ms: int,
+    limit: int = 3, max_spans: int = 200_000,
+) -> list[dict]:  # fmt: skip
+    """Span/resource attribute values of ``service`` (``operation``) that carry most of the
+    incident's excess latency or errors, relative to their share of the traffic.
+
+    Excess latency of a span is its duration above the baseline window's median; ``share`` is the
+    fraction of the window's total excess (or errors) on spans with the value, ``lift`` that share
+    divided by the value's share of spans. Values seen on fewer than 5 spans are ignored (ids).
+    """
+    from forewarn.storage.schema import q
+
+    t = f"{q(database)}.{q('otel_traces')}"
+    op = "AND SpanName = {op:String}" if operation else ""
+    sql = f"""
+        WITH (SELECT quantileExact(0.5)(Duration) FROM {t}
+              WHERE ServiceName = {{svc:String}} {op}
+                AND Timestamp >= fromUnixTimestamp64Milli({{b:Int64}}) AND Timestamp < fromUnixTimestamp64Milli({{a:Int64}})
+             ) AS base_median,
+        spans AS (
+            SELECT greatest(toFloat64(Duration) - base_median, 0) AS excess, StatusCode = 'Error' AS err,
+                   arrayConcat(arrayMap((k, v) -> (k, v), mapKeys(SpanAttributes), mapValues(SpanAttributes)),
+                               arrayMap((k, v) -> (k, v), mapKeys(ResourceAttributes), mapValues(ResourceAttributes)))
+                       AS kv
+            FROM {t}
+            WHERE ServiceName = {{svc:String}} {op}
+              AND Timestamp >= fromUnixTimestamp64Milli({{a:Int64}}) AND Timestamp < fromUnixTimestamp64Milli({{e:Int64}})
+            LIMIT {{lim:UInt64}})
+        SELECT pair.1 AS key, pair.2 AS value, count() AS n, sum(excess) AS ex, sum(err) AS errs,
+               (SELECT count() FROM spans) AS total_n, (SELECT sum(excess) FROM spans) AS total_ex,
+               (SELECT sum(err) FROM spans) AS total_err
+        FROM spans ARRAY JOIN kv AS pair
+        WHERE pair.1 NOT IN ('service.name', 'telemetry.sdk.name', 'telemetry.sdk.language', 'telemetry.sdk.version')
+        GROUP BY key, value HAVING n >= 5"""
+    params = {
+        "svc": service,
+        "op": operation,
+        "a": start_ms,
+        "e": end_ms,
+        "b": start_ms - baseline_ms,
+        "lim": max_spans,
+    }
+    out = []
+    for key, value, n, ex, errs, total_n, total_ex, total_err in client.query(
+        sql, parameters=params
+    ).result_rows:
+        traffic = n / total_n if total_n else 0.0
+        best = max(
+            (("latency", ex / total_ex) if total_ex > 0 else ("latency", 0.0)),
+            (("errors", errs / total_err) if total_err > 0 else ("errors", 0.0)),
+            key=lambda x: x[1],
+        )
+        if traffic > 0 and best[1] >= 0.5 and best[1] / traffic >= 1.5:
+            out.append({"key": key, "value": value, "explains": best[0], "share": round(best[1], 3),
+                        "lift": round(best[1] / traffic, 2)})  # fmt: skip
+    out.sort(key=lambda d: (-d["share"], -d["lift"], d["key"], d["value"]))
+    return out[:limit]

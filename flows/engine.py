@@ -399,6 +399,13 @@ class ScoreEngine:
                 sus = correlate.rank_suspects(
                     allan[allan["incident_id"] == iid].drop_duplicates("anomaly_id"), edges
                 )
+                if sus:  # which attribute values of the top suspect carry the deviation
+                    top = sus[0]
+                    top["attributes"] = top.get("attributes") or {}
+                    top["attribute_values"] = correlate.attribute_suspects(
+                        self.store.client, self.db, top["service"], top["operation"],
+                        ms_of(inc["started_at"]), w.end_ms, int(self.f.correlation_window_s * 1000) * 5,
+                    )  # fmt: skip
                 inc["suspects"] = sus
                 if not inc.get("alert_labels") and w.end_ms - ms_of(inc["started_at"]) >= hold_ms:
                     inc["alert_labels"] = incident_alert(inc, sus, 0, 0)["labels"]

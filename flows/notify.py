@@ -49,7 +49,12 @@ def incident_alert(inc: dict, suspects: list[dict], now_s: float, hold_s: float)
     what = f"{top.get('service', '?')} {top.get('operation', '')}".strip()
     ranked = [
         f"{i + 1}. {s['service']}{' ' + s['operation'] if s.get('operation') else ''} (weight {s['weight']}; "
-        f"{', '.join(s['signals'][:5])})" + (f": {s['evidence'][0]}" if s.get("evidence") else "")
+        f"{', '.join(s['signals'][:5])})"
+        + (f": {s['evidence'][0]}" if s.get("evidence") else "")
+        + "".join(
+            f"; {a['key']}={a['value']} carries {a['share']:.0%} of the excess {a['explains']}"
+            for a in s.get("attribute_values", [])[:2]
+        )
         for i, s in enumerate(suspects[:5])
     ]
     started = ms_of(inc["started_at"]) / 1000.0

@@ -40,6 +40,7 @@ def insert_spans(client, db: str, spans: list[dict]) -> None:
         "ServiceName",
         "Duration",
         "StatusCode",
+        "SpanAttributes",
     ]
     rows = [
         [
@@ -52,6 +53,7 @@ def insert_spans(client, db: str, spans: list[dict]) -> None:
             s["service"],
             int(s["dur_ns"]),
             s.get("status", "Unset"),
+            s.get("attrs", {}),
         ]
         for s in spans
     ]
@@ -135,7 +137,8 @@ def scenario(
         for _ in range(20):
             t = t0_ms + b * step_ms + rng.random() * step_ms
             tid, sp = f"{rng.getrandbits(128):032x}", f"{rng.getrandbits(64):016x}"
-            d_db = rng.lognormvariate(15, 0.2) * (8 if bad else 1)
+            replica = rng.random() < 0.6  # the regression is on the replica only
+            d_db = rng.lognormvariate(15, 0.2) * (8 if bad and replica else 1)
             err = rng.random() < (0.4 if bad else 0.0)
             spans.append(
                 {
@@ -149,7 +152,15 @@ def scenario(
                 }
             )
             spans.append(
-                {"ms": t, "op": "SELECT orders", "service": "db", "dur_ns": d_db, "trace": tid, "parent": sp}
+                {
+                    "ms": t,
+                    "op": "SELECT orders",
+                    "service": "db",
+                    "dur_ns": d_db,
+                    "trace": tid,
+                    "parent": sp,
+                    "attrs": {"db.instance": "replica" if replica else "primary"},
+                }
             )
             spans.append(
                 {"ms": t, "op": "GET /health", "service": "api", "dur_ns": rng.lognormvariate(14, 0.2)}

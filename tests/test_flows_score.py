@@ -3,6 +3,7 @@ feedback, cardinality guard, two shards on one store, and alerts through the rea
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -82,6 +83,13 @@ def test_exactly_once_across_a_crash_and_backtest_reproduces_live(store, setting
     assert len(incidents.result_rows) == 1
     labels = incidents.result_rows[0][2]
     assert labels["service"] == "db" and labels["operation"] == "SELECT orders"
+    # the attribute value that carries the excess latency of the top suspect
+    top = json.loads(incidents.result_rows[0][1])[0]
+    assert top["attribute_values"][0]["key"] == "db.instance"
+    assert (
+        top["attribute_values"][0]["value"] == "replica"
+        and top["attribute_values"][0]["explains"] == "latency"
+    )
 
     # a backtest over the same data from a fresh state finds exactly the same anomalies
     rt = Runtime(settings, settings.storage_dsn)
