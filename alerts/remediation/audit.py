@@ -22,45 +22,11 @@ from typing import Any
 from forewarn.alerts.remediation.state import State
 
 from forewarn.config import TTLSettings, mask_dsn
-from forewarn.storage.schema import Schema, Table
+from forewarn.storage.schema import Schema
+from forewarn.storage.tables import AUDIT, AUDIT_TABLE
 
 log = logging.getLogger(__name__)
 
-AUDIT_TABLE = "forewarn_remediation_audit"
-AUDIT = Table(
-    name=AUDIT_TABLE,
-    columns=(
-        ("event_time", "DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))"),
-        ("seq", "UInt64 CODEC(Delta, ZSTD(1))"),
-        ("event", "LowCardinality(String)"),
-        ("outcome", "LowCardinality(String)"),
-        ("reason", "String CODEC(ZSTD(1))"),
-        ("hook", "LowCardinality(String)"),
-        ("kind", "LowCardinality(String)"),
-        ("action_id", "String CODEC(ZSTD(1))"),
-        ("idempotency_key", "String CODEC(ZSTD(1))"),
-        ("group_key", "String CODEC(ZSTD(1))"),
-        ("receiver", "LowCardinality(String)"),
-        ("alertname", "LowCardinality(String)"),
-        ("fingerprints", "Array(String) CODEC(ZSTD(1))"),
-        ("labels", "Map(LowCardinality(String), String) CODEC(ZSTD(1))"),
-        ("method", "LowCardinality(String)"),
-        ("url", "String CODEC(ZSTD(1))"),
-        ("attempt", "UInt16"),
-        ("status_code", "UInt16"),
-        ("latency_ms", "Float64"),
-        ("error", "String CODEC(ZSTD(1))"),
-        ("dry_run", "Bool"),
-        ("approval_state", "LowCardinality(String)"),
-        ("actor", "String"),
-        ("comment", "String CODEC(ZSTD(1))"),
-        ("breaker_state", "LowCardinality(String)"),
-    ),
-    order_by="(hook, event_time, seq)",
-    partition_by="toDate(event_time)",
-    settings={"index_granularity": "8192", "non_replicated_deduplication_window": "1000"},
-    shard_key="cityHash64(action_id)",
-)
 COLUMNS = [name for name, _ in AUDIT.columns]
 DEFAULTS: dict[str, Any] = {
     "event": "",

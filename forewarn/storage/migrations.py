@@ -18,6 +18,7 @@ from clickhouse_connect.driver.client import Client
 
 from forewarn.config import TTLSettings
 from forewarn.storage.schema import DEDUP_SETTINGS, TABLES, Schema, Table, q
+from forewarn.storage.tables import AUDIT
 
 log = logging.getLogger(__name__)
 MIGRATIONS_TABLE = "forewarn_schema_migrations"
@@ -261,10 +262,7 @@ def _v300_ingest_tables(schema: Schema, ttl: TTLSettings) -> list[str]:
 
 
 def _v150_remediation_audit(schema: Schema, ttl: TTLSettings) -> list[str]:
-    # The table is defined next to its writer; imported lazily so storage stays the base layer.
-    from forewarn.alerts.remediation.audit import audit_ddl
-
-    return audit_ddl(schema, ttl)
+    return schema.create_table(AUDIT)
 
 
 MIGRATIONS: list[Migration] = [
