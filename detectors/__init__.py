@@ -2,7 +2,8 @@
 
 Public API (import from ``forewarn.detectors``):
 
-- ``MultiSeriesDetector(params=None)`` — the default ensemble over named series.
+- ``MultiSeriesDetector(params=None, periods=())`` — the default ensemble over named series
+  (``periods`` from ``seasonal_periods(step_s)`` add daily / weekly views).
   ``update(series_ids, timestamps, values) -> list[Anomaly]`` learns and scores long-format points
   (each series in timestamp order, each score using only that series' past; new series start
   empty). ``last_scores[series_id]`` holds every score of the last call. ``snapshot() -> (meta,
@@ -11,8 +12,9 @@ Public API (import from ``forewarn.detectors``):
 - ``Anomaly(series_id, timestamp, value, score, explanation)`` and ``Explanation(component,
   observed, expected, lower, upper, score, text, contributors)``: what fired and why, in numbers
   and words.
-- ``EnsembleCore(n_series, params)`` — the vectorised engine: ``update(values[series, points])``
-  returns a ``ScoreBlock`` (score, raw, alert, component, expected, lower, upper arrays).
+- ``EnsembleCore(n_series, params, periods)`` — the vectorised engine: ``update(values[series,
+  points])`` returns a ``ScoreBlock`` (score, raw, alert, component, expected, observed, lower,
+  upper, branch arrays).
 - ``EnsembleParams`` — window sizes, calibration memory, warm-up, refractory period, threshold
   (the committed threshold is ``Settings.detectors.threshold``).
 - ``SaturationForecaster(limit, window, z, warn_within_s).forecast(ids, t[S, N], v[S, N])`` →
@@ -22,12 +24,21 @@ Public API (import from ``forewarn.detectors``):
 - ``evaluate`` (NAB-style scorer, ``python -m forewarn.detectors.evaluate``) and ``scenarios``
   (labelled synthetic corpus).
 
-The score is calibrated: each test statistic is divided by its own typical size so far, turned
-into a two-sided Gaussian tail probability and combined across tests (Šidák), so one threshold
-means the same on every series.
+The score is calibrated: each test's statistic (spike, level, trend, variance, stuck) gets a tail
+probability under a generalised Gaussian fitted to that series' own history of it (so spiky series
+get heavy tails), the tests are combined Šidák-style and the views must agree, so one threshold
+means the same on every series. Imports point one way: this package needs only numpy, scipy,
+bottleneck and scikit-learn (and ``forewarn.cliutil`` for its command); flows and alerts call it.
 """
 
-from forewarn.detectors.ensemble import COMPONENTS, EnsembleCore, EnsembleParams, ScoreBlock
+from forewarn.detectors.ensemble import (
+    COMPONENTS,
+    EnsembleCore,
+    EnsembleParams,
+    ScoreBlock,
+    seasonal_periods,
+    step_of,
+)
 from forewarn.detectors.forecast import SaturationForecast, SaturationForecaster
 from forewarn.detectors.multiseries import Anomaly, Explanation, MultiSeriesDetector
 from forewarn.detectors.multivariate import MultivariateDetector
@@ -43,4 +54,6 @@ __all__ = [
     "SaturationForecast",
     "SaturationForecaster",
     "ScoreBlock",
+    "seasonal_periods",
+    "step_of",
 ]

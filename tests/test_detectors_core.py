@@ -103,19 +103,22 @@ def test_series_start_mid_stream_and_irregular_duplicate_timestamps() -> None:
     assert set(det.last_scores) == {"a", "b"}
 
 
-def test_snapshot_round_trip(tmp_path) -> None:
+@pytest.mark.parametrize("periods", [(), (288,)])
+def test_snapshot_round_trip(tmp_path, periods) -> None:
     x = _series(2000, seed=4)
     x[1700] += 50
-    ref = MultiSeriesDetector()
+    ref = MultiSeriesDetector(periods=periods)
     ref_found = ref.update(["s"] * 2000, np.arange(2000.0), x)
-    det = MultiSeriesDetector()
+    det = MultiSeriesDetector(periods=periods)
     det.update(["s"] * 1000, np.arange(1000.0), x[:1000])
     det.save(tmp_path / "state" / "detectors")
     back = MultiSeriesDetector.load(tmp_path / "state" / "detectors")
+    assert back.core.periods == periods
     found = back.update(["s"] * 1000, np.arange(1000.0, 2000.0), x[1000:])
     # the same alerts; scores equal up to float rounding of the split exponential filters
     assert [a.timestamp for a in found] == [a.timestamp for a in ref_found if a.timestamp >= 1000]
-    ref_tail = MultiSeriesDetector()
+    assert any(a.timestamp == 1700 for a in found)
+    ref_tail = MultiSeriesDetector(periods=periods)
     ref_tail.update(["s"] * 1000, np.arange(1000.0), x[:1000])
     ref_tail.update(["s"] * 1000, np.arange(1000.0, 2000.0), x[1000:])
     np.testing.assert_array_equal(back.last_scores["s"], ref_tail.last_scores["s"])
