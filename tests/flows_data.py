@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -228,6 +229,31 @@ class Services:
         web.end(end_time=now + 2_000_000 + d_db)
         api = self.tracers["api"].start_span("GET /health", kind=SpanKind.SERVER, start_time=now)
         api.end(end_time=now + int(rng.lognormvariate(14, 0.2)))
+
+    def start_traffic(self, seed: int, disk_step: float) -> None:
+        """Requests and logs in a thread until :meth:`stop_traffic`; set ``incident`` to break things
+        (and fill the disk by ``disk_step`` per round)."""
+        self.incident = False
+        self._stop = threading.Event()
+        rng = random.Random(seed)
+
+        def run() -> None:
+            while not self._stop.is_set():
+                for _ in range(5):
+                    self.request(rng, self.incident)
+                self.log.info("checkpoint complete: wrote %d buffers", rng.randint(10, 99))
+                if self.incident:
+                    self.log.error("deadlock detected on table orders tx %d", rng.randint(1, 10_000))
+                    self.disk = min(1.0, self.disk + disk_step)
+                time.sleep(0.05)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop_traffic(self) -> None:
+        if getattr(self, "_thread", None) is not None:
+            self._stop.set()
+            self._thread.join(10)
 
     def shutdown(self) -> None:
         for p in self.providers:

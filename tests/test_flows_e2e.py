@@ -10,8 +10,6 @@ test takes about a minute; nothing else differs from production settings.
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 
 from collector_support import RunningCollector
@@ -35,26 +33,11 @@ def test_sdk_incident_becomes_one_routed_incident_and_disk_warns_early(settings,
             flows = FlowsService(s, s.storage_dsn, router.url)
             flows.start_thread()
             svc = Services(f"127.0.0.1:{collector.grpc_port}")
-            rng = random.Random(5)
-            stop = threading.Event()
+            svc.start_traffic(seed=5, disk_step=0.002)  # disk full about 30 s into the incident
             t0 = time.time()
-            state = {"incident": False}
-
-            def traffic() -> None:
-                while not stop.is_set():
-                    for _ in range(5):
-                        svc.request(rng, state["incident"])
-                    svc.log.info("checkpoint complete: wrote %d buffers", rng.randint(10, 99))
-                    if state["incident"]:
-                        svc.log.error("deadlock detected on table orders tx %d", rng.randint(1, 10_000))
-                        svc.disk = min(1.0, svc.disk + 0.002)  # full about 30 s into the incident
-                    time.sleep(0.05)
-
-            th = threading.Thread(target=traffic, daemon=True)
-            th.start()
             try:
                 time.sleep(STEADY_S)
-                state["incident"] = True
+                svc.incident = True
                 got = {}
                 while time.time() - t0 < STEADY_S + MAX_WAIT_S:
                     for r in sink.received("/hook"):
@@ -64,8 +47,7 @@ def test_sdk_incident_becomes_one_routed_incident_and_disk_warns_early(settings,
                         break
                     time.sleep(0.5)
             finally:
-                stop.set()
-                th.join(10)
+                svc.stop_traffic()
                 svc.shutdown()
                 flows.stop_thread()
     assert flows.errors == 0, flows.last_error

@@ -7,10 +7,8 @@ width is shortened (1 s) through the environment so the test takes about a minut
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -37,7 +35,6 @@ def test_forewarn_up_delivers_one_incident_and_the_disk_warning(tmp_path: Path):
                 stdout=log, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
         svc = None
-        stop = threading.Event()
         try:
             deadline = time.time() + 60
             while b"forewarn up:" not in (tmp_path / "up.log").read_bytes():
@@ -46,23 +43,9 @@ def test_forewarn_up_delivers_one_incident_and_the_disk_warning(tmp_path: Path):
                 ]
                 time.sleep(0.2)
             svc = Services(f"127.0.0.1:{grpc_port}")
-            rng = random.Random(11)
-            state = {"incident": False}
-
-            def traffic() -> None:
-                while not stop.is_set():
-                    for _ in range(5):
-                        svc.request(rng, state["incident"])
-                    svc.log.info("checkpoint complete: wrote %d buffers", rng.randint(10, 99))
-                    if state["incident"]:
-                        svc.log.error("deadlock detected on table orders tx %d", rng.randint(1, 10_000))
-                        svc.disk = min(1.0, svc.disk + 0.0006)  # full about a minute into the incident
-                    time.sleep(0.05)
-
-            th = threading.Thread(target=traffic, daemon=True)
-            th.start()
+            svc.start_traffic(seed=11, disk_step=0.0006)  # disk full about a minute into the incident
             time.sleep(25)  # steady; includes the embedded Prefect server's start
-            state["incident"] = True
+            svc.incident = True
             got: dict[str, dict] = {}
             deadline = time.time() + 120
             while time.time() < deadline and not {"ForewarnIncident", "ForewarnSaturationForecast"} <= set(
@@ -74,8 +57,8 @@ def test_forewarn_up_delivers_one_incident_and_the_disk_warning(tmp_path: Path):
                 time.sleep(0.5)
             disk_at_warning = svc.disk
         finally:
-            stop.set()
             if svc is not None:
+                svc.stop_traffic()
                 svc.shutdown()
             proc.terminate()
             proc.wait(60)
