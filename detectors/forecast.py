@@ -70,7 +70,7 @@ class SaturationForecaster:
     """
 
     def __init__(
-        self, limit: float, window: int = 60, z: float = 2.0, warn_within_s: float = 6 * 3600
+        self, limit: float, window: int = 60, z: float = 3.0, warn_within_s: float = 6 * 3600
     ) -> None:
         if window < 3:
             raise ValueError("window must be at least 3 points")
