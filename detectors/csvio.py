@@ -92,7 +92,7 @@ def detect_csv(
             if explain:
                 extra = np.full((len(x), 5), "", dtype=object)
                 for i in np.flatnonzero(alert):
-                    ex = explain_block(block, x[None, :], 0, i)
+                    ex = explain_block(block, 0, i)
                     extra[i] = [
                         ex.component,
                         *(f"{v:.6g}" for v in (ex.expected, ex.lower, ex.upper)),

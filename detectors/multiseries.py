@@ -61,7 +61,7 @@ def describe(component: str, observed: float, expected: float, lower: float, upp
     return what.format(obs=g(observed), where=where, lo=g(lower), hi=g(upper), exp=g(expected))
 
 
-def explain_block(block: ScoreBlock, values: np.ndarray, r: int, c: int) -> Explanation:
+def explain_block(block: ScoreBlock, r: int, c: int) -> Explanation:
     """The explanation of point (r, c) of a scored block, in the series' own units."""
     comp = block.components[int(block.component[r, c])]
     obs, exp = float(block.observed[r, c]), float(block.expected[r, c])
@@ -131,7 +131,7 @@ class MultiSeriesDetector:
             for j, sid in enumerate(uniq[sel]):
                 self.last_scores[str(sid)] = block.score[j]
             for r, c in zip(*np.nonzero(block.alert), strict=True):
-                ex = explain_block(block, vs[idx], r, c)
+                ex = explain_block(block, r, c)
                 found.append(
                     Anomaly(str(uniq[sel][r]), float(ts[idx][r, c]), float(vs[idx][r, c]), ex.score, ex)
                 )
