@@ -39,6 +39,8 @@ from forewarn.config import Settings
 
 log = logging.getLogger(__name__)
 FORECAST_POINTS = 60
+SILENT_RATES = ("red.rate", "log.rate")
+SILENCE = 60  # buckets a quiet service's rates read 0 before it counts as gone
 FP_MARGIN = 2.0  # a deviation this many times the one marked false-positive alerts again
 
 
@@ -103,6 +105,7 @@ class ScoreEngine:
         self.history: dict[str, deque] = {}  # saturation series: recent (ts_ms, value)
         self.forecasts: dict[str, dict] = {}  # active capacity forecasts by series id
         self.cold = ColdStart(self.f.cold_start_points)
+        self.rates: dict[str, list] = {}  # service-level rate series: [name, service, last bucket]
         self.restored = cp is not None
         if cp is None:
             now = self.clock() * 1000 - self.f.start_lookback_s * 1000
@@ -120,6 +123,7 @@ class ScoreEngine:
             self.forecasts = meta["forecasts"]
             cold = {k[5:]: v for k, v in arrays.items() if k.startswith("cold/")}
             self.cold = ColdStart.restore(meta["cold"], cold, self.f.cold_start_points)
+            self.rates = meta.get("rates", {})
             log.info("%s: resuming at %s", self.key, to_dt(self.watermark).isoformat())
         known = self.store.known_series(self.shard, self.shards)
         budget = max(1, self.f.max_series // self.shards)
@@ -136,6 +140,7 @@ class ScoreEngine:
             "history": {k: list(v) for k, v in self.history.items()},
             "forecasts": self.forecasts,
             "cold": cold_ids,
+            "rates": self.rates,
         }
         return encode_state(
             state, {**{f"det/{k}": v for k, v in arrays.items()}, **{f"cold/{k}": v for k, v in cold.items()}}
@@ -176,6 +181,7 @@ class ScoreEngine:
         sig, hist = compute_signals(self.queries, w)
         log_sig, records, first = mine_window(self.miner, fetch_logs(self.queries, w), w)
         sig = finish([sig, log_sig]) if len(log_sig) else sig
+        sig = self._fill_silence(sig, w)
         sig, new_series, rejected = self.guard.admit(sig, w.end_ms)
         rep.points, rep.series = len(sig), int(sig["series_id"].nunique()) if len(sig) else 0
         rep.rejected_series = sum(r[3] for r in rejected)
@@ -245,6 +251,38 @@ class ScoreEngine:
             "incident_id": 0,
             "model_version": version,
         }
+
+    def _fill_silence(self, sig: pd.DataFrame, w: Window) -> pd.DataFrame:
+        """A service that stops sending has no points, which no detector can see: its service-level
+        request and log rates read 0 in the buckets without points, for up to ``SILENCE`` buckets
+        after its last real point (then a retired service falls quiet for good)."""
+        seen: dict[str, set[int]] = {}
+        if len(sig):
+            sel = sig[sig["name"].isin(SILENT_RATES) & sig["labels"].map(lambda x: not x)]
+            for sid, name, service, ts in zip(
+                sel["series_id"], sel["name"], sel["service"], sel["ts"], strict=True
+            ):
+                seen.setdefault(str(sid), set()).add(int(ts))
+                if str(sid) not in self.rates:
+                    self.rates[str(sid)] = [name, service, None]
+        fill = []
+        for sid, entry in list(self.rates.items()):
+            name, service, last = entry
+            present = seen.get(sid, set())
+            for ts in range(w.start_ms, w.end_ms, w.step_ms):
+                if ts in present:
+                    last = ts
+                elif last is not None and ts - last <= SILENCE * w.step_ms:
+                    fill.append((int(sid), ts, 0.0, name, service, {}))
+            if last is None or w.end_ms - last > SILENCE * w.step_ms:
+                self.rates.pop(sid)
+            else:
+                entry[2] = last
+        if not fill:
+            return sig
+        zeros = pd.DataFrame(fill, columns=["series_id", "ts", "value", "name", "service", "labels"])
+        out = pd.concat([sig, zeros], ignore_index=True) if len(sig) else zeros
+        return out.sort_values(["ts", "series_id"], kind="stable").reset_index(drop=True)
 
     def _detect(self, sig: pd.DataFrame, detected_at) -> list[dict]:
         if sig.empty:

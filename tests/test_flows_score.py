@@ -250,3 +250,27 @@ def test_seasonal_baseline_from_history_flags_an_hour_unusual_value(store, setti
     ).result_rows
     assert [ts for ts, _ in hits] == [t0 + 3 * day + 18 * 3_600_000], hits
     assert "unusual for this hour" in hits[0][1]
+
+
+def test_a_service_that_goes_silent_reads_zero_and_is_flagged(store, settings):
+    from flows_data import insert_spans
+
+    spans = [
+        {"ms": T0_MS + b * STEP + i * 400, "op": "GET /", "service": svc, "dur_ns": 5e6}
+        for b in range(30)
+        for i in range(20)
+        for svc in ("web", "api")
+        if svc == "web" or b < 20  # api stops sending at bucket 20
+    ]
+    insert_spans(store, settings.storage.database, spans)
+    eng = engine(store, settings)
+    eng.run_until(T0_MS + 30 * STEP)
+    rates = store.query(
+        "SELECT toUnixTimestamp64Milli(ts), value FROM forewarn_signals FINAL "
+        "WHERE name = 'red.rate' AND service = 'api' AND empty(labels) ORDER BY ts"
+    ).result_rows
+    assert len(rates) == 30 and all(v == 0.0 for _, v in rates[20:]) and rates[19][1] == 2.0
+    flagged = store.query(
+        "SELECT min(toUnixTimestamp64Milli(ts)) FROM anomalies FINAL WHERE service = 'api' AND name = 'red.rate'"
+    ).result_rows[0][0]
+    assert flagged == T0_MS + 20 * STEP
