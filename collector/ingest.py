@@ -85,8 +85,8 @@ class _Partition:
         if planned_last is not None:
             if self.records[-1][0] < planned_last:
                 return None  # replaying a planned range: wait for all of it
-            n = sum(1 for o, _ in self.records if o <= planned_last)
-            return _Range(self.topic, self.partition, first, self.records[n - 1][0]), False
+            # the planned bounds, not the records seen: the token must be the one first inserted
+            return _Range(self.topic, self.partition, first, planned_last), False
         full = len(self.records) >= max_records or self.nbytes >= max_bytes
         if not (full or force):
             return None
@@ -161,8 +161,6 @@ class Ingester:
             self._parts[(tp.topic, tp.partition)] = _Partition(tp.topic, tp.partition)
         m.ASSIGNED.set(len(self._parts))
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
-        if self._paused and partitions:
-            consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         self._commit(consumer, only={(tp.topic, tp.partition) for tp in partitions})
@@ -332,6 +330,8 @@ class Ingester:
             while not stop.is_set():
                 now = time.monotonic()
                 wait = max(0.0, self._retry_at - now) if self._paused else linger
+                if self._paused:  # partitions assigned meanwhile are paused too: memory stays bounded
+                    c.pause(c.assignment())
                 msgs = c.consume(num_messages=self.k.batch_max_records, timeout=min(max(wait, 0.01), 0.5))
                 now = time.monotonic()
                 for msg in msgs:
