@@ -220,10 +220,13 @@ receivers:
         time.sleep(GROUP_WAIT + 3)
     finally:
         print(f"logs in {tmp}", file=sys.stderr)
-        router.send_signal(signal.SIGTERM)
-        router.wait(30)
-        sink.send_signal(signal.SIGTERM)
-        sink.wait(30)
+        for p in (router, sink):  # the sink writes its records on SIGTERM
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                print(f"{p.args[:3]} did not stop on SIGTERM within 30 s; killed", file=sys.stderr)
+                p.kill()
     records = json.loads(out.read_text())
     first: dict[str, float] = {}
     for t, key, _ in records:
