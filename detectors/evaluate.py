@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from forewarn.detectors.ensemble import (
@@ -285,6 +286,44 @@ HEADER = (
 )
 
 
+def score_outputs(outputs: dict[str, Path], labels: dict[str, list[str]], seconds: float = 1.0) -> Summary:
+    """NAB-style score of ``forewarn detect`` output files against label timestamps per file (the
+    layout of NAB's ``combined_labels.json``: file name -> list of label timestamps)."""
+    import pandas as pd
+    from forewarn.detectors.csvio import parse_timestamps
+
+    scores = []
+    points = 0
+    for name, path in outputs.items():
+        out = pd.read_csv(path, dtype=str, keep_default_na=False)
+        ts = parse_timestamps(out["timestamp"])
+        wanted = parse_timestamps(pd.Series(labels.get(name, []), dtype=str))
+        idx = [int(np.argmin(np.abs(ts - w))) for w in wanted if np.isfinite(w)]
+        scores.append(score_file(out["is_anomaly"].astype(int).to_numpy(bool), idx))
+        points += len(out)
+    return summarise("forewarn detect", scores, points, seconds)
+
+
+def evaluate_dir(data_dir: Path, labels_file: Path, work: Path) -> Summary:
+    """Run the CSV command's code path on every labelled file under ``data_dir`` and score it."""
+    import json
+
+    from forewarn.detectors.csvio import detect_csv
+
+    from forewarn.config import DetectorSettings
+
+    labels = json.loads(labels_file.read_text())
+    params = replace(EnsembleParams(), threshold=DetectorSettings().threshold)
+    outputs = {}
+    t = time.perf_counter()
+    for name in sorted(labels):
+        src = data_dir / name
+        dst = work / (name.replace("/", "__") + ".out.csv")
+        detect_csv(src, dst, params, explain=False)
+        outputs[name] = dst
+    return score_outputs(outputs, labels, time.perf_counter() - t)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--series", type=int, default=120, help="scenarios in the corpus")
@@ -292,7 +331,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--max-len", type=int, default=20000)
     ap.add_argument("--slow", action="store_true", help="also run the per-point river candidates")
     ap.add_argument("--forecast", action="store_true", help="backtest the saturation forecaster instead")
+    ap.add_argument("--data-dir", type=Path, help="score your own labelled CSVs under this folder ...")
+    ap.add_argument("--labels", type=Path, help="... labelled by this JSON (file -> label timestamps)")
     args = ap.parse_args(argv)
+    if args.data_dir or args.labels:
+        import tempfile
+
+        if not (args.data_dir and args.labels):
+            ap.error("--data-dir and --labels go together")
+        with tempfile.TemporaryDirectory() as work:
+            print(HEADER)
+            print(evaluate_dir(args.data_dir, args.labels, Path(work)).row())
+        return
     if args.forecast:
         from forewarn.detectors.forecast import backtest
 

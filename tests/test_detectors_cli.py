@@ -125,3 +125,27 @@ def test_detect_has_no_look_ahead(tmp_path: Path) -> None:
     p_rows = (tmp_path / "p.out").read_text().splitlines()
     assert len(p_rows) == 1701 and p_rows == f_rows[:1701]
     assert any(r.split(",")[3] == "1" for r in p_rows[1501:1511])
+
+
+def test_labelled_folder_scores_like_the_direct_path(tmp_path: Path) -> None:
+    """``evaluate --data-dir/--labels`` runs the CSV command's code on NAB-layout files and scores
+    them exactly like the in-memory evaluation of the same series."""
+    import json
+
+    import pandas as pd
+    from forewarn.detectors.evaluate import ensemble_detector, evaluate, evaluate_dir
+    from forewarn.detectors.scenarios import make_corpus
+
+    corpus = make_corpus(4, seed=3, max_len=3000)
+    labels = {}
+    (tmp_path / "data" / "synthetic").mkdir(parents=True)
+    for s in corpus:
+        ts = pd.to_datetime(s.timestamps, unit="s").strftime("%Y-%m-%d %H:%M:%S")
+        name = f"synthetic/{s.name}.csv"
+        pd.DataFrame({"timestamp": ts, "value": s.values}).to_csv(tmp_path / "data" / name, index=False)
+        labels[name] = [ts[i] + ".000000" for i in s.labels]
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    (tmp_path / "work").mkdir()
+    via_csv = evaluate_dir(tmp_path / "data", tmp_path / "labels.json", tmp_path / "work")
+    direct = evaluate("direct", ensemble_detector(), corpus)
+    assert via_csv.nab == direct.nab and via_csv.recall == direct.recall
