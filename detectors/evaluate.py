@@ -243,6 +243,29 @@ def isolation_forest_detector(threshold: float = 0.999, refractory: int = 150) -
     return run
 
 
+def page_hinkley_detector(threshold: float = 50.0, refractory: int = 150) -> Detector:
+    """river's Page–Hinkley change detector on the series standardised by its expanding median/MAD
+    (computed from the points before each one)."""
+
+    def run(s: Scenario) -> np.ndarray:
+        import pandas as pd
+        from river import drift
+
+        x = pd.Series(s.values)
+        med = x.expanding(min_periods=20).median().shift(1)
+        mad = (x - med).abs().expanding(min_periods=20).median().shift(1) * 1.4826 + 1e-9
+        z = ((x - med) / mad).to_numpy()
+        ph = drift.PageHinkley(threshold=threshold)
+        out = np.zeros(len(z), dtype=bool)
+        for i, v in enumerate(z.tolist()):
+            if math.isfinite(v):
+                ph.update(v)
+                out[i] = ph.drift_detected
+        return _refract(out, refractory)
+
+    return run
+
+
 def _refract(cand: np.ndarray, refractory: int, warmup: int = 120) -> np.ndarray:
     out = np.zeros_like(cand, dtype=bool)
     last = -(10**9)
@@ -277,6 +300,7 @@ def candidates(slow: bool) -> dict[str, Detector]:
     if slow:
         out["river HalfSpaceTrees + ThresholdFilter"] = hst_detector()
         out["river Holt forecaster band"] = holt_winters_detector()
+        out["river Page-Hinkley on robust z"] = page_hinkley_detector()
     return out
 
 
