@@ -8,7 +8,7 @@ record is held to the same rules as a request on the OTLP port.
 
 >>> req = ExportTraceServiceRequest()
 >>> span = req.resource_spans.add().scope_spans.add().spans.add(name="GET /", trace_id=bytes(range(16)))
->>> span.span_id = bytes(8)
+>>> span.span_id = bytes(range(1, 9))
 >>> wire = encode("traces", req.SerializeToString(), "otlp_json")
 >>> b'"traceId":"000102030405060708090a0b0c0d0e0f"' in wire
 True
