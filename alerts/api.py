@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from forewarn.alerts.config import redacted_yaml
-from forewarn.alerts.labels import MatcherError, all_match, parse_matchers
+from forewarn.alerts.labels import Matcher, MatcherError, all_match, parse_matchers
 from forewarn.alerts.metrics import INVALID, RECEIVED
 from forewarn.alerts.model import Alert, AlertValidationError, format_api_time
 from forewarn.alerts.silences import SilenceError, SilenceNotFound
@@ -61,7 +61,7 @@ def _bool(request: Request, name: str, default: bool = True) -> bool:
     return default if v is None else v.lower() in ("1", "true", "yes")
 
 
-def _filter(request: Request) -> list:  # type: ignore[type-arg]
+def _filter(request: Request) -> list[Matcher]:
     ms = []
     for f in request.query_params.getlist("filter"):
         ms.extend(parse_matchers(f))

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+T = TypeVar("T")
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _MATCHER_RE = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(=~|=|!=|!~)\s*(.*?)\s*$", re.S)
 
@@ -248,6 +250,6 @@ def _alert_cmp(a: Mapping[str, str], b: Mapping[str, str]) -> int:
     return 1 if _labels_before(b, a) else 0
 
 
-def sort_by_labels(items: list, key=lambda x: x):  # type: ignore[no-untyped-def]
+def sort_by_labels(items: list[T], key: Callable[[T], Mapping[str, str]]) -> list[T]:
     """Alertmanager's alert order: ``job``, then ``instance``, then the whole label set."""
     return sorted(items, key=functools.cmp_to_key(lambda x, y: _alert_cmp(key(x), key(y))))

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from forewarn.alerts import config as c
@@ -55,7 +55,7 @@ class RouteNode:
             return dict(labels)
         return {k: v for k, v in labels.items() if k in self.group_by}
 
-    def walk(self):  # type: ignore[no-untyped-def]
+    def walk(self) -> Iterator[RouteNode]:
         yield self
         for r in self.routes:
             yield from r.walk()

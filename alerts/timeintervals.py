@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,7 +28,7 @@ _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
 _TIME_RE = re.compile(r"^(\d{2}):(\d{2})$")
 
 
-def _range(s: Any, parse, lo: int, hi: int, what: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _range(s: Any, parse: Callable[[str], int], lo: int, hi: int, what: str) -> tuple[int, int]:
     text = str(s).strip().lower()
     parts = text.split(":") if not text.startswith("-") else None
     if parts is None:  # a negative day of month, possibly a range of two negatives
@@ -44,7 +45,7 @@ def _range(s: Any, parse, lo: int, hi: int, what: str) -> tuple[int, int]:  # ty
     return a, b
 
 
-def _named(table: dict[str, int], what: str):  # type: ignore[no-untyped-def]
+def _named(table: dict[str, int], what: str) -> Callable[[str], int]:
     def parse(p: str) -> int:
         p = p.strip()
         if p in table:
