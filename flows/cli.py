@@ -169,7 +169,7 @@ def train_cmd(
     history: Annotated[str, typer.Option(help="How much history to fit on, e.g. 7d, 12h.")] = "7d",
     inline: Annotated[bool, typer.Option(help="Run directly instead of as a Prefect flow run.")] = False,
 ) -> None:
-    """Fit the batch models (IsolationForest per service) and store a new version of each."""
+    """Fit the batch models (seasonal baselines, IsolationForest per service); store new versions."""
     s = _settings(ctx, storage, data_dir, orchestrator="inline" if inline else None)
     _own_store(s)
     history_s = (time.time() * 1000 - parse_time("-" + history)) / 1000

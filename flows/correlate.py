@@ -12,7 +12,8 @@ loses some.
 >>> a = pd.DataFrame({"service": ["web", "db", "db"], "labels": [{}, {"operation": "SELECT"}, {}],
 ...                   "name": ["red.p95", "red.p95", "red.p99"], "score": [0.9999, 0.9999, 0.999],
 ...                   "explanation": ["", "", ""]})
->>> [s["service"] + ":" + s["operation"] for s in rank_suspects(a, {("web", "db")})]
+>>> edges = {(("web", "GET /"), ("db", "SELECT"))}
+>>> [s["service"] + ":" + s["operation"] for s in rank_suspects(a, edges)]
 ['db:SELECT', 'web:']
 """
 
@@ -38,8 +39,19 @@ def weight(score: float) -> float:
     return min(-math.log10(max(1.0 - float(score), 1e-12)), 12.0)
 
 
-def rank_suspects(anoms: pd.DataFrame, edges: set[tuple[str, str]]) -> list[dict]:
-    """Ranked suspects of one incident; ``edges`` holds (caller service, callee service)."""
+def _adjust(weights: dict, edges: set[tuple]) -> dict:
+    """Callee of another anomalous node: likelier cause (boost); caller of one: symptom (penalty)."""
+    out = {}
+    for node, w in weights.items():
+        callees = any(p == node and c in weights and c != node for p, c in edges)
+        callers = any(c == node and p in weights and p != node for p, c in edges)
+        out[node] = w * (CALLER_PENALTY if callees else 1.0) * (CALLEE_BOOST if callers else 1.0)
+    return out
+
+
+def rank_suspects(anoms: pd.DataFrame, edges: set[tuple[tuple[str, str], tuple[str, str]]]) -> list[dict]:
+    """Ranked suspects of one incident; ``edges`` holds ((caller service, operation), (callee
+    service, operation)) pairs, which order services and, inside one, operations."""
     per_service: dict[str, float] = defaultdict(float)
     per_op: dict[tuple[str, str], float] = defaultdict(float)
     evidence: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
@@ -54,16 +66,13 @@ def rank_suspects(anoms: pd.DataFrame, edges: set[tuple[str, str]]) -> list[dict
         elif labels and r.service not in attrs and not r.name.startswith(("red.", "log.", "latency.")):
             attrs[r.service] = labels
         evidence[r.service].append((w, r.name, r.explanation))
-    anomalous = set(per_service)
-    adjusted = {}
-    for svc, w in per_service.items():
-        callees = {c for p, c in edges if p == svc and c in anomalous and c != svc}
-        callers = {p for p, c in edges if c == svc and p in anomalous and p != svc}
-        factor = (CALLER_PENALTY if callees else 1.0) * (CALLEE_BOOST if callers else 1.0)
-        adjusted[svc] = w * factor
+    adjusted = _adjust(dict(per_service), {(p[0], c[0]) for p, c in edges if p[0] != c[0]})
+    ops_adjusted = _adjust(dict(per_op), {(p, c) for p, c in edges if p[0] == c[0]})
     out = []
     for svc in sorted(adjusted, key=lambda s: (-adjusted[s], s)):
-        ops = sorted(((w, op) for (s, op), w in per_op.items() if s == svc), key=lambda x: (-x[0], x[1]))
+        ops = sorted(
+            ((w, op) for (s, op), w in ops_adjusted.items() if s == svc), key=lambda x: (-x[0], x[1])
+        )
         ev = sorted(evidence[svc], key=lambda x: -x[0])[:3]
         out.append(
             {
@@ -114,8 +123,9 @@ def assign(anoms: list[dict], open_incidents: list[dict], run: str, window_ms: i
 
 def call_edges(
     client, database: str, services: list[str], start_ms: int, end_ms: int, limit: int = 200_000
-) -> set[tuple[str, str]]:
-    """(caller, callee) service pairs from parent/child spans of the window (bounded sample)."""
+) -> set[tuple[tuple[str, str], tuple[str, str]]]:
+    """((caller service, operation), (callee service, operation)) pairs from parent/child spans
+    of the window (a bounded sample)."""
     from forewarn.storage.schema import q
 
     if not services:
@@ -123,17 +133,17 @@ def call_edges(
     t = f"{q(database)}.{q('otel_traces')}"
     sql = f"""
         WITH spans AS (
-            SELECT TraceId, SpanId, ParentSpanId, ServiceName FROM {t}
+            SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName FROM {t}
             WHERE Timestamp >= fromUnixTimestamp64Milli({{a:Int64}}) AND Timestamp < fromUnixTimestamp64Milli({{b:Int64}})
               AND ServiceName IN {{svcs:Array(String)}}
             LIMIT {{lim:UInt64}})
-        SELECT DISTINCT p.ServiceName, c.ServiceName
+        SELECT DISTINCT p.ServiceName, p.SpanName, c.ServiceName, c.SpanName
         FROM spans AS c INNER JOIN spans AS p ON c.TraceId = p.TraceId AND c.ParentSpanId = p.SpanId
-        WHERE c.ServiceName != p.ServiceName"""
+        WHERE (c.ServiceName, c.SpanName) != (p.ServiceName, p.SpanName)"""
     rows = client.query(
         sql, parameters={"a": start_ms, "b": end_ms, "svcs": services, "lim": limit}
     ).result_rows
-    return {(str(p), str(c)) for p, c in rows}
+    return {((str(ps), str(po)), (str(cs), str(co))) for ps, po, cs, co in rows}
 
 
 def attribute_suspects(

@@ -274,3 +274,27 @@ def test_a_service_that_goes_silent_reads_zero_and_is_flagged(store, settings):
         "SELECT min(toUnixTimestamp64Milli(ts)) FROM anomalies FINAL WHERE service = 'api' AND name = 'red.rate'"
     ).result_rows[0][0]
     assert flagged == T0_MS + 20 * STEP
+
+
+def test_inside_one_service_the_slow_child_operation_is_named(store, settings):
+    from flows_data import insert_spans
+
+    rng = __import__("random").Random(9)
+    spans = []
+    for b in range(40):
+        for i in range(20):
+            t = T0_MS + b * STEP + i * 450
+            tid, sp = f"{rng.getrandbits(128):032x}", f"{rng.getrandbits(64):016x}"
+            charge = rng.lognormvariate(16, 0.2) * (6 if b >= 30 else 1)
+            spans.append({"ms": t, "op": "POST /order", "service": "shop", "dur_ns": charge + 3e6,
+                          "trace": tid, "span": sp})  # fmt: skip
+            spans.append({"ms": t, "op": "charge card", "service": "shop", "kind": "Internal",
+                          "dur_ns": charge, "trace": tid, "parent": sp})  # fmt: skip
+            spans.append(
+                {"ms": t, "op": "GET /items", "service": "shop", "dur_ns": rng.lognormvariate(15, 0.2)}
+            )
+    insert_spans(store, settings.storage.database, spans)
+    eng = engine(store, settings)
+    eng.run_until(T0_MS + 40 * STEP)
+    labels = store.query("SELECT alert_labels FROM incidents FINAL WHERE run = 'live'").result_rows
+    assert [r[0]["operation"] for r in labels] == ["charge card"]
