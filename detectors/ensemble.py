@@ -201,8 +201,8 @@ class EnsembleCore:
         prep = np.concatenate([st["rep_n"], rep[:, :-1]], axis=1)
         pwts = np.concatenate([st["rep_w"], wts[:, :-1]], axis=1)
         st["rep_n"], st["rep_w"] = rep[:, -1:].copy(), wts[:, -1:].copy()
-        q = (prep + 0.5) / (pwts + 1.0)
-        p_stuck = np.where(okx & (run <= self.params.window), q**run, 1.0)
+        rate_rep = (prep + 0.5) / (pwts + 1.0)
+        p_stuck = np.where(okx & (run <= self.params.window), rate_rep**run, 1.0)
         run = np.where(okx, run, np.nan)
         branches, preds = [x], [np.zeros_like(x)]
         if self._rate:
