@@ -370,6 +370,8 @@ class ScoreEngine:
                 if len(h) < 6:
                     continue
                 arr = np.array(h, dtype=float)
+                if np.median(arr[:, 1]) > 1.5 * limit:  # not measured in that unit: no forecast
+                    continue
                 f = fc.forecast([key], arr[None, :, 0] / 1000.0, arr[None, :, 1])[0]
                 if not (f.eta_s <= self.f.forecast_horizon_s and math.isfinite(f.eta_high_s)):
                     self.forecasts.pop(key, None)

@@ -40,6 +40,7 @@ from forewarn.storage.schema import q
 QUANTILES = (0.5, 0.95, 0.99)
 LAT_BINS = 80  # half-octave bins of span duration in ns: bin k covers [2^(k/2), 2^((k+1)/2))
 SIGNAL_COLUMNS = ["series_id", "ts", "value", "name", "service", "labels"]
+USAGE_METRICS = ("system.filesystem.usage", "system.memory.usage", "system.paging.usage")
 UP_ONLY = ("red.error_ratio", "red.p", "log.error_rate", "log.new_templates", "latency.shift")
 
 
@@ -223,6 +224,28 @@ class SignalQueries:
                     out.append((f"{r.metric}:p{round(qq * 100)}", r.service, r.labels, r.ts, v))
         return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value"])
 
+    def usage_utilization(self, w: Window) -> pd.DataFrame:
+        """``<metric>.utilization`` derived from usage split by state (``system.filesystem.usage``
+        with ``state`` = used/free/reserved, as the hostmetrics receiver sends by default): used
+        over the total per device, so a disk filling up can be forecast to its limit of 1."""
+        sql = f"""
+            SELECT replaceRegexpOne(MetricName, '\\.usage$', '.utilization') AS name, service,
+                   mapFilter((k, v) -> k NOT IN ('state', 'system.filesystem.state'), attrs) AS labels, ts,
+                   sumIf(v, st = 'used') / sum(v) AS value
+            FROM (
+                SELECT MetricName, ServiceName AS service, Attributes AS attrs, {_bucket("TimeUnix")} AS ts,
+                       if(mapContains(Attributes, 'state'), Attributes['state'], Attributes['system.filesystem.state'])
+                           AS st,
+                       argMax(Value, TimeUnix) AS v
+                FROM {self.t("otel_metrics_sum")}
+                WHERE {_range("TimeUnix")} AND MetricName IN {{usage:Array(String)}} AND NOT IsMonotonic
+                GROUP BY MetricName, service, attrs, ts, st
+            )
+            GROUP BY name, service, labels, ts
+            HAVING sum(v) > 0 AND countIf(st = 'used') > 0"""
+        p = w.params()
+        return self.client.query_df(sql, parameters={**p, "usage": list(USAGE_METRICS)})
+
     def summaries(self, w: Window) -> pd.DataFrame:
         sql = f"""
             SELECT concat(MetricName, ':q', toString(qv.1)) AS name, ServiceName AS service,
@@ -327,6 +350,7 @@ def compute_signals(
         queries.sums(w),
         queries.histograms(w),
         queries.summaries(w),
+        queries.usage_utilization(w),
         queries.red(w),
         latency_shift(hist, queries.latency_history(w, latency_baseline), latency_baseline),
     ]

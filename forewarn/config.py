@@ -156,8 +156,8 @@ class FlowsSettings(Section):
     threshold: float = Field(default=0.9995, gt=0, le=1, description="calibrated detector score that alerts")
     forecast_horizon_s: float = Field(default=6 * 3600.0, gt=0, description="warn when a limit is this close")
     saturation_limits: dict[str, float] = Field(
-        default_factory=lambda: {"*utilization*": 1.0, "*percent*": 100.0, "*_pct*": 100.0},
-        description="series-name glob -> limit for time-to-full forecasts",
+        default_factory=lambda: {"*percent*": 100.0, "*_pct*": 100.0, "*utilization*": 1.0},
+        description="series-name glob -> limit for time-to-full forecasts (first match wins)",
     )
     correlation_window_s: float = Field(default=120.0, gt=0, description="anomalies this close join one incident")
     resolve_after_s: float = Field(default=300.0, gt=0, description="an incident quiet this long is resolved")

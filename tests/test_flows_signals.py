@@ -175,3 +175,27 @@ def test_exponential_histogram_percentiles(store, settings):
     # all ten observations in (16, 32]: the median interpolates to 24, the rate is 10 over 15 s
     assert _by(sig, "rt:p50", "api")[T0_MS] == pytest.approx(24.0)
     assert _by(sig, "rt:rate", "api")[T0_MS] == pytest.approx(10 / 15)
+
+
+def test_filesystem_usage_by_state_becomes_utilization(store, settings):
+    db = settings.storage.database
+    pts = []
+    for i, used in enumerate((40.0, 50.0, 60.0)):
+        for state, v in (("used", used), ("free", 100.0 - used - 5), ("reserved", 5.0)):
+            attrs = {"device": "/dev/sda1", "mountpoint": "/", "state": state}
+            pts.append(
+                (
+                    "host",
+                    "system.filesystem.usage",
+                    attrs,
+                    T0_MS - 60_000,
+                    T0_MS + i * STEP + 100,
+                    v,
+                    2,
+                    False,
+                )
+            )
+    insert_sum(store, db, pts)
+    sig, _ = compute_signals(SignalQueries(store, db), Window(T0_MS, T0_MS + 3 * STEP, STEP))
+    util = _by(sig, "system.filesystem.utilization", "host", {"device": "/dev/sda1", "mountpoint": "/"})
+    assert util == {T0_MS: 0.4, T0_MS + STEP: 0.5, T0_MS + 2 * STEP: 0.6}
