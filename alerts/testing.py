@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import orjson
@@ -138,79 +138,33 @@ class WebhookSink:
         self._server.stop()
 
 
-class Alertmanager:
-    """The real Alertmanager 0.25 binary on a free port, clustering disabled."""
+class _ServerProcess:
+    """A server binary on a free 127.0.0.1 port with ``config_text`` as its config file;
+    stderr goes to a log file that a start-up failure quotes."""
 
-    def __init__(self, config_text: str, workdir: Path | None = None) -> None:
-        self.dir = Path(workdir or tempfile.mkdtemp(prefix="am-"))
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "alertmanager.yml").write_text(config_text)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def available() -> bool:
-        return shutil.which(ALERTMANAGER_BIN) is not None
-
-    def __enter__(self) -> Alertmanager:
-        self.proc = subprocess.Popen(
-            [
-                ALERTMANAGER_BIN,
-                f"--config.file={self.dir / 'alertmanager.yml'}",
-                f"--storage.path={self.dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",
-                f"--web.external-url={self.url}",
-                "--log.level=warn",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "am.log", "wb"),
-        )
-        try:
-            wait_ready(self.url, proc=self.proc)
-        except (RuntimeError, TimeoutError) as e:
-            raise RuntimeError(f"{e}: {(self.dir / 'am.log').read_text()[-2000:]}") from None
-        return self
-
-    def __exit__(self, *a: Any) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-_ROUTER_MAIN = (
-    "import sys; from forewarn.alerts.server import AlertRouter, serve; "
-    "serve(AlertRouter(sys.argv[1], data_dir=sys.argv[2] or None, listen=sys.argv[3]))"
-)
-
-
-class RouterProcess:
-    """:class:`AlertRouter` in its own process, like the Alertmanager it is compared with (no
-    GIL shared with the test's sinks and clients), started without the whole CLI."""
+    prefix = "srv-"
 
     def __init__(self, config_text: str, data_dir: Path | None = None) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="fw-alerts-"))
-        (self.dir / "alertmanager.yml").write_text(config_text)
+        self.dir = Path(tempfile.mkdtemp(prefix=self.prefix))
+        self.config = self.dir / "alertmanager.yml"
+        self.config.write_text(config_text)
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = self.dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> RouterProcess:
-        args = [str(self.dir / "alertmanager.yml"), str(self.data_dir or ""), f"127.0.0.1:{self.port}"]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _ROUTER_MAIN, *args],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "router.log", "wb"),
-        )
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        with self.log.open("wb") as err:
+            self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=err)
         try:
             wait_ready(self.url, proc=self.proc)
         except (RuntimeError, TimeoutError) as e:
-            raise RuntimeError(f"{e}: {(self.dir / 'router.log').read_text()[-2000:]}") from None
+            self.__exit__()
+            raise RuntimeError(f"{e}: {self.log.read_text()[-2000:]}") from None
         return self
 
     def __exit__(self, *a: Any) -> None:
@@ -220,6 +174,44 @@ class RouterProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+class Alertmanager(_ServerProcess):
+    """The real Alertmanager 0.25 binary, clustering disabled."""
+
+    prefix = "am-"
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which(ALERTMANAGER_BIN) is not None
+
+    def command(self) -> list[str]:
+        return [
+            ALERTMANAGER_BIN,
+            f"--config.file={self.config}",
+            f"--storage.path={self.data_dir or self.dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+            f"--web.external-url={self.url}",
+            "--log.level=warn",
+        ]
+
+
+_ROUTER_MAIN = (
+    "import sys; from forewarn.alerts.server import AlertRouter, serve; "
+    "serve(AlertRouter(sys.argv[1], data_dir=sys.argv[2] or None, listen=sys.argv[3]))"
+)
+
+
+class RouterProcess(_ServerProcess):
+    """:class:`AlertRouter` in its own process, like the Alertmanager it is compared with (no
+    GIL shared with the test's sinks and clients), started without the whole CLI."""
+
+    prefix = "fw-alerts-"
+
+    def command(self) -> list[str]:
+        data = str(self.data_dir or "")
+        return [sys.executable, "-c", _ROUTER_MAIN, str(self.config), data, f"127.0.0.1:{self.port}"]
 
 
 class RouterThread:

@@ -159,6 +159,19 @@ def assert_same(am: list, fw: list, t0: float) -> None:
 TIMERS = "group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 5s"
 
 
+def grouped_config(webhooks: str = '{url: "SINK/r"}', timers: str = "", top: str = "") -> str:
+    """One receiver ``r`` grouping by alertname, with short timers (``TIMERS`` unless given)."""
+    return f"""{top}
+route:
+  receiver: r
+  group_by: [alertname]
+  {timers or TIMERS}
+receivers:
+  - name: r
+    webhook_configs: [{webhooks}]
+"""
+
+
 def test_routing_grouping_continue_max_alerts_and_repeat() -> None:
     config = f"""
 route:
@@ -289,15 +302,7 @@ receivers:
 
 
 def test_silences_mute_release_and_hide_resolution() -> None:
-    config = f"""
-route:
-  receiver: r
-  group_by: [alertname]
-  {TIMERS}
-receivers:
-  - name: r
-    webhook_configs: [{{url: "SINK/r"}}]
-"""
+    config = grouped_config()
     a1 = {"labels": {"alertname": "A", "job": "x"}, "startsAt": at(0)}
     a2 = {"labels": {"alertname": "B", "job": "y"}, "startsAt": at(0)}
     steps = [
@@ -356,17 +361,7 @@ receivers:
 
 
 def test_repost_dedup_merge_and_resolve_timeout() -> None:
-    config = f"""
-global:
-  resolve_timeout: 3s
-route:
-  receiver: r
-  group_by: [alertname]
-  {TIMERS}
-receivers:
-  - name: r
-    webhook_configs: [{{url: "SINK/r"}}]
-"""
+    config = grouped_config(top="global:\n  resolve_timeout: 3s")
     a = {"labels": {"alertname": "Flappy", "host": "h1"}, "annotations": {"v": "1"}, "startsAt": at(-2)}
     steps = [
         (0.0, post(a)),
@@ -379,15 +374,7 @@ receivers:
 
 
 def test_failing_receiver_is_retried_and_nothing_logged_until_success() -> None:
-    config = f"""
-route:
-  receiver: r
-  group_by: [alertname]
-  {TIMERS}
-receivers:
-  - name: r
-    webhook_configs: [{{url: "SINK/flaky"}}, {{url: "SINK/bad"}}]
-"""
+    config = grouped_config('{url: "SINK/flaky"}, {url: "SINK/bad"}')
     a = {"labels": {"alertname": "X"}, "startsAt": at(0)}
     with WebhookSink() as am_sink, WebhookSink() as fw_sink:
         for s in (am_sink, fw_sink):
@@ -476,17 +463,7 @@ receivers:
 def test_group_created_by_resolved_alert_and_late_old_alert() -> None:
     # A group whose first alert is already resolved still flushes (nothing to send) and then
     # waits group_interval; an old alert joining a fresh group flushes it at once.
-    config = """
-route:
-  receiver: r
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 3s
-  repeat_interval: 1h
-receivers:
-  - name: r
-    webhook_configs: [{url: "SINK/r"}]
-"""
+    config = grouped_config(timers="group_wait: 1s\n  group_interval: 3s\n  repeat_interval: 1h")
     steps = [
         (0.0, post({"labels": {"alertname": "G", "i": "old"}, "startsAt": at(-100), "endsAt": at(-50)})),
         (0.5, post({"labels": {"alertname": "G", "i": "new"}, "startsAt": at(0.5)})),
@@ -499,17 +476,10 @@ receivers:
 
 
 def test_refire_merge_and_max_alerts_without_send_resolved() -> None:
-    config = """
-route:
-  receiver: r
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-receivers:
-  - name: r
-    webhook_configs: [{url: "SINK/r", max_alerts: 2, send_resolved: false}, {url: "SINK/s"}]
-"""
+    config = grouped_config(
+        '{url: "SINK/r", max_alerts: 2, send_resolved: false}, {url: "SINK/s"}',
+        timers="group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h",
+    )
 
     def a(i: int, start: float, end: float) -> dict[str, Any]:
         labels = {"alertname": "G", "instance": f"i{i}", "job": "z" if i % 2 else "a"}
