@@ -28,7 +28,7 @@ FLOORS = {  # smallest absolute change worth an incident, by signal name prefix
     "red.error_ratio": 0.05,
     "red.rate": 1.0,
     "log.rate": 1.0,
-    "log.error_rate": 0.5,
+    "log.error_rate": 0.2,
     "log.new_templates": 0.5,
     "latency.shift": 0.5,
 }

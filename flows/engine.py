@@ -159,7 +159,11 @@ class ScoreEngine:
 
     def next_window(self, until_ms: int | None = None) -> Window | None:
         end = self.closed_until() if until_ms is None else until_ms
-        end = min(end, self.watermark + self.f.max_batch_buckets * self.step_ms)
+        # bounded memory: at most max_batch_buckets, and about max_batch_points points
+        buckets = min(
+            self.f.max_batch_buckets, max(1, self.f.max_batch_points // max(1, len(self.guard.known)))
+        )
+        end = min(end, self.watermark + buckets * self.step_ms)
         if end <= self.watermark:
             return None
         return Window(self.watermark, end, self.step_ms, self.shard, self.shards)

@@ -147,6 +147,9 @@ class FlowsSettings(Section):
     step_s: float = Field(default=10.0, gt=0, description="signal bucket width")
     lateness_s: float = Field(default=5.0, ge=0, description="a bucket is scored this long after it ends")
     max_batch_buckets: int = Field(default=360, ge=1, description="catch-up bound per micro-batch")
+    max_batch_points: int = Field(
+        default=2_000_000, ge=1000, description="catch-up bound per micro-batch: buckets x known series"
+    )
     start_lookback_s: float = Field(default=0.0, ge=0, description="first start without a checkpoint: how far back")
     counter_lookback_s: float = Field(default=900.0, gt=0, description="how far back a counter's previous point is")
     warmup_points: int = Field(default=120, ge=1, description="points per series before the ensemble may alert")
