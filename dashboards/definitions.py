@@ -20,6 +20,7 @@ from forewarn.dashboards.panels import (
     custom_variable,
     heatmap_panel,
     logs_panel,
+    pushed_annotations,
     query_variable,
     stat_panel,
     table_panel,
@@ -66,8 +67,10 @@ def variables() -> list[Any]:
         query_variable(
             "service",
             "Service",
-            f"SELECT DISTINCT ServiceName FROM otel_traces WHERE $__timeFilter(Timestamp) AND {ENV} "
-            "ORDER BY ServiceName LIMIT 1000",
+            # services that only log count too
+            f"SELECT DISTINCT ServiceName FROM (SELECT ServiceName FROM otel_traces WHERE $__timeFilter(Timestamp) "
+            f"AND {ENV} UNION ALL SELECT ServiceName FROM otel_logs WHERE $__timeFilter(Timestamp) AND {ENV}) "
+            "WHERE ServiceName != '' ORDER BY ServiceName LIMIT 1000",
         ),
         query_variable(
             "operation",
@@ -108,6 +111,7 @@ def _annotations() -> list[Any]:
         annotation("Anomalies", ANOMALY_ANNOTATION, "red"),
         annotation("Incidents", INCIDENT_ANNOTATION, "orange"),
         annotation("Remediations", REMEDIATION_ANNOTATION, "blue"),
+        pushed_annotations(),
     ]
 
 
@@ -159,9 +163,10 @@ GROUP BY time, service ORDER BY time"""
 
 
 BAND_SQL = f"""
-SELECT time, value, expected, greatest(expected - 3 * sd, 0) AS lower, expected + 3 * sd AS upper
+SELECT time, value, expected, greatest(q1 - 1.5 * (q3 - q1), 0) AS lower, q3 + 1.5 * (q3 - q1) AS upper
 FROM (
-    SELECT ts AS time, value, avg(value) OVER w AS expected, stddevPop(value) OVER w AS sd
+    SELECT ts AS time, value, quantile(0.5)(value) OVER w AS expected,
+           quantile(0.25)(value) OVER w AS q1, quantile(0.75)(value) OVER w AS q3
     FROM forewarn_signals FINAL
     WHERE name = ${{signal:singlequote}} AND service IN (${{service:singlequote}}) AND empty(labels)
       AND ts >= $__fromTime - INTERVAL 1 HOUR AND ts <= $__toTime
@@ -182,8 +187,9 @@ def service_overview() -> dict:
         time_series(
             "$service · $signal with expected range",
             [BAND_SQL, BAND_ANOMALIES_SQL],
-            "The signal the detectors score (per bucket), its expected value (mean of the previous "
-            f"{BAND_HISTORY} buckets) and range (± 3σ), and the points forewarn flagged as anomalous.",
+            "The signal the detectors score (per bucket), its expected value (median of the previous "
+            f"{BAND_HISTORY} buckets) and range (Tukey fences: quartiles ± 1.5 IQR, so a short incident "
+            "does not widen it), and the points forewarn flagged as anomalous.",
             band=True,
         )
         .repeat("service")

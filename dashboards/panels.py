@@ -208,3 +208,17 @@ def annotation(name: str, sql: str, color: str) -> Any:
         .icon_color(color)
         .target(Built(ClickHouseQuery(sql, Format.TABLE, "Anno")))
     )
+
+
+def pushed_annotations() -> Any:
+    """Grafana's own annotations tagged ``forewarn`` (what ``forewarn grafana push`` writes), off by
+    default here because the ClickHouse queries above show the same events; the same query on any
+    other dashboard overlays forewarn's events there."""
+    return (
+        gd.AnnotationQuery()
+        .name("forewarn (pushed)")
+        .datasource(dashboard.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+        .enable(False)
+        .icon_color("purple")
+        .target(gd.AnnotationTarget().type("tags").tags(["forewarn"]).match_any(False).limit(500))
+    )

@@ -101,8 +101,10 @@ def test_structure(dash):
             assert {u for u in used if not u.startswith("__")} <= set(variables), p["title"]
         if rep := p.get("repeat"):
             assert rep in variables
-    for a in dash["annotations"]["list"]:
-        assert a["datasource"]["uid"] == DATASOURCE_UID and a["target"]["rawSql"]
+    sql_annotations = [a for a in dash["annotations"]["list"] if a["datasource"]["type"] == PLUGIN]
+    assert len(sql_annotations) == 3 and all(a["target"]["rawSql"] for a in sql_annotations)
+    (pushed,) = [a for a in dash["annotations"]["list"] if a["datasource"]["type"] == "grafana"]
+    assert pushed["target"]["tags"] == ["forewarn"] and not pushed["enable"]
 
 
 # -- macros, against the plugin's printed forms (pkg/macros and CHDatasource.applyConditionalAll) --
