@@ -61,6 +61,8 @@ def clickhouse_for_grafana(
     DSN when it is a server (an embedded chDB store cannot be reached by Grafana)."""
     from forewarn.dashboards.build import clickhouse_datasource
 
+    from forewarn.config import mask_dsn
+
     target = url or (storage_dsn if urlsplit(storage_dsn).scheme in ("http", "https") else None)
     if target is None:
         raise ValueError(
@@ -69,7 +71,7 @@ def clickhouse_for_grafana(
         )
     u = urlsplit(target)
     if u.scheme not in ("http", "https") or not u.hostname:
-        raise ValueError(f"--clickhouse-url must be http(s)://host:port, got {target!r}")
+        raise ValueError(f"--clickhouse-url must be http(s)://host:port, got {mask_dsn(target)!r}")
     secure = u.scheme == "https"
     return clickhouse_datasource(
         host=u.hostname,

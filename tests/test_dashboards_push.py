@@ -149,6 +149,10 @@ def test_cli_push(grafana, store, settings):
     res = runner.invoke(app, ["grafana", "push", "--url", url], env=env)
     assert res.exit_code == 2 and "--clickhouse-url" in res.output
     res = runner.invoke(
+        app, ["grafana", "push", "--url", url, "--clickhouse-url", "ftp://u:hunter2@ch:21"], env=env
+    )
+    assert res.exit_code == 2 and "ftp://u:***@ch:21" in res.output and "hunter2" not in res.output
+    res = runner.invoke(
         app,
         ["grafana", "push", "--url", url, "--clickhouse-url", "http://ch:8123", "--since", "soon"],
         env=env,
