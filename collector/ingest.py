@@ -353,7 +353,7 @@ class Ingester:
                 kafka_topics.ensure_topics(self.k, timeout_s=10)
                 return
             except kafka_topics.TopicError as e:
-                if not self.k.create_topics and "do not exist" in str(e):
+                if e.missing:
                     raise
                 log.warning("%s; retrying in %.1fs", e, delay)
                 stop.wait(delay)

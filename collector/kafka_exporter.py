@@ -69,10 +69,10 @@ class KafkaExporter:
         try:
             await asyncio.to_thread(kafka_topics.ensure_topics, self.kafka)
             self._healthy = True
-        except kafka_topics.TopicError:
-            if not self.kafka.create_topics:
-                raise
-            log.warning("Kafka not reachable at start; exports fail with retryable errors until it is")
+        except kafka_topics.TopicError as e:
+            if e.missing:
+                raise  # a configuration error: say so at start rather than refuse every export
+            log.warning("%s; exports fail with retryable errors until Kafka is reachable", e)
         self._producer = Producer(self.producer_config())
         self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
         self._poller.start()

@@ -18,8 +18,12 @@ from forewarn.config import KafkaSettings
 log = logging.getLogger(__name__)
 
 
-class TopicError(RuntimeError):
-    """A topic that is missing (with ``create_topics`` off) or could not be created."""
+class TopicError(ConnectionError):
+    """Kafka unreachable, a topic missing (``missing``, with ``create_topics`` off) or not creatable."""
+
+    def __init__(self, message: str, *, missing: bool = False):
+        super().__init__(message)
+        self.missing = missing
 
 
 def topics(k: KafkaSettings) -> dict[str, str]:
@@ -56,7 +60,8 @@ def ensure_topics(k: KafkaSettings, timeout_s: float = 15.0) -> dict[str, int]:
     if missing and not k.create_topics:
         raise TopicError(
             f"Kafka topic(s) {', '.join(missing)} do not exist on {k.brokers} and kafka.create_topics is "
-            "false: create them (e.g. kafka-topics --create) or enable kafka.create_topics"
+            "false: create them (e.g. kafka-topics --create) or enable kafka.create_topics",
+            missing=True,
         )
     if missing:
         futures = admin.create_topics(
