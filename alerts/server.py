@@ -106,7 +106,10 @@ class AlertRouter:
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         if self.external_url is None:
-            self.external_url = f"http://{host}:{self.port}"
+            # Like Alertmanager: the machine's hostname when listening on every interface.
+            shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+            shown = f"[{shown}]" if ":" in shown else shown
+            self.external_url = f"http://{shown}:{self.port}"
         try:
             self.started_at = time.time()
             self.store = StateStore(self.data_dir)
