@@ -4,9 +4,11 @@ Each batch: signals for ``[watermark, end)`` (:mod:`~forewarn.flows.signals`, lo
 the cardinality guard, the detectors (:class:`forewarn.detectors.multiseries.MultiSeriesDetector`
 plus the saturation forecaster and any trained models), feedback suppression, correlation into
 incidents, then the results are written and only after them the checkpoint (new watermark and
-the state of the detectors and the template miner). A crash before the checkpoint replays the same
-window from the same state, which recomputes identical rows under identical deterministic keys, so
-every point is scored and every anomaly stored exactly once. Alerts are posted after the commit.
+the state of the detectors and the template miner). The batch's window is recorded first (an
+intent), so a crash before the checkpoint replays exactly that window from the same state: the
+inserts carry the same deduplication tokens and ClickHouse drops what had already landed, and the
+rows are identical under deterministic keys anyway. Every point is scored and every anomaly stored
+exactly once. Alerts are posted after the commit.
 
 Shards: a worker with ``shard=k of shards=n`` handles the services whose ``cityHash64`` is ``k``
 mod ``n``, with its own watermark and state; workers never share series.
@@ -125,6 +127,17 @@ class ScoreEngine:
             self.cold = ColdStart.restore(meta["cold"], cold, self.f.cold_start_points)
             self.rates = meta.get("rates", {})
             log.info("%s: resuming at %s", self.key, to_dt(self.watermark).isoformat())
+        # A batch that was cut short is replayed over exactly the same window, so its inserts carry
+        # the same deduplication tokens and ClickHouse drops the rows that did land.
+        self.replay_end: int | None = None
+        intent = self.store.load_checkpoint(self.key + "/intent")
+        if intent is not None and cp is None:  # killed during the very first batch
+            self.watermark, self.restored = int(intent[1]), True
+        if intent is not None and intent[1] == str(self.watermark) and intent[0] > self.watermark:
+            self.replay_end = intent[0]
+            log.info(
+                "%s: replaying the interrupted batch up to %s", self.key, to_dt(self.replay_end).isoformat()
+            )
         known = self.store.known_series(self.shard, self.shards)
         budget = max(1, self.f.max_series // self.shards)
         self.guard = CardinalityGuard(
@@ -158,6 +171,8 @@ class ScoreEngine:
         return int(edge // self.step_ms * self.step_ms)
 
     def next_window(self, until_ms: int | None = None) -> Window | None:
+        if self.replay_end is not None:
+            return Window(self.watermark, self.replay_end, self.step_ms, self.shard, self.shards)
         end = self.closed_until() if until_ms is None else until_ms
         # bounded memory: at most max_batch_buckets, and about max_batch_points points
         buckets = min(
@@ -182,6 +197,7 @@ class ScoreEngine:
         t_start = time.perf_counter()
         token = f"{self.key}/{w.start_ms}-{w.end_ms}"
         rep = BatchReport(w.start_ms, w.end_ms)
+        self.store.commit_checkpoint(self.key + "/intent", w.end_ms, str(w.start_ms), self.clock() * 1000)
         sig, hist = compute_signals(self.queries, w)
         log_sig, records, first = mine_window(self.miner, fetch_logs(self.queries, w), w)
         sig = finish([sig, log_sig]) if len(log_sig) else sig
@@ -209,6 +225,7 @@ class ScoreEngine:
         self.store.write_incidents(incidents, token)
         self.store.commit_checkpoint(self.key, w.end_ms, self._state(), self.clock() * 1000)
         self.watermark = w.end_ms
+        self.replay_end = None
         rep.anomalies = sum(r["kind"] == "deviation" for r in rows)
         rep.forecasts = sum(r["kind"] == "forecast" for r in rows)
         rep.incidents = sorted(int(i["incident_id"]) for i in incidents)

@@ -76,10 +76,14 @@ def test_killed_score_resumes_exactly_once_and_backtest_matches(tmp_path: Path):
         "SELECT (SELECT count() FROM forewarn_signals FINAL) AS final, "
         "(SELECT uniqExact(series_id, ts) FROM forewarn_signals) AS distinct_points, "
         "(SELECT count() FROM anomalies FINAL WHERE run = 'live') AS anomalies, "
-        "(SELECT uniqExact(anomaly_id) FROM anomalies WHERE run = 'live') AS anomaly_ids",
+        "(SELECT uniqExact(anomaly_id) FROM anomalies WHERE run = 'live') AS anomaly_ids, "
+        "(SELECT count() FROM forewarn_signals) AS raw_points, "
+        "(SELECT count() FROM anomalies WHERE run = 'live') AS raw_anomalies",
         data,
     )[0]
     assert dup["final"] == dup["distinct_points"] and dup["anomalies"] == dup["anomaly_ids"] > 0
+    # the interrupted batches were replayed over the same windows: their inserts were deduplicated
+    assert dup["raw_points"] == dup["final"] and dup["raw_anomalies"] == dup["anomalies"]
 
     report = json.loads(run("backtest", "--inline", "--start", start, "--end", end, "--run", "bt", data=data))
     assert report["incidents"] == 1 and report["pages"] >= 1
