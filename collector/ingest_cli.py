@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from forewarn import cliutil
+from forewarn.storage_cli import StorageOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -19,10 +20,7 @@ def ingest_cmd(
     brokers: Annotated[
         str | None, typer.Option("--brokers", help="Kafka bootstrap servers, host:port,...")
     ] = None,
-    storage: Annotated[
-        str | None,
-        typer.Option("--storage", help="DSN: chdb:///path (embedded) or http(s)://user:pass@host:8123."),
-    ] = None,
+    storage: StorageOpt = None,
     group: Annotated[
         str | None, typer.Option("--group", help="consumer group; ingesters in one group share partitions.")
     ] = None,
