@@ -168,6 +168,8 @@ class AlertRouter:
         new = load_config(self.config_path)
         if (new.remediations is None) != (self.config.remediations is None):
             raise ValueError("adding or removing remediations: needs a restart")
+        if self.engine is not None:
+            await self.engine.reload(new.remediations)
         await self.dispatcher.stop()
         self.config, self.config_text = new, self.config_path.read_text()
         self.dispatcher = self._dispatcher()

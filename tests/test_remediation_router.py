@@ -138,3 +138,35 @@ def test_router_submits_flushes_to_remediation(store, settings, tmp_path) -> Non
     assert undo["kind"] == "resolve" and undo["alert"]["status"] == "resolved"
     events = {(r["hook"], r["event"]) for r in audit_rows(store)}
     assert ("restart-checkout", "succeeded") in events and ("page-dba", "approved") in events
+
+
+def test_router_reload_applies_new_remediation_hooks(store, settings, tmp_path) -> None:
+    hooks, notify = Receiver(), Receiver()
+    secret = tmp_path / "key"
+    secret.write_text(SECRET)
+    cfg = tmp_path / "alertmanager.yml"
+    cfg.write_text(CONFIG.format(notify=notify.url, hooks=hooks.url, secret=secret))
+
+    async def main() -> None:
+        r = server.AlertRouter(
+            cfg, data_dir=tmp_path / "router", storage_dsn=settings.storage_dsn,
+            database=settings.storage.database, listen="127.0.0.1:0",
+        )  # fmt: skip
+        await r.start()
+        try:
+            cfg.write_text(
+                cfg.read_text().replace(f"url: {hooks.url}/restart", f"url: {hooks.url}/v2/restart")
+            )
+            await r.reload()
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{r.port}") as http:
+                await http.post("/api/v2/alerts", json=[_alert("HighLatency", "cart")])
+                await until(lambda: hooks.count(path="/v2/restart") == 1, what="the reloaded hook")
+        finally:
+            await r.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        hooks.close()
+        notify.close()
+    assert hooks.count(path="/restart") == 0
