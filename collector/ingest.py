@@ -492,7 +492,18 @@ def run_ingester(settings: Settings, stop: threading.Event) -> None:
         from prometheus_client import start_http_server
 
         start_http_server(settings.kafka.metrics_port, addr=settings.kafka.metrics_host)
-    client = open_storage(settings)
+    delay = 0.5
+    while True:  # a store that is down at start is waited for, like one that fails later
+        try:
+            client = open_storage(settings)
+            break
+        except ConnectionError as e:
+            if is_embedded(settings.storage_dsn):
+                raise  # a local directory that cannot be opened will not fix itself
+            log.warning("%s; retrying in %.1fs", e, delay)
+            if stop.wait(delay):
+                return
+            delay = min(delay * 2, settings.kafka.retry_max_backoff_s)
     gateway = None
     if is_embedded(settings.storage_dsn):
         from forewarn.storage.gateway import Gateway

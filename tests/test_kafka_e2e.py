@@ -82,8 +82,8 @@ def start_collector(b: Broker, tmp: Path, env: dict[str, str]) -> tuple[Proc, in
     return proc, port
 
 
-def start_ingester(b: Broker, tmp: Path, env: dict[str, str], dsn: str) -> Proc:
-    return Proc(["ingest", "--brokers", b.address, "--storage", dsn], tmp / "ingest.log", env)
+def start_ingester(b: Broker, tmp: Path, env: dict[str, str], dsn: str, *extra: str) -> Proc:
+    return Proc(["ingest", "--brokers", b.address, "--storage", dsn, *extra], tmp / "ingest.log", env)
 
 
 def wait_ready(url: str, log: Path, timeout_s: float = 40) -> None:
@@ -147,7 +147,8 @@ def test_kafka_path_stores_exactly_what_the_direct_path_stores(settings, store, 
     """Field fidelity: identical requests through Kafka and straight into ClickHouse give identical rows."""
     env = env_for(tmp_path)
     dsn = f"chdb://{tmp_path / 'kstore'}"
-    ingester = start_ingester(broker, tmp_path, env, dsn)
+    metrics_port = free_port()
+    ingester = start_ingester(broker, tmp_path, env, dsn, "--metrics-port", str(metrics_port))
     collector, port = start_collector(broker, tmp_path, env)
     spans = sdk_spans(5)
     direct = settings.model_copy(deep=True)
@@ -173,6 +174,13 @@ def test_kafka_path_stores_exactly_what_the_direct_path_stores(settings, store, 
             )
             direct_rows = comparable([orjson.loads(x) for x in raw.splitlines() if x.strip()])
             assert len(via_kafka) == n and via_kafka == direct_rows, table
+        for _ in range(50):  # the lag gauges are refreshed every 2 s
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            if "forewarn_ingest_consumer_lag{" in metrics:
+                break
+            time.sleep(0.2)
+        assert 'forewarn_ingest_rows_inserted_total{table="otel_traces"} 10.0' in metrics
+        assert "forewarn_ingest_consumer_lag{" in metrics
     finally:
         collector.stop()
         assert ingester.stop() == 0
