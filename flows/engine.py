@@ -16,6 +16,7 @@ mod ``n``, with its own watermark and state; workers never share series.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import math
@@ -97,6 +98,7 @@ class ScoreEngine:
         self.params = EnsembleParams(warmup=f.warmup_points, threshold=f.threshold)
         self.models = models.ModelSet()
         self._resolved_sent: set[int] = set()
+        self._dirty = False
         self._restore()
 
     # -- state ---------------------------------------------------------------------------------
@@ -184,6 +186,9 @@ class ScoreEngine:
         return Window(self.watermark, end, self.step_ms, self.shard, self.shards)
 
     def run_once(self, until_ms: int | None = None, send_alerts: bool = True) -> BatchReport | None:
+        if self._dirty:
+            self._restore()
+            self._dirty = False
         w = self.next_window(until_ms)
         return None if w is None else self.process(w, send_alerts)
 
@@ -194,6 +199,18 @@ class ScoreEngine:
         return reports
 
     def process(self, w: Window, send_alerts: bool = True) -> BatchReport:
+        """One micro-batch; on any failure the in-memory state is reloaded from the checkpoint, so
+        the retry replays the same window from the same state (the process keeps running)."""
+        try:
+            return self._process(w, send_alerts)
+        except Exception:
+            self._dirty = True
+            with contextlib.suppress(Exception):  # the store may be down: retried before the next batch
+                self._restore()
+                self._dirty = False
+            raise
+
+    def _process(self, w: Window, send_alerts: bool) -> BatchReport:
         t_start = time.perf_counter()
         token = f"{self.key}/{w.start_ms}-{w.end_ms}"
         rep = BatchReport(w.start_ms, w.end_ms)

@@ -304,3 +304,33 @@ def test_inside_one_service_the_slow_child_operation_is_named(store, settings):
     eng.run_until(T0_MS + 40 * STEP)
     labels = store.query("SELECT alert_labels FROM incidents FINAL WHERE run = 'live'").result_rows
     assert [r[0]["operation"] for r in labels] == ["charge card"]
+
+
+def test_a_failed_batch_is_retried_from_the_checkpoint_by_the_same_engine(store, settings):
+    scenario(store, settings.storage.database, T0_MS, BUCKETS, INCIDENT)
+    small_batches(settings)
+    eng = engine(store, settings)
+    real = eng.store.write_incidents
+    fail = {"left": 2}
+
+    def flaky(*a, **kw):
+        if fail["left"] and a[0]:  # the store refuses while there are incidents to write
+            fail["left"] -= 1
+            raise ConnectionError("ClickHouse went away")
+        return real(*a, **kw)
+
+    eng.store.write_incidents = flaky
+    errors = 0
+    while True:
+        try:
+            if eng.run_once(END) is None:
+                break
+        except ConnectionError:
+            errors += 1
+            eng.store.write_incidents = flaky  # the reloaded engine keeps its store object
+    assert errors == 2
+    Runtime(settings, settings.storage_dsn).replay("clean", T0_MS, END)
+    assert anomaly_keys(store, "live") == anomaly_keys(store, "clean")
+    assert store.command("SELECT count() FROM anomalies WHERE run = 'live'") == len(
+        anomaly_keys(store, "live")
+    )
