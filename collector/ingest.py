@@ -15,7 +15,10 @@ inserts per table). While ClickHouse fails, the partitions are paused (bounded m
 range is retried with capped exponential backoff, and nothing is committed. A range that keeps
 failing while the store is healthy (it answers, the tables exist) holds data the store refuses:
 its records are then inserted one by one and the refused ones go to the dead-letter table, so
-no record blocks its partition forever.
+no record blocks its partition forever. A round of inserts stops early to poll the group again
+when it has run for half the session timeout, so a member that stalled does not insert ranges of
+partitions the group already gave to someone else (a stall inside one insert still can; the tokens
+then make the second owner's insert of the same planned range a no-op only if it follows the plan).
 
 >>> r = _Range("otlp_spans", 3, 100, 149)
 >>> r.token
@@ -132,6 +135,7 @@ class Ingester:
         self._paused = False
         self._last_lag = 0.0
         self._failures: dict[str, int] = {}  # token -> consecutive failed inserts
+        self._polled_at = time.monotonic()  # last consume(): rebalance callbacks run inside it
         self.ranges_inserted = 0
 
     # -- Kafka -------------------------------------------------------------------------------
@@ -333,6 +337,7 @@ class Ingester:
                 if self._paused:  # partitions assigned meanwhile are paused too: memory stays bounded
                     c.pause(c.assignment())
                 msgs = c.consume(num_messages=self.k.batch_max_records, timeout=min(max(wait, 0.01), 0.5))
+                self._polled_at = time.monotonic()
                 now = time.monotonic()
                 for msg in msgs:
                     self._take(msg, now)
@@ -404,7 +409,11 @@ class Ingester:
                 for p, r, is_new in due:
                     if is_new and p.plans is not None:
                         p.plans[r.first] = r.last
-            for p, r, _ in due:
+            for i, (p, r, _) in enumerate(due):
+                if i and time.monotonic() - self._polled_at > self.k.session_timeout_ms / 2000:
+                    # poll again before going on: if the group moved partitions away meanwhile, the
+                    # revocation is seen before this member inserts ranges it no longer owns
+                    break
                 isolate = self._failures.get(r.token, 0) >= ISOLATE_AFTER and self._storage_healthy(
                     self._signal[r.topic]
                 )
