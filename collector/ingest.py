@@ -15,10 +15,10 @@ inserts per table). While ClickHouse fails, the partitions are paused (bounded m
 range is retried with capped exponential backoff, and nothing is committed. A range that keeps
 failing while the store is healthy (it answers, the tables exist) holds data the store refuses:
 its records are then inserted one by one and the refused ones go to the dead-letter table, so
-no record blocks its partition forever. A round of inserts stops early to poll the group again
-when it has run for half the session timeout, so a member that stalled does not insert ranges of
-partitions the group already gave to someone else (a stall inside one insert still can; the tokens
-then make the second owner's insert of the same planned range a no-op only if it follows the plan).
+no record blocks its partition forever. A member that stalled (longer than half the session
+timeout since its last poll) polls the group again before writing plans or starting another
+insert, so it does not plan ranges of partitions the group may already have given to someone
+else; a range planned before the stall is followed by the new owner, so its tokens still match.
 
 >>> r = _Range("otlp_spans", 3, 100, 149)
 >>> r.token
@@ -404,16 +404,16 @@ class Ingester:
                 self._commit(c)
                 return
             new = [r for _p, r, is_new in due if is_new]
+            if new and self._stale():
+                return  # poll first (see the module docstring)
             if new:
                 self._write_plans(new)
                 for p, r, is_new in due:
                     if is_new and p.plans is not None:
                         p.plans[r.first] = r.last
             for i, (p, r, _) in enumerate(due):
-                if i and time.monotonic() - self._polled_at > self.k.session_timeout_ms / 2000:
-                    # poll again before going on: if the group moved partitions away meanwhile, the
-                    # revocation is seen before this member inserts ranges it no longer owns
-                    break
+                if i and self._stale():
+                    break  # poll first; the remaining ranges are planned and wait their turn
                 isolate = self._failures.get(r.token, 0) >= ISOLATE_AFTER and self._storage_healthy(
                     self._signal[r.topic]
                 )
@@ -434,6 +434,10 @@ class Ingester:
             self._resume(c)
         self._commit(c)
         m.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _stale(self) -> bool:
+        """True when the last poll is so long ago that the group may have moved partitions away."""
+        return time.monotonic() - self._polled_at > self.k.session_timeout_ms / 2000
 
     def _storage_failed(self, c: Any, e: StorageDown) -> None:
         m.ERRORS.labels("storage").inc()
