@@ -36,6 +36,9 @@ class FlowsService:
         self.last_error: str | None = None
         self.orchestrator = settings.flows.orchestrator
         self.started_ms = int(time.time() * 1000)
+        self._api = None
+        self._api_task: asyncio.Task | None = None
+        self.api_port: int | None = None
 
     @property
     def running(self) -> bool:
@@ -43,9 +46,35 @@ class FlowsService:
 
     async def start(self) -> None:
         self.start_thread()
+        if self.settings.flows.api_listen:
+            await self._start_api(self.settings.flows.api_listen)
 
     async def stop(self) -> None:
+        if self._api is not None:
+            self._api.should_exit = True
+            await self._api_task
         await asyncio.get_running_loop().run_in_executor(None, self.stop_thread)
+
+    async def _start_api(self, listen: str) -> None:
+        """``GET /api/v1/anomalies``, ``POST /api/v1/anomalies/{id}/feedback`` (see :mod:`.api`)."""
+        import uvicorn
+        from forewarn.flows.api import routes
+        from starlette.applications import Starlette
+
+        host, _, port = listen.rpartition(":")
+        tokens = [t.get_secret_value() for t in self.settings.alerts.api_tokens]
+        app = Starlette(routes=routes(tokens, self.dsn, self.settings.storage.database))
+        cfg = uvicorn.Config(
+            app, host=host or "127.0.0.1", port=int(port), log_level="warning", lifespan="off"
+        )
+        self._api = _QuietServer(cfg)
+        self._api_task = asyncio.get_running_loop().create_task(self._api.serve())
+        while not self._api.started:
+            if self._api_task.done():
+                raise OSError(f"flows API cannot listen on {listen}")
+            await asyncio.sleep(0.01)
+        self.api_port = self._api.servers[0].sockets[0].getsockname()[1]
+        log.info("flows API listening on %s:%d", host, self.api_port)
 
     def start_thread(self) -> None:
         if self.running:
@@ -129,3 +158,21 @@ def _from_prefect(e: BaseException) -> bool:
         "uvicorn",
         "anyio",
     )
+
+
+def _quiet_server_class():
+    import contextlib
+
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        """uvicorn that leaves signal handling to the embedding process."""
+
+        def capture_signals(self):  # type: ignore[override]
+            return contextlib.nullcontext()
+
+    return QuietServer
+
+
+def _QuietServer(cfg):
+    return _quiet_server_class()(cfg)

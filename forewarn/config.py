@@ -142,17 +142,27 @@ class AlertsSettings(Section):
 class FlowsSettings(Section):
     """The score/train flows: signal buckets, watermark, detectors, correlation, sharding."""
 
-    interval_s: float = Field(default=10.0, gt=0, description="how often the score loop looks for new buckets")
-    max_series: int = Field(default=100_000, ge=1, description="cardinality budget (split evenly over shards)")
+    interval_s: float = Field(
+        default=10.0, gt=0, description="how often the score loop looks for new buckets"
+    )
+    max_series: int = Field(
+        default=100_000, ge=1, description="cardinality budget (split evenly over shards)"
+    )
     step_s: float = Field(default=10.0, gt=0, description="signal bucket width")
     lateness_s: float = Field(default=5.0, ge=0, description="a bucket is scored this long after it ends")
     max_batch_buckets: int = Field(default=360, ge=1, description="catch-up bound per micro-batch")
     max_batch_points: int = Field(
         default=2_000_000, ge=1000, description="catch-up bound per micro-batch: buckets x known series"
     )
-    start_lookback_s: float = Field(default=0.0, ge=0, description="first start without a checkpoint: how far back")
-    counter_lookback_s: float = Field(default=900.0, gt=0, description="how far back a counter's previous point is")
-    warmup_points: int = Field(default=120, ge=1, description="points per series before the ensemble may alert")
+    start_lookback_s: float = Field(
+        default=0.0, ge=0, description="first start without a checkpoint: how far back"
+    )
+    counter_lookback_s: float = Field(
+        default=900.0, gt=0, description="how far back a counter's previous point is"
+    )
+    warmup_points: int = Field(
+        default=120, ge=1, description="points per series before the ensemble may alert"
+    )
     cold_start_points: int = Field(
         default=6, ge=3, description="points before a gross deviation of a still-warming series alerts"
     )
@@ -162,9 +172,13 @@ class FlowsSettings(Section):
         default_factory=lambda: {"*percent*": 100.0, "*_pct*": 100.0, "*utilization*": 1.0},
         description="series-name glob -> limit for time-to-full forecasts (first match wins)",
     )
-    correlation_window_s: float = Field(default=120.0, gt=0, description="anomalies this close join one incident")
+    correlation_window_s: float = Field(
+        default=120.0, gt=0, description="anomalies this close join one incident"
+    )
     resolve_after_s: float = Field(default=300.0, gt=0, description="an incident quiet this long is resolved")
-    shards: int = Field(default=1, ge=1, description="workers sharing the series (stable hash of the service)")
+    shards: int = Field(
+        default=1, ge=1, description="workers sharing the series (stable hash of the service)"
+    )
     shard: int = Field(default=0, ge=0, description="which shard this worker scores")
     orchestrator: Literal["prefect", "inline"] = Field(
         default="prefect", description="run each micro-batch as a Prefect flow run, or call it directly"
@@ -172,6 +186,9 @@ class FlowsSettings(Section):
     train_interval_s: float = Field(default=3600.0, gt=0)
     train_history_s: float = Field(default=7 * 86400.0, gt=0)
     max_templates: int = Field(default=5000, ge=10, description="Drain template budget")
+    api_listen: str | None = Field(
+        default=None, description="host:port of the flows HTTP API (anomaly list/feedback); off when unset"
+    )
     feedback_suppress_s: float = Field(
         default=7 * 86400.0, gt=0, description="how long a false-positive mark suppresses its pattern"
     )

@@ -334,3 +334,42 @@ def test_a_failed_batch_is_retried_from_the_checkpoint_by_the_same_engine(store,
     assert store.command("SELECT count() FROM anomalies WHERE run = 'live'") == len(
         anomaly_keys(store, "live")
     )
+
+
+def test_feedback_api_lists_and_marks_anomalies(store, settings):
+    import asyncio
+
+    import httpx
+    from conftest import free_port
+    from forewarn.flows.service import FlowsService
+
+    scenario(store, settings.storage.database, T0_MS, BUCKETS, INCIDENT)
+    engine(store, settings).run_until(END)
+    s = settings.model_copy(deep=True)
+    s.flows.orchestrator, s.flows.api_listen = "inline", f"127.0.0.1:{free_port()}"
+    s.alerts.api_tokens = ["s3cret"]
+
+    async def main() -> tuple:
+        svc = FlowsService(s, s.storage_dsn, None)
+        await svc.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://{s.flows.api_listen}", timeout=30) as c:
+                denied = await c.get("/api/v1/anomalies")
+                auth = {"Authorization": "Bearer s3cret"}
+                listed = (await c.get("/api/v1/anomalies", params={"limit": 3}, headers=auth)).json()
+                aid = listed[0]["anomaly_id"]
+                bad = await c.post(f"/api/v1/anomalies/{aid}/feedback", json={"label": "nope"}, headers=auth)
+                missing = await c.post(
+                    "/api/v1/anomalies/1/feedback", json={"label": "false_positive"}, headers=auth
+                )
+                ok = await c.post(f"/api/v1/anomalies/{aid}/feedback", json={"label": "false_positive", "note": "x"},
+                                  headers=auth)  # fmt: skip
+                return denied.status_code, listed, bad.status_code, missing.status_code, ok.json()
+        finally:
+            await svc.stop()
+
+    denied, listed, bad, missing, ok = asyncio.run(main())
+    assert denied == 401 and len(listed) == 3 and bad == 400 and missing == 404
+    assert ok["label"] == "false_positive"
+    marked = store.query("SELECT toString(anomaly_id), label, note FROM forewarn_feedback").result_rows
+    assert marked == [(listed[0]["anomaly_id"], "false_positive", "x")]
