@@ -124,7 +124,7 @@ def push_cmd(
     """Upsert forewarn's data sources, folder and dashboards into Grafana, then write anomaly,
     incident and remediation annotations (once, or continuously with --follow)."""
     from forewarn.dashboards.build import load_dashboards, router_datasource
-    from forewarn.dashboards.push import GrafanaPush, PushError
+    from forewarn.dashboards.push import GrafanaPush, PushError, PushReport
 
     s = cliutil.settings(ctx, storage={"dsn": storage})
     window_s = _since(since)
@@ -161,18 +161,11 @@ def push_cmd(
     if not follow or client is None:
         return
     stop = cliutil.wait_for_shutdown()
-    last = now_ms - int(window_s * 1000)
-    while not stop.wait(interval):
-        now_ms = int(time.time() * 1000)
-        try:
-            # Re-read a margin before the last round: late rows and incidents that just resolved.
-            r = pusher.push_annotations(client, max(last, now_ms - int(window_s * 1000)), now_ms)
-        except PushError as e:
-            cliutil.log.warning("annotation round failed (will retry): %s", e)
-            continue
-        if r.annotations and any(r.annotations.values()):
-            typer.echo(f"{time.strftime('%H:%M:%S')} annotations written: {_counts(r.annotations)}")
-        last = now_ms - int(interval * 1000 * 2)
+
+    def written(r: PushReport) -> None:
+        typer.echo(f"{time.strftime('%H:%M:%S')} annotations written: {_counts(r.annotations)}")
+
+    pusher.follow(client, now_ms - int(window_s * 1000), interval, stop, written)
 
 
 def _counts(d: dict[str, int]) -> str:

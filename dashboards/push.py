@@ -13,7 +13,9 @@ are skipped, which is what lets ``--follow`` write annotations as they happen wi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -132,7 +134,11 @@ class GrafanaPush:
         """Post ``items`` (``id, time, timeEnd?, text, tags``) not yet in Grafana; returns (written, skipped)."""
         if not items:
             return 0, 0
-        have = self.existing_annotation_ids(kind, from_ms, to_ms)
+        # Look up what Grafana has over the items' own times (an anomaly detected in this window
+        # may belong to an earlier bucket), not just the window.
+        lo = min([from_ms, *(int(it["time"]) for it in items)])
+        hi = max([to_ms, *(int(it.get("timeEnd") or it["time"]) for it in items)])
+        have = self.existing_annotation_ids(kind, lo, hi)
         written = skipped = 0
         for it in items[:MAX_ANNOTATIONS]:
             if str(it["id"]) in have:
@@ -178,6 +184,29 @@ class GrafanaPush:
             rep.skipped += skipped
         return rep
 
+    def follow(
+        self,
+        client: Client,
+        since_ms: int,
+        interval_s: float,
+        stop: threading.Event,
+        on_written: Callable[[PushReport], None] = lambda r: None,
+    ) -> None:
+        """Write new annotations every ``interval_s`` until ``stop`` is set. Each round re-reads
+        from two intervals back (anomalies land a bucket after their time, incidents change when
+        they resolve); what Grafana already has is skipped. A failed round is logged and retried."""
+        last = since_ms
+        while not stop.wait(interval_s):
+            now_ms = int(time.time() * 1000)
+            try:
+                r = self.push_annotations(client, last, now_ms)
+            except PushError as e:
+                log.warning("annotation round failed (will retry): %s", e)
+                continue
+            if any(r.annotations.values()):
+                on_written(r)
+            last = max(since_ms, now_ms - int(2 * interval_s * 1000))
+
 
 def _message(response: Any) -> str:
     if isinstance(response, dict):
@@ -186,13 +215,14 @@ def _message(response: Any) -> str:
 
 
 def collect_annotations(client: Client, from_ms: int, to_ms: int) -> dict[str, list[dict[str, Any]]]:
-    """Anomalies, incidents and remediation outcomes in ``[from_ms, to_ms]`` as annotation items."""
+    """Anomalies detected, incidents active and remediation outcomes in ``[from_ms, to_ms]``, as
+    annotation items (each at its own time: an anomaly at its bucket, an incident over its span)."""
     p = {"a": from_ms, "b": to_ms, "n": MAX_ANNOTATIONS}
     rng = "BETWEEN fromUnixTimestamp64Milli({a:Int64}) AND fromUnixTimestamp64Milli({b:Int64})"
     out: dict[str, list[dict[str, Any]]] = {}
     rows = client.query(
         f"""SELECT anomaly_id, ts, service, name, kind, detector, explanation, score FROM anomalies FINAL
-            WHERE run = 'live' AND ts {rng} ORDER BY ts LIMIT {{n:UInt32}}""",
+            WHERE run = 'live' AND detected_at {rng} ORDER BY ts LIMIT {{n:UInt32}}""",
         parameters=p,
     ).result_rows
     out["anomaly"] = [

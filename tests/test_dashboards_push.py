@@ -39,7 +39,7 @@ def _dt(ms: float) -> datetime:
 
 def _anomaly(i: int, ms: int) -> dict:
     return {
-        "anomaly_id": 1000 + i, "run": "live", "ts": _dt(ms), "detected_at": _dt(ms + 15_000), "series_id": 7,
+        "anomaly_id": 1000 + i, "run": "live", "ts": _dt(ms), "detected_at": _dt(time.time() * 1000), "series_id": 7,
         "name": "red.p95", "service": "payments", "labels": {}, "value": 480.0, "expected": 60.0, "score": 0.9999,
         "detector": "ensemble:spike", "kind": "deviation", "explanation": "spike: 480 is above the expected 40–80",
         "incident_id": 55, "model_version": 0,
@@ -86,7 +86,7 @@ def test_push_upserts_everything_and_is_idempotent(grafana, store, settings):
     dashboards = load_dashboards()
     pusher = GrafanaPush(url, TOKEN)
 
-    rep = pusher.push(dashboards, _datasources(), store, now - 3_600_000, now)
+    rep = pusher.push(dashboards, _datasources(), store, now - 3_600_000, now + 60_000)
     assert rep.grafana_version == "11.6.0"
     assert rep.datasources == {DATASOURCE_UID: "created", ROUTER_DATASOURCE_UID: "created"}
     assert set(rep.dashboards) == {d["uid"] for d in dashboards}
@@ -107,7 +107,7 @@ def test_push_upserts_everything_and_is_idempotent(grafana, store, settings):
     assert incident["timeEnd"] - incident["time"] == 100_000
 
     # Second push: same objects updated in place, no annotation written twice.
-    rep2 = GrafanaPush(url, TOKEN).push(dashboards, _datasources(), store, now - 3_600_000, now)
+    rep2 = GrafanaPush(url, TOKEN).push(dashboards, _datasources(), store, now - 3_600_000, now + 60_000)
     assert rep2.datasources == {DATASOURCE_UID: "updated", ROUTER_DATASOURCE_UID: "updated"}
     assert rep2.annotations == {"anomaly": 0, "incident": 0, "remediation": 0} and rep2.skipped == 5
     assert fake.datasources[DATASOURCE_UID]["version"] == 2
@@ -116,7 +116,7 @@ def test_push_upserts_everything_and_is_idempotent(grafana, store, settings):
 
     # New events since: only they are written (what --follow does every round).
     _write_events(store, settings.storage.database, now, n_anomalies=4)
-    rep3 = GrafanaPush(url, TOKEN).push_annotations(store, now - 3_600_000, now)
+    rep3 = GrafanaPush(url, TOKEN).push_annotations(store, now - 3_600_000, int(time.time() * 1000))
     assert rep3.annotations == {"anomaly": 1, "incident": 0, "remediation": 0}
 
 
@@ -158,3 +158,32 @@ def test_cli_push(grafana, store, settings):
         env=env,
     )
     assert res.exit_code == 2 and "not a duration" in res.output
+
+
+def test_follow_writes_new_annotations_as_they_happen(grafana, store, settings):
+    import threading
+
+    fake, url = grafana
+    now = int(time.time() * 1000)
+    pusher = GrafanaPush(url, TOKEN)
+    stop = threading.Event()
+    rounds: list[dict] = []
+    t = threading.Thread(
+        target=pusher.follow, args=(store, now - 3_600_000, 0.2, stop, lambda r: rounds.append(r.annotations))
+    )
+    t.start()
+    try:
+        _write_events(store, settings.storage.database, now, n_anomalies=2)
+        deadline = time.time() + 30
+        while sum(1 for a in fake.annotations if "anomaly" in a["tags"]) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        _write_events(store, settings.storage.database, now, n_anomalies=3)  # one more anomaly
+        while sum(1 for a in fake.annotations if "anomaly" in a["tags"]) < 3 and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        t.join(10)
+    tags = [a["tags"][-1] for a in fake.annotations]
+    assert len(tags) == len(set(tags)), "an event was annotated twice"
+    assert sum(1 for a in fake.annotations if "anomaly" in a["tags"]) == 3
+    assert sum(r.get("anomaly", 0) for r in rounds) == 3
