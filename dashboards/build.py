@@ -84,6 +84,7 @@ def datasources_yaml() -> dict[str, Any]:
         host="${FOREWARN_CLICKHOUSE_HOST}",
         port="${FOREWARN_CLICKHOUSE_PORT}",
         protocol="${FOREWARN_CLICKHOUSE_PROTOCOL}",
+        secure="${FOREWARN_CLICKHOUSE_SECURE}",  # the plugin parses "true"/"false" strings
         database="${FOREWARN_CLICKHOUSE_DATABASE}",
         username="${FOREWARN_CLICKHOUSE_USER}",
         password="${FOREWARN_CLICKHOUSE_PASSWORD}",
