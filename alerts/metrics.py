@@ -1,34 +1,27 @@
 """The router's Prometheus metrics, module-level so several routers in one process share them.
 
-Lookup-before-create keeps them valid when the module is imported twice (pytest's doctest
-collection imports ``alerts/...`` both as a file and as ``forewarn.alerts``).
+``forewarn.metrics.metric`` keeps them valid when the module is imported twice.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from prometheus_client import Counter, Histogram
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from forewarn.metrics import metric
 
-
-def _metric(cls: type, name: str, doc: str, labels: tuple[str, ...] = (), **kw: Any) -> Any:
-    existing = REGISTRY._names_to_collectors.get(name)  # no public lookup in prometheus-client
-    return existing if existing is not None else cls(name, doc, list(labels), **kw)
-
-
-RECEIVED = _metric(Counter, "forewarn_alerts_received", "Alerts received through the API", ("status",))
-INVALID = _metric(Counter, "forewarn_alerts_invalid", "Alerts rejected by validation")
-NOTIFICATIONS = _metric(Counter, "forewarn_alerts_notifications", "Notifications sent", ("integration",))
-NOTIFY_FAILED = _metric(
+RECEIVED = metric(Counter, "forewarn_alerts_received", "Alerts received through the API", ("status",))
+INVALID = metric(Counter, "forewarn_alerts_invalid", "Alerts rejected by validation")
+NOTIFICATIONS = metric(Counter, "forewarn_alerts_notifications", "Notifications sent", ("integration",))
+NOTIFY_FAILED = metric(
     Counter, "forewarn_alerts_notifications_failed", "Notification attempts that failed", ("integration",)
 )
-NOTIFY_LATENCY = _metric(
+NOTIFY_LATENCY = metric(
     Histogram,
     "forewarn_alerts_notification_latency_seconds",
     "Duration of one notification attempt",
     ("integration",),
 )
-FLUSH_LAG = _metric(
+FLUSH_LAG = metric(
     Histogram,
     "forewarn_alerts_flush_lag_seconds",
     "How late a group flush ran after its timer was due",

@@ -6,65 +6,57 @@ same series and a scrape sees the whole process.
 
 from __future__ import annotations
 
-from typing import Any
+from prometheus_client import Counter, Gauge, Histogram
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from forewarn.metrics import metric
 
-
-def _metric(cls: type, name: str, doc: str, *args: Any, **kwargs: Any) -> Any:
-    """Create a metric once per process, even if this module is imported under two names
-    (pytest's doctest collection imports ``collector.telemetry`` beside ``forewarn.collector.telemetry``)."""
-    existing = REGISTRY._names_to_collectors.get(name)  # no public lookup in prometheus-client
-    return existing if existing is not None else cls(name, doc, *args, **kwargs)
-
-
-RECEIVED = _metric(
+RECEIVED = metric(
     Counter,
     "forewarn_collector_received_items",
     "Spans, data points and log records received, before validation.",
     ["signal", "transport"],
 )
-ACCEPTED = _metric(
+ACCEPTED = metric(
     Counter,
     "forewarn_collector_accepted_items",
     "Items committed to the exporter and acknowledged to the client.",
     ["signal"],
 )
-REJECTED = _metric(
+REJECTED = metric(
     Counter,
     "forewarn_collector_rejected_items",
     "Items not stored, by reason (invalid, bad_request, overloaded, unavailable, unauthenticated, too_large).",
     ["signal", "reason"],
 )
-REQUESTS = _metric(
+REQUESTS = metric(
     Counter,
     "forewarn_collector_requests",
     "Export requests answered, by transport and status (HTTP code or gRPC status name).",
     ["transport", "signal", "status"],
 )
-BATCH_PAYLOADS = _metric(
+BATCH_PAYLOADS = metric(
     Histogram,
     "forewarn_collector_batch_requests",
     "Client requests committed together in one export (group commit).",
     ["signal"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
-BATCH_BYTES = _metric(
+BATCH_BYTES = metric(
     Histogram,
     "forewarn_collector_batch_bytes",
     "Serialized bytes per export batch.",
     ["signal"],
     buckets=tuple(2**k for k in range(10, 27, 2)),
 )
-EXPORT_SECONDS = _metric(
+EXPORT_SECONDS = metric(
     Histogram,
     "forewarn_collector_export_seconds",
     "Time to make one batch durable (insert latency), by outcome.",
     ["signal", "outcome"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-QUEUE_BYTES = _metric(Gauge, "forewarn_collector_queue_bytes", "Payload bytes queued or being exported.")
-QUEUE_REQUESTS = _metric(
+QUEUE_BYTES = metric(Gauge, "forewarn_collector_queue_bytes", "Payload bytes queued or being exported.")
+QUEUE_REQUESTS = metric(
     Gauge, "forewarn_collector_queue_requests", "Requests waiting for their batch to be durable."
 )
-EXPORTER_READY = _metric(Gauge, "forewarn_collector_exporter_ready", "1 when the exporter accepts data.")
+EXPORTER_READY = metric(Gauge, "forewarn_collector_exporter_ready", "1 when the exporter accepts data.")

@@ -46,24 +46,19 @@ from forewarn.alerts.remediation.state import (
     Action,
     State,
 )
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import Counter
+
+from forewarn.metrics import metric
 
 log = logging.getLogger(__name__)
 
 
-def _events_counter() -> Counter:
-    """The process-wide counter, reused if this module is imported twice (doctest collection)."""
-    try:
-        return Counter(
-            "forewarn_remediation_events",
-            "Remediation decisions, attempts and outcomes (one per audit row).",
-            ["hook", "event", "outcome"],
-        )
-    except ValueError:
-        return REGISTRY._names_to_collectors["forewarn_remediation_events_total"]  # type: ignore[return-value]
-
-
-EVENTS = _events_counter()
+EVENTS = metric(
+    Counter,
+    "forewarn_remediation_events",
+    "Remediation decisions, attempts and outcomes (one per audit row).",
+    ["hook", "event", "outcome"],
+)
 
 
 class ActionNotFound(KeyError):
