@@ -123,7 +123,10 @@ class KafkaSettings(Section):
 
 class DetectorSettings(Section):
     threshold: float = Field(
-        default=0.999, gt=0, le=1, description="committed alert threshold on the score (tuned on synthetic data)"
+        default=0.999,
+        gt=0,
+        le=1,
+        description="committed alert threshold on the score (tuned on synthetic data)",
     )
     seed: int = 42
 
