@@ -25,6 +25,7 @@ up: install
 	$(VENV)/bin/forewarn up
 
 test: install system-deps
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
