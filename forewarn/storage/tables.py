@@ -3,7 +3,7 @@ that owns the schema, so migrations never import the components that write them.
 
 from __future__ import annotations
 
-from forewarn.storage.schema import Table
+from forewarn.storage.schema import DEDUP_SETTINGS, Table
 
 # The record of what automation did (alerts.remediation writes it); kept forever.
 AUDIT_TABLE = "forewarn_remediation_audit"
@@ -40,4 +40,212 @@ AUDIT = Table(
     partition_by="toDate(event_time)",
     settings={"index_granularity": "8192", "non_replicated_deduplication_window": "1000"},
     shard_key="cityHash64(action_id)",
+)
+
+
+# --- 250-299: flows (signals, anomalies, incidents, checkpoints, models, feedback) ---
+# ReplacingMergeTree on deterministic keys: a batch replayed after a crash rewrites the same
+# rows, which is what makes the score flow exactly-once without transactions.
+_M = "Map(LowCardinality(String), String)"
+_RMT = {"index_granularity": "8192", **DEDUP_SETTINGS}
+FLOW_TABLES: tuple[Table, ...] = (
+    Table(
+        "forewarn_signals",
+        (
+            ("series_id", "UInt64"),
+            ("ts", "DateTime64(3)"),
+            ("value", "Float64"),
+            ("name", "LowCardinality(String)"),
+            ("service", "LowCardinality(String)"),
+            ("labels", _M),
+        ),
+        order_by="(name, series_id, ts)",
+        partition_by="toDate(ts)",
+        engine="ReplacingMergeTree",
+        settings=_RMT,
+        shard_key="cityHash64(service)",
+    ),
+    Table(
+        "forewarn_series",
+        (
+            ("series_id", "UInt64"),
+            ("name", "LowCardinality(String)"),
+            ("service", "LowCardinality(String)"),
+            ("labels", _M),
+            ("first_seen", "DateTime64(3)"),
+        ),
+        order_by="series_id",
+        engine="ReplacingMergeTree",
+        settings=_RMT,
+        shard_key="series_id",
+    ),
+    Table(
+        "forewarn_cardinality",
+        (
+            ("window_end", "DateTime64(3)"),
+            ("name", "LowCardinality(String)"),
+            ("service", "LowCardinality(String)"),
+            ("rejected_series", "UInt64"),
+            ("rejected_points", "UInt64"),
+            ("budget", "UInt64"),
+        ),
+        order_by="(window_end, name, service)",
+        engine="ReplacingMergeTree",
+        settings=_RMT,
+    ),
+    Table(
+        "forewarn_latency_hist",
+        (("service", "LowCardinality(String)"), ("ts", "DateTime64(3)"), ("bins", "Array(UInt64)")),
+        order_by="(service, ts)",
+        partition_by="toDate(ts)",
+        engine="ReplacingMergeTree",
+        settings=_RMT,
+    ),
+    Table(
+        "forewarn_log_templates",
+        (
+            ("Timestamp", "DateTime64(9)"),
+            ("ServiceName", "LowCardinality(String)"),
+            ("log_key", "UInt64"),
+            ("template_id", "UInt64"),
+            ("SeverityNumber", "UInt8"),
+        ),
+        order_by="(ServiceName, Timestamp, log_key)",
+        partition_by="toDate(Timestamp)",
+        engine="ReplacingMergeTree",
+        settings=_RMT,
+        ttl_column="toDateTime(Timestamp)",
+        ttl_signal="logs",
+    ),
+    Table(
+        "forewarn_templates",
+        (
+            ("template_id", "UInt64"),
+            ("service", "LowCardinality(String)"),
+            ("template", "String"),
+            ("first_seen", "DateTime64(9)"),
+        ),
+        order_by="(service, template_id)",
+        engine="ReplacingMergeTree",
+        settings=_RMT,
+    ),
+    Table(
+        "anomalies",
+        (
+            ("anomaly_id", "UInt64"),
+            ("run", "LowCardinality(String)"),
+            ("ts", "DateTime64(3)"),
+            ("detected_at", "DateTime64(3)"),
+            ("series_id", "UInt64"),
+            ("name", "LowCardinality(String)"),
+            ("service", "LowCardinality(String)"),
+            ("labels", _M),
+            ("value", "Float64"),
+            ("expected", "Float64"),
+            ("score", "Float64"),
+            ("detector", "LowCardinality(String)"),
+            ("kind", "LowCardinality(String)"),
+            ("explanation", "String"),
+            ("incident_id", "UInt64"),
+            ("model_version", "UInt32"),
+        ),
+        order_by="(run, anomaly_id)",
+        partition_by="toYYYYMM(ts)",
+        engine="ReplacingMergeTree",
+        settings=_RMT,
+    ),
+    Table(
+        "incidents",
+        (
+            ("incident_id", "UInt64"),
+            ("run", "LowCardinality(String)"),
+            ("started_at", "DateTime64(3)"),
+            ("updated_at", "DateTime64(3)"),
+            ("services", "Array(String)"),
+            ("anomalies", "UInt32"),
+            ("suspects", "String"),
+            ("alert_labels", _M),
+            ("resolved", "Bool"),
+        ),
+        order_by="(run, incident_id)",
+        engine="ReplacingMergeTree(updated_at)",
+        settings=_RMT,
+    ),
+    Table(
+        "forewarn_flow_state",
+        (
+            ("key", "String"),
+            ("watermark", "DateTime64(3)"),
+            ("committed_at", "DateTime64(6)"),
+            ("state", "String"),
+        ),
+        order_by="key",
+        engine="ReplacingMergeTree(committed_at)",
+        settings=_RMT,
+    ),
+    Table(
+        "forewarn_models",
+        (
+            ("name", "LowCardinality(String)"),
+            ("version", "UInt32"),
+            ("created_at", "DateTime64(3)"),
+            ("metadata", "String"),
+            ("blob", "String"),
+        ),
+        order_by="(name, version)",
+        engine="ReplacingMergeTree",
+        settings=_RMT,
+    ),
+    Table(
+        "forewarn_feedback",
+        (
+            ("anomaly_id", "UInt64"),
+            ("series_id", "UInt64"),
+            ("detector", "String"),
+            ("label", "LowCardinality(String)"),
+            ("at", "DateTime64(3)"),
+            ("note", "String"),
+        ),
+        order_by="(series_id, anomaly_id, at)",
+        engine="ReplacingMergeTree",
+        settings=_RMT,
+    ),
+)
+
+
+# --- 300-399: Kafka ingest ---
+# forewarn_ingest_batches records each partition range an ingester is about to insert, before the
+# insert: a replay after a crash re-forms exactly these ranges, so their deduplication tokens
+# match and ClickHouse drops the repeated insert. Dead letters keep records that are not OTLP.
+INGEST_TABLES: tuple[Table, ...] = (
+    Table(
+        "forewarn_ingest_batches",
+        (
+            ("group_id", "LowCardinality(String)"),
+            ("topic", "LowCardinality(String)"),
+            ("partition", "UInt32"),
+            ("first_offset", "Int64"),
+            ("last_offset", "Int64"),
+            ("planned_at", "DateTime64(3) DEFAULT now64(3)"),
+        ),
+        order_by="(group_id, topic, partition, first_offset)",
+        engine="ReplacingMergeTree",
+        ttl_column="toDateTime(planned_at)",
+        shard_key="cityHash64(topic, partition)",
+    ),
+    Table(
+        "forewarn_ingest_dead_letters",
+        (
+            ("received_at", "DateTime64(3) DEFAULT now64(3)"),
+            ("topic", "LowCardinality(String)"),
+            ("partition", "UInt32"),
+            ("offset", "Int64"),
+            ("error", "String"),
+            ("value", "String CODEC(ZSTD(1))"),
+        ),
+        order_by="(topic, partition, offset)",
+        engine="ReplacingMergeTree",
+        ttl_column="toDateTime(received_at)",
+        shard_key="cityHash64(topic, partition)",
+    ),
 )
