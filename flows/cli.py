@@ -65,10 +65,16 @@ def parse_time(value: str, now: float | None = None) -> int:
     return int(dt.timestamp() * 1000)
 
 
-def _settings(ctx: typer.Context, storage: str | None, data_dir: Path | None, **flows):
+def _settings(
+    ctx: typer.Context, storage: str | None, data_dir: Path | None, threshold: float | None = None, **flows
+):
     flows = {k: v for k, v in flows.items() if v is not None}
     return cliutil.settings(
-        ctx, storage={"dsn": storage}, data_dir=str(data_dir) if data_dir else None, flows=flows
+        ctx,
+        storage={"dsn": storage},
+        data_dir=str(data_dir) if data_dir else None,
+        flows=flows,
+        detectors={"threshold": threshold},
     )
 
 
@@ -241,7 +247,7 @@ def backfill_cmd(
     run: Annotated[
         str | None, typer.Option(help="Name the results are stored under (default backfill-<time>).")
     ] = None,
-    threshold: Annotated[float | None, typer.Option(help="Override flows.threshold.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Try another detectors.threshold.")] = None,
     warmup: Annotated[int | None, typer.Option(help="Override flows.warmup_points.")] = None,
     inline: Annotated[bool, typer.Option(help="Run directly instead of as a Prefect flow run.")] = False,
 ) -> None:
@@ -260,7 +266,7 @@ def backtest_cmd(
         str | None, typer.Option(help="Alertmanager-format routing config to count pages with.")
     ] = None,
     run: Annotated[str | None, typer.Option(help="Name of this backtest (default backtest-<time>).")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Override flows.threshold.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Try another detectors.threshold.")] = None,
     warmup: Annotated[int | None, typer.Option(help="Override flows.warmup_points.")] = None,
     inline: Annotated[bool, typer.Option(help="Run directly instead of as a Prefect flow run.")] = False,
 ) -> None:

@@ -95,7 +95,8 @@ class ScoreEngine:
         self.notifier = notifier
         self.step_ms = int(f.step_s * 1000)
         self.key = f"score/{run}/{self.shard}-of-{self.shards}"
-        self.params = EnsembleParams(warmup=f.warmup_points, threshold=f.threshold)
+        # One committed threshold for every detector run (`forewarn detect` and the flows alike).
+        self.params = EnsembleParams(warmup=f.warmup_points, threshold=settings.detectors.threshold)
         self.models = models.ModelSet()
         self._resolved_sent: set[int] = set()
         self._dirty = False

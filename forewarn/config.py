@@ -169,7 +169,6 @@ class FlowsSettings(Section):
     cold_start_points: int = Field(
         default=6, ge=3, description="points before a gross deviation of a still-warming series alerts"
     )
-    threshold: float = Field(default=0.9995, gt=0, le=1, description="calibrated detector score that alerts")
     forecast_horizon_s: float = Field(default=6 * 3600.0, gt=0, description="warn when a limit is this close")
     saturation_limits: dict[str, float] = Field(
         default_factory=lambda: {"*percent*": 100.0, "*_pct*": 100.0, "*utilization*": 1.0},
