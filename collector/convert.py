@@ -49,10 +49,10 @@ server branch is checked for what it sends, not against a server.
 Retries and duplicates: every statement squashes its rows into one block (so a failure writes
 nothing), and the tables keep ``non_replicated_deduplication_window``. ``dedup_token`` is passed
 as ``insert_deduplication_token`` (``{token}:{table}`` for the metric tables): a replay under the
-same token drops, the same content under a different token lands. ClickHouse 26.x does not
-deduplicate an ``INSERT ... SELECT`` without a token (``deduplicate_insert_select`` wants a stable
-SELECT), so without one a digest of the framed requests is the token: replaying identical
-requests drops, as a plain INSERT of identical content does.
+same token drops, the same content under a different token lands. Without a token each call
+gets a fresh one, so every call lands even when its content repeats an earlier one (identical
+requests are distinct exports, as the OpenTelemetry exporter treats them); callers that retry the
+same payloads and need exactly-once (the Kafka ingester) pass a token.
 
 Known differences from the Go exporter: a key repeated inside one attribute list is kept twice
 in the map (the exporter keeps the last); exemplar ids are hex of the fixed-size id, so an
@@ -62,10 +62,10 @@ absent one is all zeros, as the exporter writes it.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
 from functools import cache
@@ -197,8 +197,8 @@ def insert_requests(
     dedup_token: str | None = None,
 ) -> dict[str, int]:
     """Insert the rows of these serialized OTLP Export{Trace,Metrics,Logs}ServiceRequest protobuf
-    messages; returns rows written per table. Raises on storage failure (the caller retries the
-    same payloads; a retry must not duplicate rows).
+    messages; returns rows written per table. Raises on storage failure; a retry of the same
+    payloads under the same ``dedup_token`` does not duplicate rows (without a token, every call lands).
 
     Raises :class:`BadPayload` (a ``ValueError``) for a payload that does not decode: that is
     permanent, not a storage failure. The batch is held in memory once as framed bytes and once
@@ -217,11 +217,11 @@ def insert_requests(
         ]
     with ExitStack() as stack:
         source = stack.enter_context(_Source(client, signal, payloads))
-        # INSERT ... SELECT is deduplicated only with a token (ClickHouse cannot prove a SELECT
-        # stable), so without one the content digest stands in: a replay of the same requests drops.
-        token = dedup_token
-        if token is None:
-            token = "sha:" + hashlib.blake2b(source.body, digest_size=16).hexdigest()
+        # With a token, a replay of the same range drops (the Kafka ingester's exactly-once).
+        # Without one every call lands, as with the OpenTelemetry exporter: two clients (or one
+        # client twice) sending identical requests get both stored. A fresh token per call keeps
+        # the tables' deduplication window from dropping identical content.
+        token = dedup_token if dedup_token is not None else f"call:{uuid.uuid4().hex}"
         rendered: _Source | None = None
         for table in todo:
             settings = _settings(signal, table, token, source.embedded)
