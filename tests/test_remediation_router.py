@@ -10,11 +10,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
+from forewarn.alerts import server
 from forewarn.alerts.remediation.signing import verify_signature
 from test_remediation_support import SECRET, Receiver, audit_rows, until
-
-server = pytest.importorskip("forewarn.alerts.server")
 
 CONFIG = """
 route:
