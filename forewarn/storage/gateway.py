@@ -124,7 +124,7 @@ class Gateway:
     def run(self, sql: str, fmt: str, database: str) -> bytes:
         with self._lock:
             self._client.database = database
-            return self._client.raw_query(sql, fmt=fmt, settings=_format_settings(fmt))
+            return self._client.raw_query(sql, fmt=fmt, settings=output_settings(fmt))
 
     def close(self) -> None:
         self._server.shutdown()
@@ -135,5 +135,6 @@ class Gateway:
         self._client.close()
 
 
-def _format_settings(fmt: str) -> dict[str, Any]:
+def output_settings(fmt: str) -> dict[str, Any]:
+    """Same output whichever process runs the query: 64-bit integers as JSON numbers."""
     return {"output_format_json_quote_64bit_integers": 0} if fmt.startswith("JSON") else {}

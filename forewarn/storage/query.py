@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from forewarn.config import Settings
 from forewarn.storage.client import is_embedded, open_storage
-from forewarn.storage.gateway import _format_settings, find_owner, query_owner
+from forewarn.storage.gateway import find_owner, output_settings, query_owner
 
 
 def run_query(settings: Settings, sql: str, fmt: str) -> Iterator[bytes]:
@@ -21,7 +21,7 @@ def run_query(settings: Settings, sql: str, fmt: str) -> Iterator[bytes]:
         return
     client = open_storage(settings, dsn, run_migrations=is_embedded(dsn))
     try:
-        with client.raw_stream(sql, fmt=fmt, settings=_format_settings(fmt)) as stream:
+        with client.raw_stream(sql, fmt=fmt, settings=output_settings(fmt)) as stream:
             yield from stream
     finally:
         client.close()
