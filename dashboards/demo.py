@@ -422,7 +422,9 @@ class Demo:
         while time.time() < end:
             now = time.time()
             now_ms = int(now * 1000)
-            if now < live_start + plan.live_s and now_ms > last:
+            # Traffic goes on through the grace period: only the incidents stop. A workload that
+            # fell silent at the end would itself be an outage, rightly detected.
+            if now_ms > last:
                 for c in w.calls(last, now_ms - last):
                     emitter.emit(c)
                 last = now_ms
