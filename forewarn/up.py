@@ -52,14 +52,14 @@ class Up:
         alerts_config: Path | None = None,
         alerts_listen: str | None = None,
         flows: bool = True,
-        kafka: bool = False,
     ):
         self.settings = settings
         self.dsn = settings.storage_dsn
         self.alerts_config = alerts_config or default_alerts_config(settings.data_dir)
         self.alerts_listen = alerts_listen or settings.alerts.listen
         self.with_flows = flows
-        self.kafka = kafka
+        # With the Kafka exporter the store is loaded by an ingester, run here in-process.
+        self.kafka = settings.collector.exporter == "kafka"
         self.router: Any = None
         self.collector: Any = None
         self.flows: Any = None
@@ -76,7 +76,6 @@ class Up:
         self.router = await self._start_router(AlertRouter)
         router_url = f"http://127.0.0.1:{self.router.port}"
         if self.kafka:
-            s.collector.exporter = "kafka"
             self._start_ingester()
         self.collector = CollectorService(s)
         await self.collector.start()

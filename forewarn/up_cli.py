@@ -52,7 +52,12 @@ def up_cmd(
         ctx,
         data_dir=str(data_dir) if data_dir else None,
         storage={"dsn": storage},
-        collector={"grpc_port": grpc_port, "http_port": http_port, "host": host},
+        collector={
+            "grpc_port": grpc_port,
+            "http_port": http_port,
+            "host": host,
+            "exporter": "kafka" if kafka else None,
+        },
         kafka={"brokers": brokers},
     )
     if alerts_config is not None and not alerts_config.is_file():
@@ -69,6 +74,6 @@ def up_cmd(
     from forewarn.up import Up, run
 
     try:
-        asyncio.run(run(Up(s, alerts_config, alerts_listen, flows=flows, kafka=kafka)))
+        asyncio.run(run(Up(s, alerts_config, alerts_listen, flows=flows)))
     except (OSError, ConnectionError, ValueError) as e:
         cliutil.fail(f"forewarn up could not start: {e}", 1)

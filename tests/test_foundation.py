@@ -171,6 +171,8 @@ def test_query_through_the_process_that_owns_the_store(tmp_path) -> None:
     )
     try:
         assert owner.stdout.readline().strip() == "ready"
+        (owner_file,) = tmp_path.glob(".*owner.json")
+        assert owner_file.stat().st_mode & 0o777 == 0o600  # its token is for this user only
         out = subprocess.run(
             [*FOREWARN, "query", "--storage", dsn, "-f", "json", "SELECT count() AS c FROM otel_logs"],
             capture_output=True,

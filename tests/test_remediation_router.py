@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 from forewarn.alerts import server
@@ -58,12 +59,18 @@ def _alert(name: str, service: str, ends: datetime | None = None) -> dict:
     return a
 
 
-def test_router_submits_flushes_to_remediation(store, settings, tmp_path) -> None:
+def _receivers_and_config(tmp_path) -> tuple[Receiver, Receiver, Path]:
+    """A hook receiver, a notification receiver and a router config pointing at both."""
     hooks, notify = Receiver(), Receiver()
     secret = tmp_path / "key"
     secret.write_text(SECRET)
     cfg = tmp_path / "alertmanager.yml"
     cfg.write_text(CONFIG.format(notify=notify.url, hooks=hooks.url, secret=secret))
+    return hooks, notify, cfg
+
+
+def test_router_submits_flushes_to_remediation(store, settings, tmp_path) -> None:
+    hooks, notify, cfg = _receivers_and_config(tmp_path)
     data = tmp_path / "router"
 
     def router():
@@ -139,11 +146,7 @@ def test_router_submits_flushes_to_remediation(store, settings, tmp_path) -> Non
 
 
 def test_router_reload_applies_new_remediation_hooks(store, settings, tmp_path) -> None:
-    hooks, notify = Receiver(), Receiver()
-    secret = tmp_path / "key"
-    secret.write_text(SECRET)
-    cfg = tmp_path / "alertmanager.yml"
-    cfg.write_text(CONFIG.format(notify=notify.url, hooks=hooks.url, secret=secret))
+    hooks, notify, cfg = _receivers_and_config(tmp_path)
 
     async def main() -> None:
         r = server.AlertRouter(
