@@ -15,7 +15,9 @@ inserts per table). While ClickHouse fails, the partitions are paused (bounded m
 range is retried with capped exponential backoff, and nothing is committed. A range that keeps
 failing while the store is healthy (it answers, the tables exist) holds data the store refuses:
 its records are then inserted one by one and the refused ones go to the dead-letter table, so
-no record blocks its partition forever. A member that stalled (longer than half the session
+no record blocks its partition forever. That decision is recorded in the plan before the first
+record is tried (``isolated``), so a replay after a crash isolates the range again under the same
+per-record tokens instead of inserting it whole under another. A member that stalled (longer than half the session
 timeout since its last poll) polls the group again before writing plans or starting another
 insert, so it does not plan ranges of partitions the group may already have given to someone
 else; a range planned before the stall is followed by the new owner, so its tokens still match.
@@ -68,6 +70,7 @@ class _Partition:
     nbytes: int = 0
     oldest: float = 0.0  # monotonic time the oldest buffered record arrived
     plans: dict[int, int] | None = None  # first -> last of ranges planned by anyone; None: not loaded
+    isolated: set[int] = field(default_factory=set)  # first offsets of ranges inserted record by record
     committed: int | None = None  # last offset committed (next to read)
     to_commit: int | None = None  # inserted, not yet committed
 
@@ -112,6 +115,7 @@ class _Partition:
         self.oldest = time.monotonic() if self.records else 0.0
         if self.plans is not None:
             self.plans.pop(r.first, None)
+        self.isolated.discard(r.first)
         return out
 
 
@@ -134,7 +138,7 @@ class Ingester:
         self._retry_at = 0.0
         self._paused = False
         self._last_lag = 0.0
-        self._failures: dict[str, int] = {}  # token -> consecutive failed inserts
+        self._failures: dict[str, int] = {}  # token -> consecutive failed inserts with the store healthy
         self._polled_at = time.monotonic()  # last consume(): rebalance callbacks run inside it
         self.ranges_inserted = 0
 
@@ -199,7 +203,8 @@ class Ingester:
             rows = (
                 self._storage()
                 .query(
-                    f"SELECT first_offset, max(last_offset) FROM {PLANS_TABLE} WHERE group_id = {{g:String}} "
+                    f"SELECT first_offset, max(last_offset), max(isolated) FROM {PLANS_TABLE} "
+                    "WHERE group_id = {g:String} "
                     "AND topic = {t:String} AND partition = {p:UInt32} AND first_offset >= {o:Int64} "
                     "GROUP BY first_offset",
                     parameters={"g": self.k.group_id, "t": p.topic, "p": p.partition, "o": first},
@@ -208,20 +213,21 @@ class Ingester:
             )
         except Exception as e:
             raise StorageDown(f"cannot read batch plans: {_short(e)}") from e
-        p.plans = {int(f): int(last) for f, last in rows}
+        p.plans = {int(f): int(last) for f, last, _ in rows}
+        p.isolated = {int(f) for f, _, iso in rows if iso}
         if p.plans:
             log.info(
                 "%s[%d]: replaying %d planned range(s) from offset %d", p.topic, p.partition, len(rows), first
             )
 
-    def _write_plans(self, ranges: list[_Range]) -> None:
-        rows = [[self.k.group_id, r.topic, r.partition, r.first, r.last] for r in ranges]
+    def _write_plans(self, ranges: list[_Range], isolated: bool = False) -> None:
+        rows = [[self.k.group_id, r.topic, r.partition, r.first, r.last, int(isolated)] for r in ranges]
         settings = {"insert_distributed_sync": 1} if self.settings.storage.cluster else None
         try:
             self._storage().insert(
                 PLANS_TABLE,
                 rows,
-                column_names=["group_id", "topic", "partition", "first_offset", "last_offset"],
+                column_names=["group_id", "topic", "partition", "first_offset", "last_offset", "isolated"],
                 settings=settings,
             )
         except Exception as e:
@@ -414,13 +420,17 @@ class Ingester:
             for i, (p, r, _) in enumerate(due):
                 if i and self._stale():
                     break  # poll first; the remaining ranges are planned and wait their turn
-                isolate = self._failures.get(r.token, 0) >= ISOLATE_AFTER and self._storage_healthy(
-                    self._signal[r.topic]
-                )
+                isolate = r.first in p.isolated
+                if not isolate and self._failures.get(r.token, 0) >= ISOLATE_AFTER:
+                    self._write_plans([r], isolated=True)  # before any record lands under its own token
+                    p.isolated.add(r.first)
+                    isolate = True
                 try:
                     self._insert_range(r, [x for x in p.records if x[0] <= r.last], isolate)
                 except StorageDown:
-                    self._failures[r.token] = self._failures.get(r.token, 0) + 1
+                    # only failures of a store that answers and has its tables count towards isolation
+                    healthy = self._storage_healthy(self._signal[r.topic])
+                    self._failures[r.token] = self._failures.get(r.token, 0) + 1 if healthy else 0
                     raise
                 self._failures.pop(r.token, None)
                 p.take(r)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from forewarn.config import ConfigError, load_settings, masked_dump
+from forewarn.config import ConfigError, TTLSettings, load_settings, masked_dump
 from forewarn.storage import TABLES, Schema, migrate
 from forewarn.storage.migrations import MIGRATIONS, apply_ttl, current_ttl_days
 
@@ -66,6 +66,20 @@ def test_migrations_are_recorded_and_idempotent(store, settings) -> None:
     assert len({m.version for m in MIGRATIONS}) == len(MIGRATIONS)
 
 
+def test_a_table_from_an_older_release_gains_a_later_column(store, settings) -> None:
+    """Migration 301 on a plans table created by migration 300 before ``isolated`` existed."""
+    (v301,) = (m for m in MIGRATIONS if m.version == 301)
+    store.command("ALTER TABLE forewarn_ingest_batches DROP COLUMN isolated")
+    for stmt in v301.statements(Schema(settings.storage.database), settings.storage.ttl_days):
+        store.command(stmt)
+        store.command(stmt)  # idempotent
+    cols = store.query(
+        "SELECT type, default_expression FROM system.columns WHERE database = currentDatabase() "
+        "AND table = 'forewarn_ingest_batches' AND name = 'isolated'"
+    ).result_rows
+    assert cols == [("UInt8", "0")]
+
+
 def test_ttl_follows_config_on_existing_tables(store, settings) -> None:
     schema = Schema(settings.storage.database)
     assert current_ttl_days(store, schema, "otel_logs") == 0  # default: keep everything
@@ -99,6 +113,8 @@ def test_cluster_ddl_is_parsed_by_the_engine(store) -> None:
         stmts += schema.create_table(t, 7)
         stmts.append(schema.modify_ttl(t, 7) if t.ttl_column else "SELECT 1")
     stmts.append(schema.create_trace_id_ts_mv())
+    for m in MIGRATIONS:
+        stmts += m.statements(schema, TTLSettings())
     for stmt in stmts:
         formatted = store.query("SELECT formatQuery({q:String})", parameters={"q": stmt}).result_rows[0][0]
         assert formatted  # the engine parsed it

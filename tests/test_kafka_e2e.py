@@ -19,7 +19,7 @@ import orjson
 import pytest
 import requests
 from collector_support import RunningCollector
-from kafka_broker import Broker, broker, free_port  # noqa: F401 - fixture
+from kafka_broker import Broker, broker, free_port, read_topic  # noqa: F401 - fixture
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -137,6 +137,23 @@ def sdk_spans(n: int, start: int = 0) -> list[Any]:
             with tracer.start_as_current_span("child", attributes={"uid": -i - 1, "list": [1, 2]}):
                 pass
     return list(mem.get_finished_spans())
+
+
+def uids_in_topic(address: str, uids: dict[int, int]) -> dict[int, list[tuple[int, int]]]:
+    """Where the given parent uids sit in the spans topic: (partition, offset) per copy, telling a
+    duplicate the broker holds from one the ingester made."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    where: dict[int, list[tuple[int, int]]] = {u: [] for u in uids}
+    for msg in read_topic(address, "otlp_spans", 4, 1 << 30, timeout_s=10):
+        req = ExportTraceServiceRequest.FromString(msg.value())
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                for sp in ss.spans:
+                    for kv in sp.attributes:
+                        if kv.key == "uid" and kv.value.int_value in where:
+                            where[kv.value.int_value].append((msg.partition(), msg.offset()))
+    return where
 
 
 def comparable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -306,7 +323,8 @@ def test_crashes_pauses_and_outages_lose_nothing_and_duplicate_nothing(broker, t
         f"lost: {sorted(acked - set(parents))[:10]}, unknown: {sorted(set(parents) - acked)[:10]}"
     )
     clean = {u: n for u, n in parents.items() if u not in retried}
-    assert all(n == 1 for n in clean.values()), {u: n for u, n in clean.items() if n != 1}
+    dups = {u: n for u, n in clean.items() if n != 1}
+    assert not dups, f"{dups}; in the Kafka log: {uids_in_topic(broker.address, dups)}"
     assert all(1 <= parents[u] <= retried[u] for u in retried)
     assert all(stored[-u - 1] == parents[u] for u in parents)  # the child rows match
     dup = sum(parents[u] - 1 for u in retried)

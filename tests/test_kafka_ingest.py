@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from forewarn.collector import ingest_metrics
-from forewarn.collector.ingest import Ingester
+from forewarn.collector.ingest import Ingester, StorageDown
 from forewarn.collector.kafka_topics import TopicError, ensure_topics
 from forewarn.collector.kafka_wire import encode
 from kafka_broker import broker  # noqa: F401 - fixture
@@ -188,6 +188,31 @@ def test_replay_after_a_crash_between_insert_and_commit_adds_no_duplicates(
     with running(s2, store):
         wait_for(lambda: committed(s2, "otlp_spans")[0] == n + 5, what="new records")
     assert count(store) == n + 5
+
+
+class RefusesWholeRangesThenCrashes(CrashBeforeCommit):
+    """A store that refuses every range inserted whole (while it answers and has its tables), so the
+    range is isolated record by record; then the process dies before committing."""
+
+    def _insert_range(self, r: Any, records: Any, isolate: bool = False) -> None:
+        if not isolate:
+            raise StorageDown(f"insert of {r.token} failed: refused")
+        super()._insert_range(r, records, isolate)
+
+
+def test_a_range_isolated_record_by_record_replays_record_by_record(settings, store, broker) -> None:  # noqa: F811
+    """A crash after isolation must not re-insert the range whole under its own token."""
+    s = kafka_settings(settings, broker.address, batch_max_records=100, retry_max_backoff_s=0.05)
+    ensure_topics(s.kafka)
+    produce(broker.address, "otlp_spans", unique_spans(12))
+    with running(s, store, RefusesWholeRangesThenCrashes) as first:
+        wait_for(lambda: count(store) == 12, what="isolated inserts")
+    assert first.ranges_inserted == 1 and committed(s, "otlp_spans")[0] < 0
+    plans = store.query("SELECT first_offset, last_offset, isolated FROM forewarn_ingest_batches FINAL")
+    assert (0, 11, 1) in plans.result_rows
+    with running(s, store):
+        wait_for(lambda: committed(s, "otlp_spans")[0] == 12, what="replay committed")
+    assert count(store) == 12
 
 
 def test_storage_outage_pauses_consumption_and_loses_nothing(settings, store, broker, chdb_dsn) -> None:  # noqa: F811

@@ -53,6 +53,11 @@ def _v300_ingest_tables(schema: Schema, ttl: TTLSettings) -> list[str]:
     return [s for t in INGEST_TABLES for s in schema.create_table(t, 7 if t.name.endswith("batches") else 30)]
 
 
+def _v301_isolated_ranges(schema: Schema, ttl: TTLSettings) -> list[str]:
+    (plans,) = (t for t in INGEST_TABLES if t.name == "forewarn_ingest_batches")
+    return schema.add_column(plans, "isolated")
+
+
 def _v150_remediation_audit(schema: Schema, ttl: TTLSettings) -> list[str]:
     return schema.create_table(AUDIT)
 
@@ -62,6 +67,7 @@ MIGRATIONS: list[Migration] = [
     Migration(150, "remediation audit table", _v150_remediation_audit),
     Migration(250, "flows: signals, anomalies, incidents, checkpoints, models, feedback", _v250_flows_tables),
     Migration(300, "ingest: batch plans and dead letters", _v300_ingest_tables),
+    Migration(301, "ingest: plans record ranges inserted record by record", _v301_isolated_ranges),
 ]
 
 

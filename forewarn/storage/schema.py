@@ -303,6 +303,16 @@ class Schema:
             )
         return stmts
 
+    def add_column(self, t: Table, column: str) -> list[str]:
+        """Brings a table created before ``column`` joined its definition up to date (idempotent);
+        on a cluster the Distributed table gets it too, so inserts through it carry the column."""
+        typ = dict(t.columns)[column]
+        names = [self.local_name(t.name)] + ([t.name] if self.cluster else [])
+        return [
+            f"ALTER TABLE {self.fq(n)}{self.on_cluster()} ADD COLUMN IF NOT EXISTS {q(column)} {typ}"
+            for n in names
+        ]
+
     def create_trace_id_ts_mv(self) -> str:
         """Feeds min/max span time per trace; on a cluster it runs on each node's local tables."""
         src = self.fq(self.local_name("otel_traces"))

@@ -227,6 +227,7 @@ INGEST_TABLES: tuple[Table, ...] = (
             ("first_offset", "Int64"),
             ("last_offset", "Int64"),
             ("planned_at", "DateTime64(3) DEFAULT now64(3)"),
+            ("isolated", "UInt8 DEFAULT 0"),  # 1: inserted record by record (see collector/ingest.py)
         ),
         order_by="(group_id, topic, partition, first_offset)",
         engine="ReplacingMergeTree",
