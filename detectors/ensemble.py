@@ -54,6 +54,9 @@ class EnsembleParams:
     # a view has a say where its robust scale is at most this times the best view's
     seasonal_gain: float = 2.0
     max_period: int = 2016  # longest period (points) kept in memory: weekly at 5-minute steps
+    # when every view with a say finds a point at least this unusual, the most surprised seasonal
+    # view decides (1.0: the least surprised view always decides)
+    agree: float = 0.95
 
     def __post_init__(self) -> None:
         if self.window < 8 or self.short < 2 or self.long < self.short:
@@ -235,7 +238,10 @@ class EnsembleCore:
         # competitive: its recent robust scale is at most ``seasonal_gain`` times the best view's.
         # Seasonal views count once 64 points, the span that decided the periods, were seen. A point
         # must be surprising under every view that has a say: a recurring pattern (a nightly batch
-        # job) is not an incident, and a past incident does not echo a period later.
+        # job) is not an incident, and a past incident does not echo a period later. Where every
+        # view finds the point at least ``agree`` unusual, the surest seasonal view decides: a square
+        # daily wave jumping higher than ever is only half-excused by the plain view, whose
+        # calibration learnt the daily edges as routine.
         grown = (st["seen"][:, None] + np.cumsum(np.isfinite(x), axis=1))[:, None, :] >= 64
         grown[:, : 1 + self._rate] = True
         eligible = np.isfinite(raw) & np.isfinite(scale) & grown
@@ -245,7 +251,14 @@ class EnsembleCore:
         best = np.min(np.where(eligible, scale, np.inf), axis=1, keepdims=True)
         say = eligible & (scale <= self.params.seasonal_gain * best)
         say[:, 0] |= ~eligible[:, 0]
-        sel = np.argmin(np.where(say, np.nan_to_num(raw, nan=0.0), np.inf), axis=1)[:, None]
+        rv = np.nan_to_num(raw, nan=0.0)
+        least = np.argmin(np.where(say, rv, np.inf), axis=1)[:, None]
+        sel = least
+        if self.params.agree < 1.0:
+            seas = say.copy()
+            seas[:, : 1 + self._rate] = False
+            most = np.argmax(np.where(seas, rv, -np.inf), axis=1)[:, None]
+            sel = np.where(np.take_along_axis(rv, least, axis=1) >= self.params.agree, most, least)
 
         def pick(a: np.ndarray) -> np.ndarray:
             return np.take_along_axis(a, sel, axis=1)[:, 0]
@@ -303,12 +316,17 @@ class EnsembleCore:
         z[1] = np.abs(short_med[:, new] - med[:, ref_m]) / scale_e[:, ref_m] * np.sqrt(m)
         # trend: the last ``long`` points against the ``long`` points before them
         z[2] = np.abs(long_med[:, new] - long_med[:, ref_m2]) / scale_e[:, ref_m2] * np.sqrt(m2)
-        recent_dev = bn.move_median(deve, m2, min_count=(m2 + 1) // 2, axis=1)[:, new]
         # variance: the recent spread against the usual one, as a log ratio in units of its noise
-        # (a median of ``long`` absolute deviations varies by about 1.2/sqrt(long) in log terms)
-        z[3] = np.abs(np.log((_MAD_TO_SIGMA * recent_dev + tiny[:, new]) / scale_e[:, ref_m2])) * (
-            np.sqrt(m2) / 1.2
+        # (a median of ``long`` absolute deviations varies by about 1.2/sqrt(long) in log terms);
+        # both spreads use the scale's own estimator (the larger of the scaled median and the mean
+        # absolute deviation), so mostly-zero or coarsely quantised series, whose median deviation
+        # is 0, do not read as a collapse of the spread
+        mc2 = (m2 + 1) // 2
+        recent = np.fmax(
+            _MAD_TO_SIGMA * bn.move_median(deve, m2, min_count=mc2, axis=1)[:, new],
+            bn.move_mean(deve, m2, min_count=mc2, axis=1)[:, new],
         )
+        z[3] = np.abs(np.log((recent + tiny[:, new]) / scale_e[:, ref_m2])) * (np.sqrt(m2) / 1.2)
         z[4] = np.where(run <= w, np.log1p(run), 0.0)  # frozen for longer than the window: the new normal
 
         # Calibration: each test statistic's own distribution so far, as a generalised Gaussian whose
