@@ -38,6 +38,7 @@ from typing import Any
 
 from forewarn.collector import ingest_metrics as m
 from forewarn.collector import kafka_topics, kafka_wire
+from forewarn.collector.ingest_dedup import SeenStore, decide, digest
 
 from forewarn.config import Settings
 
@@ -71,6 +72,7 @@ class _Partition:
     oldest: float = 0.0  # monotonic time the oldest buffered record arrived
     plans: dict[int, int] | None = None  # first -> last of ranges planned by anyone; None: not loaded
     isolated: set[int] = field(default_factory=set)  # first offsets of ranges inserted record by record
+    dropped: dict[int, frozenset[int]] = field(default_factory=dict)  # first -> offsets planned as duplicates
     committed: int | None = None  # last offset committed (next to read)
     to_commit: int | None = None  # inserted, not yet committed
 
@@ -116,7 +118,13 @@ class _Partition:
         if self.plans is not None:
             self.plans.pop(r.first, None)
         self.isolated.discard(r.first)
+        self.dropped.pop(r.first, None)
         return out
+
+    def planned(self, r: _Range) -> list[tuple[int, bytes]]:
+        """The records of ``r`` its plan keeps (duplicates of earlier records left out)."""
+        drop = self.dropped.get(r.first, frozenset())
+        return [x for x in self.records if x[0] <= r.last and x[0] not in drop]
 
 
 class StorageDown(Exception):
@@ -140,6 +148,7 @@ class Ingester:
         self._last_lag = 0.0
         self._failures: dict[str, int] = {}  # token -> consecutive failed inserts with the store healthy
         self._polled_at = time.monotonic()  # last consume(): rebalance callbacks run inside it
+        self._seen = SeenStore(self.k.group_id, self.k.dedup_window_s, bool(settings.storage.cluster))
         self.ranges_inserted = 0
 
     # -- Kafka -------------------------------------------------------------------------------
@@ -203,7 +212,8 @@ class Ingester:
             rows = (
                 self._storage()
                 .query(
-                    f"SELECT first_offset, max(last_offset), max(isolated) FROM {PLANS_TABLE} "
+                    "SELECT first_offset, max(last_offset), max(isolated), "
+                    f"argMax(dropped, (last_offset, planned_at)) FROM {PLANS_TABLE} "
                     "WHERE group_id = {g:String} "
                     "AND topic = {t:String} AND partition = {p:UInt32} AND first_offset >= {o:Int64} "
                     "GROUP BY first_offset",
@@ -213,25 +223,77 @@ class Ingester:
             )
         except Exception as e:
             raise StorageDown(f"cannot read batch plans: {_short(e)}") from e
-        p.plans = {int(f): int(last) for f, last, _ in rows}
-        p.isolated = {int(f) for f, _, iso in rows if iso}
+        p.plans = {int(f): int(last) for f, last, _, _ in rows}
+        p.isolated = {int(f) for f, _, iso, _ in rows if iso}
+        p.dropped = {int(f): frozenset(int(o) for o in d) for f, _, _, d in rows if d}
         if p.plans:
             log.info(
                 "%s[%d]: replaying %d planned range(s) from offset %d", p.topic, p.partition, len(rows), first
             )
 
-    def _write_plans(self, ranges: list[_Range], isolated: bool = False) -> None:
-        rows = [[self.k.group_id, r.topic, r.partition, r.first, r.last, int(isolated)] for r in ranges]
+    def _write_plans(self, planned: list[tuple[_Range, frozenset[int]]], isolated: bool = False) -> None:
+        """Record ranges with the offsets each drops as duplicates, before anything of them is inserted."""
+        rows = [
+            [self.k.group_id, r.topic, r.partition, r.first, r.last, int(isolated), sorted(drop)]
+            for r, drop in planned
+        ]
         settings = {"insert_distributed_sync": 1} if self.settings.storage.cluster else None
         try:
             self._storage().insert(
                 PLANS_TABLE,
                 rows,
-                column_names=["group_id", "topic", "partition", "first_offset", "last_offset", "isolated"],
+                column_names=[
+                    "group_id",
+                    "topic",
+                    "partition",
+                    "first_offset",
+                    "last_offset",
+                    "isolated",
+                    "dropped",
+                ],
                 settings=settings,
             )
         except Exception as e:
             raise StorageDown(f"cannot record batch plans: {_short(e)}") from e
+
+    def _plan(self, due: list[tuple[_Partition, _Range, bool]]) -> None:
+        """Plan the new ranges, deciding which records are duplicates of ones the group already
+        kept, then record the kept records of every due range as seen (see ingest_dedup)."""
+        new = [(p, r) for p, r, is_new in due if is_new]
+        if not self._seen.enabled:
+            if new:
+                self._write_plans([(r, frozenset()) for _p, r in new])
+                self._planned(new, [set() for _ in new])
+            return
+        digests = {r: [(o, digest(v)) for o, v in p.records if o <= r.last] for p, r, _ in due}
+        if new:
+            wanted = ((r.topic, h) for _p, r in new for _o, h in digests[r])
+            try:
+                known = self._seen.lookup(self._storage(), wanted)
+            except Exception as e:
+                raise StorageDown(f"cannot look up records seen before: {_short(e)}") from e
+            drops = decide([(r.topic, r.partition, digests[r]) for _p, r in new], known)
+            self._write_plans([(r, frozenset(d)) for (_p, r), d in zip(new, drops, strict=True)])
+            self._planned(new, drops)
+        kept = [
+            (r.topic, r.partition, o, h)
+            for p, r, _ in due
+            for o, h in digests[r]
+            if o not in p.dropped.get(r.first, frozenset())
+        ]
+        try:
+            self._seen.remember(self._storage(), kept)
+        except Exception as e:
+            raise StorageDown(f"cannot record the records seen: {_short(e)}") from e
+
+    @staticmethod
+    def _planned(new: list[tuple[_Partition, _Range]], drops: list[set[int]]) -> None:
+        """Hold what was just planned, so retries of this member follow the plans as replays do."""
+        for (p, r), d in zip(new, drops, strict=True):
+            if p.plans is not None:
+                p.plans[r.first] = r.last
+            if d:
+                p.dropped[r.first] = frozenset(d)
 
     def _insert_range(self, r: _Range, records: list[tuple[int, bytes]], isolate: bool = False) -> None:
         from forewarn.collector.convert import insert_requests
@@ -412,27 +474,26 @@ class Ingester:
             new = [r for _p, r, is_new in due if is_new]
             if new and self._stale():
                 return  # poll first (see the module docstring)
-            if new:
-                self._write_plans(new)
-                for p, r, is_new in due:
-                    if is_new and p.plans is not None:
-                        p.plans[r.first] = r.last
+            self._plan(due)
             for i, (p, r, _) in enumerate(due):
                 if i and self._stale():
                     break  # poll first; the remaining ranges are planned and wait their turn
                 isolate = r.first in p.isolated
                 if not isolate and self._failures.get(r.token, 0) >= ISOLATE_AFTER:
-                    self._write_plans([r], isolated=True)  # before any record lands under its own token
+                    # before any record lands under its own token
+                    self._write_plans([(r, p.dropped.get(r.first, frozenset()))], isolated=True)
                     p.isolated.add(r.first)
                     isolate = True
                 try:
-                    self._insert_range(r, [x for x in p.records if x[0] <= r.last], isolate)
+                    self._insert_range(r, p.planned(r), isolate)
                 except StorageDown:
                     # only failures of a store that answers and has its tables count towards isolation
                     healthy = self._storage_healthy(self._signal[r.topic])
                     self._failures[r.token] = self._failures.get(r.token, 0) + 1 if healthy else 0
                     raise
                 self._failures.pop(r.token, None)
+                if r.first in p.dropped:
+                    m.DUPLICATES.labels(r.topic).inc(len(p.dropped[r.first]))
                 p.take(r)
                 p.to_commit = r.last + 1
                 m.BATCHES.labels(r.topic).inc()

@@ -19,6 +19,12 @@ POISON = metric(
 REJECTED = metric(
     Counter, "forewarn_ingest_rejected_items", "invalid spans/points dropped by validation", ["topic"]
 )
+DUPLICATES = metric(
+    Counter,
+    "forewarn_ingest_duplicates_dropped",
+    "records identical to one the group already kept within kafka.dedup_window_s (client re-sends), not stored",
+    ["topic"],
+)
 ERRORS = metric(Counter, "forewarn_ingest_errors", "errors by kind (storage, commit, kafka)", ["kind"])
 BATCH_SECONDS = metric(
     Histogram,

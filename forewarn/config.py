@@ -119,6 +119,12 @@ class KafkaSettings(Section):
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="/metrics of forewarn ingest")
     metrics_host: str = Field(default="127.0.0.1", description="interface of forewarn ingest's /metrics")
     retry_max_backoff_s: float = Field(default=5.0, gt=0, description="cap of the storage retry backoff")
+    dedup_window_s: float = Field(
+        default=3600.0,
+        ge=0,
+        le=86400,
+        description="a record identical to one planned this recently is stored once (client re-sends); 0: off",
+    )
 
 
 class DetectorSettings(Section):

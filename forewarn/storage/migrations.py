@@ -18,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 
 from forewarn.config import TTLSettings
 from forewarn.storage.schema import TABLES, Schema, q
-from forewarn.storage.tables import AUDIT, FLOW_TABLES, INGEST_TABLES
+from forewarn.storage.tables import AUDIT, FLOW_TABLES, INGEST_SEEN, INGEST_TABLES
 
 log = logging.getLogger(__name__)
 MIGRATIONS_TABLE = "forewarn_schema_migrations"
@@ -58,6 +58,11 @@ def _v301_isolated_ranges(schema: Schema, ttl: TTLSettings) -> list[str]:
     return schema.add_column(plans, "isolated")
 
 
+def _v302_ingest_dedup(schema: Schema, ttl: TTLSettings) -> list[str]:
+    (plans,) = (t for t in INGEST_TABLES if t.name == "forewarn_ingest_batches")
+    return schema.add_column(plans, "dropped") + schema.create_table(INGEST_SEEN, 1)
+
+
 def _v150_remediation_audit(schema: Schema, ttl: TTLSettings) -> list[str]:
     return schema.create_table(AUDIT)
 
@@ -68,6 +73,7 @@ MIGRATIONS: list[Migration] = [
     Migration(250, "flows: signals, anomalies, incidents, checkpoints, models, feedback", _v250_flows_tables),
     Migration(300, "ingest: batch plans and dead letters", _v300_ingest_tables),
     Migration(301, "ingest: plans record ranges inserted record by record", _v301_isolated_ranges),
+    Migration(302, "ingest: plans record dropped duplicates; records seen by the group", _v302_ingest_dedup),
 ]
 
 

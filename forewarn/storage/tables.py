@@ -228,6 +228,7 @@ INGEST_TABLES: tuple[Table, ...] = (
             ("last_offset", "Int64"),
             ("planned_at", "DateTime64(3) DEFAULT now64(3)"),
             ("isolated", "UInt8 DEFAULT 0"),  # 1: inserted record by record (see collector/ingest.py)
+            ("dropped", "Array(Int64) DEFAULT []"),  # offsets not inserted: duplicates of earlier records
         ),
         order_by="(group_id, topic, partition, first_offset)",
         engine="ReplacingMergeTree",
@@ -249,4 +250,26 @@ INGEST_TABLES: tuple[Table, ...] = (
         ttl_column="toDateTime(received_at)",
         shard_key="cityHash64(topic, partition)",
     ),
+)
+
+# One row per record kept by a planned range (written right after its plan), so a later identical
+# record (a client's re-send after a lost answer) anywhere in the group is recognised and dropped.
+# Lookups filter on seen_at >= now - kafka.dedup_window_s; hourly partitions keep them to the window,
+# and whole hours are dropped after a day (the window's upper bound).
+INGEST_SEEN = Table(
+    "forewarn_ingest_seen",
+    (
+        ("group_id", "LowCardinality(String)"),
+        ("topic", "LowCardinality(String)"),
+        ("hash", "UInt128"),  # blake2b-128 of the record value
+        ("partition", "UInt32"),
+        ("offset", "Int64"),
+        ("seen_at", "DateTime64(3) DEFAULT now64(3)"),
+    ),
+    order_by="(group_id, topic, hash, partition, offset)",
+    partition_by="toStartOfHour(seen_at)",
+    engine="ReplacingMergeTree",
+    ttl_column="toDateTime(seen_at)",
+    settings={"index_granularity": "1024", "ttl_only_drop_parts": "1"},
+    shard_key="cityHash64(hash)",
 )
