@@ -6,13 +6,24 @@ Handlers are thin: they validate, then call the provider, silences or dispatcher
 
 from __future__ import annotations
 
+import functools
 import hmac
+import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from forewarn.alerts.apischema import RequestError, check_alerts, check_silence, check_silence_id
 from forewarn.alerts.config import redacted_yaml
-from forewarn.alerts.labels import Matcher, MatcherError, all_match, parse_matchers
+from forewarn.alerts.labels import (
+    Matcher,
+    MatcherError,
+    all_match,
+    labels_before,
+    parse_matcher,
+    sort_by_labels,
+)
 from forewarn.alerts.metrics import INVALID, RECEIVED
 from forewarn.alerts.model import Alert, AlertValidationError, format_api_time
 from forewarn.alerts.silences import SilenceError, SilenceNotFound
@@ -31,41 +42,58 @@ if TYPE_CHECKING:
 MAX_BODY = 16 * 1024 * 1024
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+def _json(data: Any, status: int = 200, end: bytes = b"\n") -> Response:
+    # Go's JSON encoder ends a handler's answer with a newline; go-openapi's own errors do not.
+    return Response(orjson.dumps(data) + end, status_code=status, media_type="application/json")
 
 
 def _error(status: int, message: str) -> Response:
-    # go-swagger writes error payloads as JSON strings; amtool prints them as they are.
+    # Handlers' errors are JSON strings (Go's encoder ends them with a newline); amtool prints them.
     return _json(message, status)
 
 
-async def _body(request: Request) -> Any:
-    """The JSON body, read with a size cap so one huge POST cannot exhaust memory."""
+def _refused(e: RequestError) -> Response:
+    return _json(e.body(), e.status, end=b"")
+
+
+async def _body(request: Request, what: str) -> tuple[Any, bool]:
+    """The JSON body and whether there was none, read with a size cap so one huge POST cannot
+    exhaust memory; malformed JSON is the decode layer's 400."""
     if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        raise ValueError(f"request body larger than {MAX_BODY} bytes")
+        raise RequestError(413, 413, f"request body larger than {MAX_BODY} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY:
-            raise ValueError(f"request body larger than {MAX_BODY} bytes")
+            raise RequestError(413, 413, f"request body larger than {MAX_BODY} bytes")
         chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return None, True
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(raw), False
     except orjson.JSONDecodeError as e:
-        raise ValueError(f"body is not valid JSON: {e}") from None
+        raise RequestError(400, 400, f'parsing {what} body from "" failed, because {e}') from None
 
 
 def _bool(request: Request, name: str, default: bool = True) -> bool:
     v = request.query_params.get(name)
-    return default if v is None else v.lower() in ("1", "true", "yes")
+    return default if v is None else v.lower() in ("1", "t", "true")
 
 
 def _filter(request: Request) -> list[Matcher]:
-    ms = []
-    for f in request.query_params.getlist("filter"):
-        ms.extend(parse_matchers(f))
-    return ms
+    """``filter=`` values, one matcher each (Alertmanager's ``ParseMatcher``, no braces/lists)."""
+    return [parse_matcher(f) for f in request.query_params.getlist("filter")]
+
+
+def _receiver_filter(request: Request) -> re.Pattern[str] | None:
+    v = request.query_params.get("receiver")
+    if v is None:
+        return None
+    try:
+        return re.compile(f"^(?:{v})$")
+    except re.error as e:
+        raise MatcherError(f"failed to parse receiver param: {e}") from None
 
 
 def routes(router: AlertRouter) -> list[BaseRoute]:
@@ -73,19 +101,17 @@ def routes(router: AlertRouter) -> list[BaseRoute]:
 
     async def post_alerts(request: Request) -> Response:
         try:
-            body = await _body(request)
-        except ValueError as e:
-            return _error(400, str(e))
-        if not isinstance(body, list):
-            return _error(400, "body must be a JSON array of alerts")
+            body = check_alerts(*await _body(request, "alerts"))
+        except RequestError as e:
+            return _refused(e)
         now = time.time()
         valid: list[Alert] = []
         errors: list[str] = []
-        for i, raw in enumerate(body):
+        for raw in body:
             try:
                 valid.append(Alert.from_api(raw, now, router.config.global_.resolve_timeout))
             except AlertValidationError as e:
-                errors.append(f"alert {i}: {e}" if len(body) > 1 else str(e))
+                errors.append(str(e))
         firing = sum(1 for a in valid if not a.resolved_at(now))
         RECEIVED.labels("firing").inc(firing)
         RECEIVED.labels("resolved").inc(len(valid) - firing)
@@ -98,34 +124,64 @@ def routes(router: AlertRouter) -> list[BaseRoute]:
             return _error(400, "; ".join(errors))
         return Response(status_code=200)
 
-    async def get_alerts(request: Request) -> Response:
+    def alert_filter(request: Request, now: float) -> Callable[[Alert], dict[str, Any] | None]:
+        """``api.alertFilter``: unresolved, wanted states, matching labels; the status it found."""
         ms = _filter(request)
-        want = {k: _bool(request, k) for k in ("active", "silenced", "inhibited", "unprocessed")}
-        recv = request.query_params.get("receiver")
+        want = {k: _bool(request, k) for k in ("active", "silenced", "inhibited")}
+
+        def check(a: Alert) -> dict[str, Any] | None:
+            if a.resolved_at(now):
+                return None
+            st = router.status(a, now)
+            if st["state"] == "active" and not want["active"]:
+                return None
+            if (st["silencedBy"] and not want["silenced"]) or (st["inhibitedBy"] and not want["inhibited"]):
+                return None
+            return st if all_match(ms, a.labels) else None
+
+        return check
+
+    async def get_alerts(request: Request) -> Response:
         now = time.time()
+        recv = _receiver_filter(request)
+        check = alert_filter(request, now)
         out = []
         for a in sorted(router.provider.alerts.values(), key=lambda a: a.fp):
-            if a.resolved_at(now) or not all_match(ms, a.labels):
+            names = [r.receiver for r in router.dispatcher.tree.match(a.labels)]
+            if recv is not None and not any(recv.match(n) for n in names):
                 continue
-            g = router.gettable(a, now)
-            if recv and not any(router.receiver_matches(recv, r["name"]) for r in g["receivers"]):
-                continue
-            st = g["status"]
-            if (st["silencedBy"] and not want["silenced"]) or (st["inhibitedBy"] and not want["inhibited"]):
-                continue
-            if st["state"] == "active" and not want["active"]:
-                continue
-            out.append(g)
+            st = check(a)
+            if st is not None:
+                out.append(router.gettable(a, names, st))
         return _json(out)
 
     async def get_groups(request: Request) -> Response:
-        ms = _filter(request)
+        """``Dispatcher.Groups``: an alert's receivers are those of the listed groups holding it."""
         now = time.time()
-        out = []
+        recv = _receiver_filter(request)
+        check = alert_filter(request, now)
+        groups: list[tuple[Any, list[tuple[Alert, dict[str, Any]]]]] = []
+        receivers: dict[str, list[str]] = {}
         for g in router.dispatcher.all_groups():
-            alerts = [router.gettable(a, now) for a in g.alerts.values() if all_match(ms, a.labels)]
-            if alerts:
-                out.append({"labels": g.labels, "receiver": {"name": g.route.receiver}, "alerts": alerts})
+            if recv is not None and not recv.match(g.route.receiver):
+                continue
+            kept = [(a, st) for a in g.alerts.values() if (st := check(a)) is not None]
+            for a, _ in kept:
+                receivers.setdefault(a.fp, []).append(g.route.receiver)
+            if kept:
+                groups.append((g, kept))
+        order = sort_by_labels(groups, key=lambda x: x[0].labels)  # ties: by receiver, below
+        order.sort(key=functools.cmp_to_key(_group_cmp))
+        out = []
+        for g, kept in order:
+            alerts = sort_by_labels(kept, key=lambda x: x[0].labels)
+            out.append(
+                {
+                    "alerts": [router.gettable(a, sorted(receivers[a.fp]), st) for a, st in alerts],
+                    "labels": g.labels,
+                    "receiver": {"name": g.route.receiver},
+                }
+            )
         return _json(out)
 
     async def get_silences(request: Request) -> Response:
@@ -140,26 +196,35 @@ def routes(router: AlertRouter) -> list[BaseRoute]:
 
     async def post_silence(request: Request) -> Response:
         try:
-            body = await _body(request)
+            body = check_silence(*await _body(request, "silence"))
             sid = router.silences.set(body, time.time())
-        except (ValueError, SilenceError) as e:
+        except RequestError as e:
+            return _refused(e)
+        except SilenceError as e:
             return _error(400, str(e))
-        except SilenceNotFound as e:
-            return _error(404, f"silence {e.args[0]} not found")
+        except SilenceNotFound:
+            return _error(404, "silence not found")
         return _json({"silenceID": sid})
 
     async def get_silence(request: Request) -> Response:
         try:
+            check_silence_id(request.path_params["sid"])
             s = router.silences.get(request.path_params["sid"])
+        except RequestError as e:
+            return _refused(e)
         except SilenceNotFound:
-            return _error(404, "silence not found")
+            return Response(status_code=404)  # Alertmanager 0.25: no body
         return _json(s.api_dict(time.time()))
 
     async def delete_silence(request: Request) -> Response:
+        # Alertmanager 0.25 answers 500 for an unknown or already expired silence.
         try:
+            check_silence_id(request.path_params["sid"])
             router.silences.expire(request.path_params["sid"], time.time())
+        except RequestError as e:
+            return _refused(e)
         except SilenceNotFound:
-            return _error(404, "silence not found")
+            return _error(500, "silence not found")
         except SilenceError as e:
             return _error(500, str(e))
         return Response(status_code=200)
@@ -236,11 +301,38 @@ class TokenAuth:
         await self.app(scope, receive, send)
 
 
+def _group_cmp(x: tuple[Any, Any], y: tuple[Any, Any]) -> int:
+    """``AlertGroups.Less``: by group labels (``LabelSet.Before``), equal labels by receiver."""
+    a, b = x[0], y[0]
+    if a.labels == b.labels:
+        ra, rb = a.route.receiver, b.route.receiver
+        return (ra > rb) - (ra < rb)
+    return -1 if labels_before(a.labels, b.labels) else 1
+
+
 async def _bad_filter(request: Request, exc: Exception) -> Response:
-    return _error(400, f"bad filter: {exc}")
+    return _error(400, str(exc))
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _json({"code": 404, "message": f"path {request.url.path} was not found"}, 404, end=b"")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    allowed = [
+        m
+        for r in request.app.routes
+        if isinstance(r, Route) and r.path_regex.match(request.url.path)
+        for m in r.methods or ()
+        if m != "HEAD"
+    ]
+    msg = f"method {request.method} is not allowed, but [{','.join(allowed)}] are"
+    return _json({"code": 405, "message": msg}, 405, end=b"")
 
 
 def build_app(router: AlertRouter, extra: list[BaseRoute], tokens: list[str]) -> Any:
-    # A bad ``filter=`` matcher on any GET is a 400, in one place.
-    app = Starlette(routes=[*routes(router), *extra], exception_handlers={MatcherError: _bad_filter})
+    # A bad ``filter=`` matcher on any GET is a 400, in one place; unknown paths and methods
+    # answer with go-openapi's error objects.
+    handlers = {MatcherError: _bad_filter, 404: _not_found, 405: _not_allowed}
+    app = Starlette(routes=[*routes(router), *extra], exception_handlers=handlers)  # type: ignore[arg-type]
     return TokenAuth(app, tokens) if tokens else app

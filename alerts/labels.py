@@ -221,7 +221,7 @@ def all_match(ms: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
     return all(m.matches(labels) for m in ms)
 
 
-def _labels_before(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
+def labels_before(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
     if len(a) != len(b):
         return len(a) < len(b)
     for name in sorted([*a, *b]):
@@ -245,9 +245,9 @@ def _alert_cmp(a: Mapping[str, str], b: Mapping[str, str]) -> int:
             return -1
         if a[key] != b[key]:
             return -1 if a[key] < b[key] else 1
-    if _labels_before(a, b):
+    if labels_before(a, b):
         return -1
-    return 1 if _labels_before(b, a) else 0
+    return 1 if labels_before(b, a) else 0
 
 
 def sort_by_labels(items: list[T], key: Callable[[T], Mapping[str, str]]) -> list[T]:

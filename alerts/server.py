@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 import socket
 import time
@@ -209,32 +208,29 @@ class AlertRouter:
             self.silences.gc(now)
 
     # API helpers
-    def receiver_matches(self, pattern: str, name: str) -> bool:
-        try:
-            return re.fullmatch(pattern, name) is not None
-        except re.error:
-            return False
-
-    def gettable(self, a: Alert, now: float) -> dict[str, Any]:
-        """The ``gettableAlert`` JSON: receivers of its routes and what mutes it right now."""
-        routes = self.dispatcher.tree.match(a.labels)
-        names = list(dict.fromkeys(r.receiver for r in routes))
+    def status(self, a: Alert, now: float) -> dict[str, Any]:
+        """The alert's ``status`` as the API shows it: what silences or inhibits it right now."""
         silenced = self.silences.mutes(a.labels, now)
         inhibitor = self.dispatcher.inhibitor.mutes(a.labels, now)
         inhibited = [inhibitor] if inhibitor else []
         return {
+            "inhibitedBy": inhibited,
+            "silencedBy": silenced,
+            "state": "suppressed" if silenced or inhibited else "active",
+        }
+
+    def gettable(self, a: Alert, receivers: list[str], status: dict[str, Any]) -> dict[str, Any]:
+        """The ``gettableAlert`` JSON; ``receivers`` as Alertmanager lists them (repeats kept)."""
+        return {
             "annotations": a.annotations,
             "endsAt": format_api_time(a.ends_at),
             "fingerprint": a.fp,
-            "receivers": [{"name": n} for n in names],
+            "receivers": [{"name": n} for n in receivers],
             "startsAt": format_api_time(a.starts_at),
-            "status": {
-                "inhibitedBy": inhibited,
-                "silencedBy": silenced,
-                "state": "suppressed" if silenced or inhibited else "active",
-            },
+            "status": status,
             "updatedAt": format_api_time(a.updated_at),
-            "generatorURL": a.generator_url,
+            # go-swagger omits an empty URI (``omitempty``).
+            **({"generatorURL": a.generator_url} if a.generator_url else {}),
             "labels": a.labels,
         }
 

@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from forewarn.alerts.labels import LABEL_NAME_RE, Matcher, MatcherError, all_match
+from forewarn.alerts.labels import LABEL_NAME_RE, Matcher, MatcherError, all_match, go_quote
 from forewarn.alerts.model import format_api_time, parse_time
 from forewarn.alerts.state import StateStore
 
@@ -89,42 +90,66 @@ class Silences:
         self.store.put_silence(s.id, s.row())
 
     @staticmethod
-    def _parse(body: Any, now: float) -> Silence:
+    def _parse(body: Any, now: float) -> tuple[Silence, list[Any]]:
+        """The silence with its times checked; its raw matchers are validated by :meth:`_matchers`
+        later, after the ID lookup, in Alertmanager's order."""
         if not isinstance(body, dict):
             raise SilenceError("silence must be a JSON object")
         for key in ("matchers", "startsAt", "endsAt", "createdBy", "comment"):
             if key not in body:
                 raise SilenceError(f"{key} in body is required")
         raw = body["matchers"]
-        if not isinstance(raw, list) or not raw:
-            raise SilenceError("at least one matcher required")
+        if not isinstance(raw, list):
+            raise SilenceError("matchers must be a list")
         try:
-            ms = [Matcher.from_api(m) if isinstance(m, dict) else _bad(m) for m in raw]
-        except MatcherError as e:
-            raise SilenceError(f"invalid label matcher: {e}") from None
-        for m in ms:
-            if not LABEL_NAME_RE.match(m.name):
-                raise SilenceError(f"invalid label matcher: invalid label name {m.name!r}")
-        if all(m.matches({}) for m in ms):
-            raise SilenceError("at least one matcher must not match the empty string")
-        try:
-            start, end = parse_time(body["startsAt"], "startsAt"), parse_time(body["endsAt"], "endsAt")
+            # An empty time is Go's zero time (a start in the past: the silence starts now).
+            start, end = (parse_time(body[k], k) if body[k] != "" else 0.0 for k in ("startsAt", "endsAt"))
         except ValueError as e:
             raise SilenceError(str(e)) from None
         if start >= end:
             raise SilenceError("Failed to create silence: start time must be before end time")
         if end < now:
             raise SilenceError("Failed to create silence: end time can't be in the past")
-        return Silence(
-            str(body.get("id") or ""), ms, start, end, now, str(body["createdBy"]), str(body["comment"])
+        sil = Silence(
+            str(body.get("id") or ""), [], start, end, now, str(body["createdBy"]), str(body["comment"])
         )
+        return sil, raw
+
+    @staticmethod
+    def _matchers(raw: list[Any]) -> list[Matcher]:
+        """``validateSilence``'s matcher checks, with its messages (``silence invalid: ...``)."""
+        if not raw:
+            raise SilenceError("silence invalid: at least one matcher required")
+        ms = []
+        for i, m in enumerate(raw):
+            if not isinstance(m, dict):
+                raise SilenceError(f"silence invalid: invalid label matcher {i}: not an object")
+            name = m.get("name")
+            if not isinstance(name, str) or not LABEL_NAME_RE.match(name):
+                raise SilenceError(
+                    f"silence invalid: invalid label matcher {i}: invalid label name {go_quote(str(name))}"
+                )
+            try:
+                ms.append(Matcher.from_api(m))
+            except MatcherError:
+                value = str(m.get("value"))
+                try:
+                    re.compile(value)
+                    why = "invalid matcher"
+                except re.error as e:
+                    why = f"invalid regular expression {go_quote(value)}: {e}"
+                raise SilenceError(f"silence invalid: invalid label matcher {i}: {why}") from None
+        if all(m.matches({}) for m in ms):
+            raise SilenceError("silence invalid: at least one matcher must not match the empty string")
+        return ms
 
     def set(self, body: Any, now: float) -> str:
         """Create, or update in place when Alertmanager would; returns the (possibly new) ID."""
-        new = self._parse(body, now)
+        new, raw = self._parse(body, now)
         prev = self._by_id.get(new.id) if new.id else None
         if new.id and prev is None:
             raise SilenceNotFound(new.id)
+        new.matchers = self._matchers(raw)
         if prev is not None and self._can_update(prev, new, now):
             new.starts_at = max(new.starts_at, now) if prev.state(now) == "pending" else new.starts_at
             self._save(new)
@@ -190,7 +215,3 @@ class Silences:
             for sid in old:
                 del self._by_id[sid]
             self.store.delete_silences(old)
-
-
-def _bad(m: Any) -> Matcher:
-    raise MatcherError(f"matcher must be an object, got {m!r}")

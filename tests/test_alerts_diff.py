@@ -6,154 +6,26 @@ order per group, payload (``externalURL`` aside) and timing within a tolerance.
 
 from __future__ import annotations
 
-import re
-import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from forewarn.alerts.model import parse_time
-from forewarn.alerts.testing import Alertmanager, RouterProcess, WebhookSink
+from forewarn.alerts.difftest import Step, assert_same, at, expire, iso, post, silence
+from forewarn.alerts.difftest import run_both as _run_both
+from forewarn.alerts.testing import Alertmanager, Received, RouterProcess, WebhookSink
 
 pytestmark = pytest.mark.skipif(
     not Alertmanager.available(), reason="prometheus-alertmanager not installed (make system-deps)"
 )
 
-_LOCAL = re.compile(r"http://127\.0\.0\.1:\d+")
-TIME_TOLERANCE = 0.8  # seconds between the two systems' notification times and generated timestamps
 
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class Target:
-    """One system under test: its base URL and the silence IDs it returned, by scenario name."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.silences: dict[str, str] = {}
-        self.http = httpx.Client(base_url=url, timeout=10, trust_env=False)
-
-    def post(self, alerts: list[dict[str, Any]]) -> httpx.Response:
-        return self.http.post("/api/v2/alerts", json=alerts)
-
-
-Step = Callable[[Target, float], Any]
-
-
-def post(*alerts: dict[str, Any]) -> Step:
-    def run(t: Target, t0: float) -> None:
-        body = [{k: (v(t0) if callable(v) else v) for k, v in a.items()} for a in alerts]
-        r = t.post(body)
-        assert r.status_code == 200, r.text
-
-    return run
-
-
-def silence(name: str, matchers: list[dict[str, Any]], seconds: float = 3600) -> Step:
-    def run(t: Target, t0: float) -> None:
-        now = time.time()
-        r = t.http.post(
-            "/api/v2/silences",
-            json={
-                "matchers": matchers,
-                "startsAt": iso(now),
-                "endsAt": iso(now + seconds),
-                "createdBy": "test",
-                "comment": name,
-            },
-        )
-        assert r.status_code == 200, r.text
-        t.silences[name] = r.json()["silenceID"]
-
-    return run
-
-
-def expire(name: str) -> Step:
-    def run(t: Target, t0: float) -> None:
-        r = t.http.delete(f"/api/v2/silence/{t.silences[name]}")
-        assert r.status_code == 200, r.text
-
-    return run
-
-
-def at(offset: float) -> Callable[[float], str]:
-    """A timestamp ``offset`` seconds after the scenario start (negative: in the past)."""
-    return lambda t0: iso(t0 + offset)
-
-
-def _run_side(target: Target, steps: list[tuple[float, Step]], t0: float) -> None:
-    for offset, step in steps:
-        delay = t0 + offset - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        step(target, t0)
-
-
-def run_both(config: str, steps: list[tuple[float, Step]], duration: float) -> tuple[list, list, float]:
-    """Run the scenario on both systems at once; returns (alertmanager records, forewarn records, t0)."""
-    with (
-        WebhookSink() as am_sink,
-        WebhookSink() as fw_sink,
-        Alertmanager(config.replace("SINK", am_sink.url)) as am,
-        RouterProcess(config.replace("SINK", fw_sink.url)) as fw,
-    ):
-        t0 = time.time() + 0.3
-        sides = [Target(am.url), Target(fw.url)]
-        threads = [threading.Thread(target=_run_side, args=(s, steps, t0)) for s in sides]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(duration + 30)
-        time.sleep(max(0.0, t0 + duration - time.time()))
-        return am_sink.received(), fw_sink.received(), t0
-
-
-def _same_value(a: Any, b: Any, path: str) -> None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        assert a.keys() == b.keys(), f"{path}: keys {sorted(a)} != {sorted(b)}"
-        for k in a:
-            _same_value(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list) and isinstance(b, list):
-        assert len(a) == len(b), f"{path}: {len(a)} items != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _same_value(x, y, f"{path}[{i}]")
-    elif isinstance(a, str) and isinstance(b, str) and path.endswith(("startsAt", "endsAt")):
-        ta, tb = parse_time(a, path), parse_time(b, path)
-        assert abs(ta - tb) <= TIME_TOLERANCE, f"{path}: {a} vs {b}"
-    elif isinstance(a, str) and isinstance(b, str):
-        # Each system's own externalURL differs (its port); everything else must be equal.
-        assert _LOCAL.sub("EXTERNAL", a) == _LOCAL.sub("EXTERNAL", b), f"{path}: {a!r} != {b!r}"
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
-
-
-def assert_same(am: list, fw: list, t0: float) -> None:
-    """Same notifications per (path, groupKey) in the same order, payloads and times alike."""
-
-    def by_group(records: list) -> dict[tuple[str, str], list]:
-        out: dict[tuple[str, str], list] = {}
-        for r in records:
-            out.setdefault((r.path, r.body.get("groupKey", "")), []).append(r)
-        return out
-
-    ga, gf = by_group(am), by_group(fw)
-    summary = {k: len(v) for k, v in ga.items()}, {k: len(v) for k, v in gf.items()}
-    assert ga.keys() == gf.keys(), f"groups differ: {summary}"
-    for key in ga:
-        a, f = ga[key], gf[key]
-        assert len(a) == len(f), f"{key}: alertmanager sent {len(a)}, forewarn {len(f)}: {summary}"
-        for i, (ra, rf) in enumerate(zip(a, f, strict=True)):
-            ba = {k: v for k, v in ra.body.items() if k != "externalURL"}
-            bf = {k: v for k, v in rf.body.items() if k != "externalURL"}
-            _same_value(ba, bf, f"{key}#{i}")
-            assert abs((ra.t - t0) - (rf.t - t0)) <= TIME_TOLERANCE, (
-                f"{key}#{i}: alertmanager at +{ra.t - t0:.2f}s, forewarn at +{rf.t - t0:.2f}s"
-            )
+def run_both(
+    config: str, steps: list[tuple[float, Step]], duration: float
+) -> tuple[list[Received], list[Received], float]:
+    o = _run_both(config, steps, duration)
+    assert not o.errors, o.errors
+    return o.am, o.fw, o.t0
 
 
 TIMERS = "group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 5s"
