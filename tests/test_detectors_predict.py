@@ -46,3 +46,14 @@ def test_multivariate_names_contributing_features() -> None:
     assert ex.score > 0.99 and ex.component == "multivariate"
     assert {ex.contributors[0][0], ex.contributors[1][0]} == {"rate", "cpu"}
     assert "cpu" in ex.text
+
+
+def test_forecast_band_is_conformal_and_covers_about_ninety_percent() -> None:
+    from forewarn.detectors.forecast import CONFORMAL_Z, backtest, nonconformity
+
+    r = nonconformity(200, seed=3)
+    assert 0.75 < float(np.mean(r <= CONFORMAL_Z)) <= 1.0  # ~90 % on a seed it was not fitted on
+    assert SaturationForecaster(limit=1.0).z == CONFORMAL_Z
+    wide, narrow = backtest(80, seed=4), backtest(80, seed=4, z=1.0)
+    assert wide["band_coverage_pct"] > narrow["band_coverage_pct"]
+    assert wide["median_abs_pct_error"] == narrow["median_abs_pct_error"]  # the estimate is unchanged

@@ -1,0 +1,61 @@
+"""Realistic labelled families, the fixes they motivated, and the conformal forecast band."""
+
+from __future__ import annotations
+
+import numpy as np
+from forewarn.detectors import EnsembleCore, seasonal_periods, step_of
+from forewarn.detectors.evaluate import PROFILES, ensemble_detector, family_table, score_file
+from forewarn.detectors.scenarios import FAMILIES, HELD_OUT_SEED, TUNING_SEED, make_realistic_corpus
+
+
+def test_realistic_corpus_is_seeded_labelled_and_gappy() -> None:
+    a = make_realistic_corpus(1, seed=TUNING_SEED)
+    b = make_realistic_corpus(1, seed=TUNING_SEED)
+    assert TUNING_SEED != HELD_OUT_SEED
+    assert [s.metric for s in a] == list(FAMILIES)
+    for s, t in zip(a, b, strict=True):
+        np.testing.assert_array_equal(s.values, t.values)
+        assert s.labels == t.labels and len(s.labels) == len(s.kinds)
+        assert all(0 <= i < len(s.values) for i in s.labels)
+        assert np.all(np.diff(s.timestamps) > 0)
+    # some files lost stretches of rows (exporter down): steps larger than the typical one
+    assert any((np.diff(s.timestamps) > 2 * np.median(np.diff(s.timestamps))).any() for s in a)
+
+
+def test_family_table_scores_every_profile() -> None:
+    corpus = make_realistic_corpus(1, seed=3)
+    rows = family_table(ensemble_detector(), corpus)
+    assert len(rows) == len(FAMILIES) + 1 and rows[-1].startswith("| all |")
+    overall = float(rows[-1].split("|")[2])
+    assert overall > 0  # better than never alerting
+    alerts = np.zeros(1000, bool)
+    alerts[500] = True  # one false alert before the window costs A_FP of each profile
+    assert [round(score_file(alerts, [800], p).raw + p["fn"], 2) for p in PROFILES.values()] == [
+        -0.11,
+        -0.22,
+        -0.11,
+    ]
+
+
+def test_mostly_zero_counts_do_not_page_but_an_error_storm_does() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.poisson(0.1, (20, 4000)).astype(float)
+    quiet = EnsembleCore(20).update(x).alert[:, 600:]
+    # under one false alert per 1,000 points (the variance test alone used to give three)
+    assert quiet.sum() / quiet.size * 1000 < 1.0
+    storm = x[:1].copy()
+    storm[0, 3000:3040] += 6  # sustained non-zero counts
+    alerts = np.flatnonzero(EnsembleCore(1).update(storm).alert[0])
+    assert any(3000 <= i < 3040 for i in alerts)
+
+
+def test_a_square_daily_wave_jumping_higher_is_caught_by_the_seasonal_view() -> None:
+    rng = np.random.default_rng(1)
+    n = 4032
+    t = 1_400_000_000 + 300 * np.arange(n)
+    x = np.where((np.arange(n) % 288) < 140, 80.0, 20.0) + rng.normal(0, 3, n)
+    x[3000:3150] += 40  # a day whose pattern jumps higher
+    periods = seasonal_periods(step_of(t))
+    alerts = np.flatnonzero(EnsembleCore(1, periods=periods).update(x[None, :]).alert[0])
+    assert any(3000 <= i < 3150 for i in alerts)
+    assert not any(1000 <= i < 3000 for i in alerts)  # the daily edges are routine
