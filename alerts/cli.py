@@ -33,6 +33,13 @@ def alerts_main(
     external_url: Annotated[
         str | None, typer.Option("--external-url", help="URL receivers see as externalURL.")
     ] = None,
+    resend_grace: Annotated[
+        float | None,
+        typer.Option(
+            "--resend-grace",
+            help="Seconds stored alerts wait after a restart for their client to re-send them.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the router: ``forewarn alerts --config FILE --listen HOST:PORT [--data-dir DIR]``."""
     if ctx.invoked_subcommand is not None:
@@ -56,6 +63,7 @@ def alerts_main(
         external_url=external_url or s.alerts.external_url,
         api_tokens=[t.get_secret_value() for t in s.alerts.api_tokens],
         max_alerts=s.alerts.max_alerts,
+        resend_grace=s.alerts.resend_grace_s if resend_grace is None else resend_grace,
     )
     try:
         serve(router)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -42,32 +41,35 @@ class AggrGroup:
     """Alerts of one (route, group labels); a task flushes them on Alertmanager's timers."""
 
     def __init__(
-        self,
-        dispatcher: Dispatcher,
-        route: RouteNode,
-        labels: dict[str, str],
-        first_flush: float | None = None,
+        self, dispatcher: Dispatcher, route: RouteNode, labels: dict[str, str], restored: bool
     ) -> None:
         self.d, self.route, self.labels = dispatcher, route, labels
         self.key = group_key(route, labels)
-        self.gid = f"{route.path}|{self.key}"
         self.alerts: dict[str, Alert] = {}
         self.has_flushed = False
         loop = asyncio.get_running_loop()
         self.next_at = loop.time() + route.group_wait
-        if first_flush is not None:
-            # Restored after a restart: keep the group's cadence instead of starting over.
-            now = time.time()
-            periods = max(0, math.ceil((now - first_flush) / route.group_interval))
-            self.has_flushed = True
-            self.next_at = loop.time() + (first_flush + periods * route.group_interval - now)
+        # A group rebuilt from stored alerts after a restart has no Alertmanager counterpart
+        # until a client re-sends one of its alerts (Prometheus does every minute): that post
+        # "creates" it, with Alertmanager's timers. If nobody re-sends within the dispatcher's
+        # resend grace, it flushes anyway, so no accepted alert or resolution is lost.
+        self.provisional = restored
+        if restored:
+            self.next_at = loop.time() + max(route.group_wait, dispatcher.resend_grace)
         self._wake = asyncio.Event()
         self.task = loop.create_task(self._run(), name=f"alert-group {self.key}")
 
-    def insert(self, alert: Alert) -> None:
+    def insert(self, alert: Alert, live: bool = True) -> None:
         self.alerts[alert.fp] = alert
+        if not live:
+            return
+        loop = asyncio.get_running_loop()
+        if self.provisional:
+            self.provisional = False
+            self.next_at = loop.time() + self.route.group_wait
+            self._wake.set()
         if not self.has_flushed and alert.starts_at + self.route.group_wait < time.time():
-            self.next_at = asyncio.get_running_loop().time()
+            self.next_at = loop.time()
             self._wake.set()
 
     def empty(self) -> bool:
@@ -84,9 +86,7 @@ class AggrGroup:
                 continue
             FLUSH_LAG.observe(-delay)
             self.next_at = loop.time() + self.route.group_interval
-            if not self.has_flushed:
-                self.has_flushed = True
-                self.d.store.put_group(self.gid, time.time())
+            self.has_flushed, self.provisional = True, False
             try:
                 await self._flush()
             except asyncio.CancelledError:
@@ -241,45 +241,41 @@ class Dispatcher:
         clients: HTTPClients,
         external_url: str,
         submit: SubmitFn | None = None,
+        resend_grace: float = 90.0,
     ) -> None:
         self.cfg, self.provider, self.store = cfg, provider, store
+        self.resend_grace = resend_grace
         self.tree = build_tree(cfg.route)
         self.inhibitor = Inhibitor(cfg.inhibit_rules, provider)
         self.pipeline = Pipeline(cfg, self.inhibitor, silences, store, clients, external_url, submit)
         self.groups: dict[RouteNode, dict[tuple[tuple[str, str], ...], AggrGroup]] = {}
         self._cleanup: asyncio.Task[None] | None = None
 
-    def start(self, resume: bool = True) -> None:
-        """Begin routing: stored alerts first (as Alertmanager's subscription replays them), into
-        groups that keep their stored cadence when ``resume`` (a restart, not a reload)."""
-        anchors = self.store.load_groups() if resume else {}
+    def start(self, restored: bool = True) -> None:
+        """Begin routing: known alerts first (as Alertmanager's subscription replays them), into
+        provisional groups when ``restored`` from the state store after a restart (see
+        :class:`AggrGroup`); a reload re-routes them like fresh posts, as Alertmanager does."""
         for a in list(self.provider.alerts.values()):
-            self.process(a, anchors)
+            self.process(a, live=not restored)
         self.provider.listeners.append(self.process)
         self._cleanup = asyncio.get_running_loop().create_task(self._cleanup_loop())
 
-    def process(self, alert: Alert, anchors: dict[str, float] | None = None) -> None:
+    def process(self, alert: Alert, live: bool = True) -> None:
         for route in self.tree.match(alert.labels):
             labels = route.group_labels(alert.labels)
             groups = self.groups.setdefault(route, {})
             gfp = tuple(sorted(labels.items()))
             ag = groups.get(gfp)
             if ag is None:
-                first = anchors.get(f"{route.path}|{group_key(route, labels)}") if anchors else None
-                ag = groups[gfp] = AggrGroup(self, route, labels, first)
-            ag.insert(alert)
+                ag = groups[gfp] = AggrGroup(self, route, labels, restored=not live)
+            ag.insert(alert, live)
 
     async def _cleanup_loop(self) -> None:
         while True:
             await asyncio.sleep(CLEANUP_INTERVAL)
-            gone: list[str] = []
             for groups in self.groups.values():
                 for gfp in [k for k, g in groups.items() if g.empty()]:
-                    ag = groups.pop(gfp)
-                    ag.stop()
-                    gone.append(ag.gid)
-            if gone:
-                self.store.delete_groups(gone)
+                    groups.pop(gfp).stop()
             self.inhibitor.gc(time.time())
 
     def all_groups(self) -> list[AggrGroup]:

@@ -70,6 +70,7 @@ class AlertRouter:
         external_url: str | None = None,
         api_tokens: list[str] | None = None,
         max_alerts: int = 1_000_000,
+        resend_grace: float = 90.0,
     ) -> None:
         self.config_path = Path(config_path)
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -78,6 +79,7 @@ class AlertRouter:
         self.external_url = external_url
         self.api_tokens = api_tokens or []
         self.max_alerts = max_alerts
+        self.resend_grace = resend_grace
         self.ready = False
         self.started_at = 0.0
         self.engine: Any = None
@@ -160,7 +162,16 @@ class AlertRouter:
     def _dispatcher(self) -> Dispatcher:
         submit = self.engine.submit if self.engine is not None else None
         url = self.external_url or f"http://{self.listen}"
-        return Dispatcher(self.config, self.provider, self.silences, self.store, self.clients, url, submit)
+        return Dispatcher(
+            self.config,
+            self.provider,
+            self.silences,
+            self.store,
+            self.clients,
+            url,
+            submit,
+            resend_grace=self.resend_grace,
+        )
 
     async def reload(self) -> None:
         """Re-read the config file; on error the running config stays (the error is raised)."""
@@ -172,7 +183,7 @@ class AlertRouter:
         await self.dispatcher.stop()
         self.config, self.config_text = new, self.config_path.read_text()
         self.dispatcher = self._dispatcher()
-        self.dispatcher.start(resume=False)  # Alertmanager restarts its groups' timers on reload
+        self.dispatcher.start(restored=False)  # Alertmanager re-routes its alerts on reload
 
     async def stop(self) -> None:
         """Stop listening, stop timers, close clients and state (idempotent)."""

@@ -29,7 +29,6 @@ CREATE TABLE IF NOT EXISTS nflog (
     receiver TEXT NOT NULL, integration TEXT NOT NULL, idx INTEGER NOT NULL, group_key TEXT NOT NULL,
     firing BLOB NOT NULL, resolved BLOB NOT NULL, ts REAL NOT NULL,
     PRIMARY KEY (receiver, integration, idx, group_key));
-CREATE TABLE IF NOT EXISTS groups (gid TEXT PRIMARY KEY, first_flush REAL NOT NULL);
 """
 
 
@@ -103,18 +102,6 @@ class StateStore:
 
     def load_silences(self) -> list[dict[str, Any]]:
         return [orjson.loads(d) for (d,) in self.db.execute("SELECT data FROM silences")]
-
-    # aggregation group timing: the wall time of each group's first flush sets its cadence
-    def put_group(self, gid: str, first_flush: float) -> None:
-        with self._tx():
-            self.db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?)", (gid, first_flush))
-
-    def delete_groups(self, gids: Iterable[str]) -> None:
-        with self._tx():
-            self.db.executemany("DELETE FROM groups WHERE gid = ?", ((g,) for g in gids))
-
-    def load_groups(self) -> dict[str, float]:
-        return dict(self.db.execute("SELECT gid, first_flush FROM groups").fetchall())
 
     # notification log
     def get_nflog(self, receiver: str, integration: str, idx: int, group_key: str) -> NflogEntry | None:

@@ -199,7 +199,8 @@ class Alertmanager(_ServerProcess):
 
 _ROUTER_MAIN = (
     "import sys; from forewarn.alerts.server import AlertRouter, serve; "
-    "serve(AlertRouter(sys.argv[1], data_dir=sys.argv[2] or None, listen=sys.argv[3]))"
+    "serve(AlertRouter(sys.argv[1], data_dir=sys.argv[2] or None, listen=sys.argv[3], "
+    "resend_grace=float(sys.argv[4])))"
 )
 
 
@@ -209,9 +210,13 @@ class RouterProcess(_ServerProcess):
 
     prefix = "fw-alerts-"
 
+    def __init__(self, config_text: str, data_dir: Path | None = None, resend_grace: float = 90.0) -> None:
+        super().__init__(config_text, data_dir)
+        self.resend_grace = resend_grace
+
     def command(self) -> list[str]:
-        data = str(self.data_dir or "")
-        return [sys.executable, "-c", _ROUTER_MAIN, str(self.config), data, f"127.0.0.1:{self.port}"]
+        data, grace = str(self.data_dir or ""), str(self.resend_grace)
+        return [sys.executable, "-c", _ROUTER_MAIN, str(self.config), data, f"127.0.0.1:{self.port}", grace]
 
 
 class RouterThread:

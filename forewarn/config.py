@@ -146,6 +146,12 @@ class AlertsSettings(Section):
     api_tokens: list[SecretStr] = Field(default_factory=list)
     external_url: str | None = Field(default=None, description="URL receivers see as externalURL")
     max_alerts: int = Field(default=1_000_000, ge=1, description="bound on alerts held in memory")
+    resend_grace_s: float = Field(
+        default=90.0,
+        ge=0,
+        description="after a restart, how long stored alerts wait for their client to re-send them "
+        "(Prometheus does every minute) before their groups flush anyway",
+    )
 
 
 class FlowsSettings(Section):

@@ -37,7 +37,15 @@ class Proc:
         env = {**os.environ, "FOREWARN_DATA_DIR": str(data.parent)}
         self.p = subprocess.Popen(
             _forewarn(
-                "alerts", "--config", str(config), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data)
+                "alerts",
+                "--config",
+                str(config),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--data-dir",
+                str(data),
+                "--resend-grace",
+                "1",  # nobody re-sends here: restored groups flush after 1 s
             ),
             env=env,
             stdout=subprocess.PIPE,
@@ -78,7 +86,7 @@ def test_restart_neither_repages_nor_forgets_to_resolve(tmp_path: Path) -> None:
         p.stop(signal.SIGKILL)  # no clean shutdown at all
 
         p = Proc(cfg, data, port)
-        time.sleep(2.5)  # the restored group flushes at once, then every second: the log says "already sent"
+        time.sleep(2.5)  # the restored group flushes after the 1 s grace: the log says "already sent"
         assert len(sink.received()) == 1, [r.body["status"] for r in sink.received()]
         # Resolve, then stop before the group's next flush can report it.
         resolved = {**alert, "endsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -127,36 +135,76 @@ def test_silence_cli_and_errors(tmp_path: Path) -> None:
         p.stop()
 
 
-def test_restart_keeps_group_cadence(tmp_path: Path) -> None:
-    """A restored group flushes on its old cadence (first flush + k * group_interval), not at once."""
-    from forewarn.alerts.testing import RouterThread
+def test_restart_matches_alertmanager(tmp_path: Path) -> None:
+    """Restart both with their state directories and re-send the alerts as Prometheus would:
+    nothing is re-paged, the groups are re-created by the re-sent alerts with Alertmanager's
+    timers (a flush at once for old alerts, then every group_interval from there), repeats
+    follow the notification log, and later changes are notified alike."""
+    from forewarn.alerts.difftest import diff_notifications, iso
+    from forewarn.alerts.testing import Alertmanager, RouterProcess
 
     config = """
 route:
   receiver: hook
   group_by: [alertname]
-  group_wait: 500ms
-  group_interval: 4s
+  group_wait: 1s
+  group_interval: 3s
+  repeat_interval: 1h
+  routes:
+    - matchers: [alertname=R]
+      repeat_interval: 6s
 receivers:
   - name: hook
-    webhook_configs: [{url: "SINK/hook"}]
+    webhook_configs: [{url: "SINK/hook"}, {url: "SINK/quiet", send_resolved: false}]
 """
-    with WebhookSink() as sink:
-        cfg = config.replace("SINK", sink.url)
-        data = tmp_path / "alerts"
-        with RouterThread(cfg, data_dir=data) as r:
-            t0 = time.time()
-            httpx.post(
-                r.url + "/api/v2/alerts", json=[{"labels": {"alertname": "C", "i": "1"}}]
-            ).raise_for_status()
-            _wait(lambda: _logged(data) == 1)
-        first = sink.received()[0].t
-        with RouterThread(cfg, data_dir=data) as r:
-            old = "2026-01-01T00:00:00Z"  # would flush a new group at once
-            httpx.post(
-                r.url + "/api/v2/alerts", json=[{"labels": {"alertname": "C", "i": "2"}, "startsAt": old}]
-            )
-            _wait(lambda: len(sink.received()) == 2, timeout=8)
-        second = sink.received()[1]
-        assert len(second.body["alerts"]) == 2
-        assert second.t - first >= 4.0 - 0.3, (first - t0, second.t - t0)
+    t0 = time.time()
+
+    def alert(name: str, i: int, end: float | None = None) -> dict[str, object]:
+        return {
+            "labels": {"alertname": name, "i": str(i)},
+            "startsAt": iso(t0),
+            "endsAt": iso(end or t0 + 600),
+        }
+
+    def both(at: float, *alerts: dict[str, object]) -> None:
+        time.sleep(max(0.0, at - time.time()))
+        for url in (am.url, fw.url):
+            httpx.post(url + "/api/v2/alerts", json=list(alerts), trust_env=False).raise_for_status()
+
+    with WebhookSink() as am_sink, WebhookSink() as fw_sink:
+        am_cfg, fw_cfg = config.replace("SINK", am_sink.url), config.replace("SINK", fw_sink.url)
+        with (
+            Alertmanager(am_cfg, data_dir=tmp_path / "am") as am,
+            RouterProcess(fw_cfg, data_dir=tmp_path / "fw") as fw,
+        ):
+            t0 = time.time()  # the alerts start now: their groups wait group_wait
+            firing = [alert("A", 1), alert("A", 2), alert("B", 1), alert("R", 1)]
+            both(t0, *firing)
+            time.sleep(max(0.0, t0 + 1.8 - time.time()))  # notified at +1 s, logged
+        assert not diff_notifications(am_sink.received(), fw_sink.received(), t0)
+        n = len(am_sink.received())
+        assert n == 6, [r.path for r in am_sink.received()]
+        with (
+            Alertmanager(am_cfg, data_dir=tmp_path / "am") as am,
+            RouterProcess(fw_cfg, data_dir=tmp_path / "fw") as fw,
+        ):
+            # The same alerts again at t0 + 5.5 s (before: groups flushed at +1, +4, +7, ...):
+            # their groups flush at once and send nothing (R's repeat interval, 6 s from +1 s,
+            # has not passed at t1; it has at t1 + 3 s), then every 3 s from t1.
+            t1 = max(time.time(), t0 + 5.5)
+            both(t1, *firing)
+            both(t1 + 1.0, alert("A", 2, time.time()), alert("A", 3))  # reported at t1 + 3 s
+            both(t1 + 3.5, alert("B", 2))  # reported at t1 + 6 s
+            time.sleep(max(0.0, t1 + 7.0 - time.time()))
+        after_am, after_fw = am_sink.received()[n:], fw_sink.received()[n:]
+        diffs = diff_notifications(after_am, after_fw, t1)
+        assert not diffs, "\n".join(diffs)
+        got = sorted((round(r.t - t1), r.path, r.body["groupKey"]) for r in after_am)
+        assert got == [
+            (3, "/hook", '{}/{alertname="R"}:{alertname="R"}'),
+            (3, "/hook", '{}:{alertname="A"}'),
+            (3, "/quiet", '{}/{alertname="R"}:{alertname="R"}'),
+            (3, "/quiet", '{}:{alertname="A"}'),
+            (6, "/hook", '{}:{alertname="B"}'),
+            (6, "/quiet", '{}:{alertname="B"}'),
+        ], got
