@@ -16,6 +16,7 @@ from typing import TextIO
 import numpy as np
 import pandas as pd
 from forewarn.detectors.ensemble import EnsembleCore, EnsembleParams, seasonal_periods, step_of
+from forewarn.detectors.gaps import expand, missing_slots
 from forewarn.detectors.multiseries import explain_block
 
 OUTPUT_COLUMNS = ["timestamp", "value", "anomaly_score", "is_anomaly"]
@@ -72,6 +73,7 @@ def detect_csv(
     """Stream ``src`` through one detector into ``dst``; returns row / alert / bad-timestamp counts."""
     core: EnsembleCore | None = None
     rows = alerts = bad_ts = 0
+    step, last_ts, fill = float("nan"), float("nan"), False
     with contextlib.ExitStack() as stack:
         out: TextIO = dst if hasattr(dst, "write") else stack.enter_context(open(dst, "w", newline=""))  # type: ignore[arg-type]
         w = csv.writer(out, lineterminator="\n")
@@ -81,24 +83,29 @@ def detect_csv(
             bad_ts += int(np.isnan(ts).sum())
             x = pd.to_numeric(chunk["value"].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
             if core is None:  # daily / weekly periods from the sampling step of the first rows
-                core = EnsembleCore(
-                    1, params, seasonal_periods(step_of(ts), params.max_period) if seasonal else ()
-                )
-            block = core.update(x[None, :])
+                step = step_of(ts)
+                core = EnsembleCore(1, params, seasonal_periods(step, params.max_period) if seasonal else ())
+                fill = bool(core.periods)  # seasonal views count time: missing slots become NaN points
+            slots = np.zeros(len(x), dtype=np.int64)
+            if fill:
+                slots, fill = missing_slots(ts, step, last_ts)
+            last_ts = float(ts[-1]) if len(ts) else last_ts
+            xe, at = expand(x, slots)
+            block = core.update(xe[None, :])
             # rounded down, so the printed score compares with the threshold like the real one
-            score = np.floor(np.clip(block.score[0], 0.0, 1.0) * 1e9) / 1e9
-            alert = block.alert[0]
+            score = np.floor(np.clip(block.score[0, at], 0.0, 1.0) * 1e9) / 1e9
+            alert = block.alert[0, at]
             cols = [chunk["timestamp"], chunk["value"], np.char.mod("%.9f", score), alert.astype(np.int8)]
             if explain:
                 extra = np.full((len(x), 5), "", dtype=object)
                 for i in np.flatnonzero(alert):
-                    ex = explain_block(block, 0, i)
+                    ex = explain_block(block, 0, int(at[i]))
                     extra[i] = [
                         ex.component,
                         *(f"{v:.6g}" for v in (ex.expected, ex.lower, ex.upper)),
                         ex.text,
                     ]
-                cols += [np.char.mod("%.9f", np.floor(block.raw[0] * 1e9) / 1e9), *extra.T]
+                cols += [np.char.mod("%.9f", np.floor(block.raw[0, at] * 1e9) / 1e9), *extra.T]
             w.writerows(zip(*cols, strict=True))
             rows += len(x)
             alerts += int(alert.sum())

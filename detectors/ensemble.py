@@ -54,15 +54,19 @@ class EnsembleParams:
     # a view has a say where its robust scale is at most this times the best view's
     seasonal_gain: float = 2.0
     max_period: int = 2016  # longest period (points) kept in memory: weekly at 5-minute steps
-    # when every view with a say finds a point at least this unusual, the most surprised seasonal
-    # view decides (1.0: the least surprised view always decides)
-    agree: float = 0.95
+    # when every view with a say finds a point at least this unusual and a seasonal view finds it
+    # ``seasonal_margin`` times rarer than the threshold, that seasonal view decides (1.0: the least
+    # surprised view always decides)
+    agree: float = 0.9
+    seasonal_margin: float = 10.0
 
     def __post_init__(self) -> None:
         if self.window < 8 or self.short < 2 or self.long < self.short:
             raise ValueError("need window >= 8 and 2 <= short <= long")
         if not 0 < self.threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
+        if not 0 <= self.agree <= 1 or self.seasonal_margin < 1:
+            raise ValueError("need 0 <= agree <= 1 and seasonal_margin >= 1")
         unknown = set(self.components) - set(COMPONENTS)
         if unknown or not self.components:
             raise ValueError(f"unknown components {sorted(unknown)}; choose from {COMPONENTS}")
@@ -239,9 +243,10 @@ class EnsembleCore:
         # Seasonal views count once 64 points, the span that decided the periods, were seen. A point
         # must be surprising under every view that has a say: a recurring pattern (a nightly batch
         # job) is not an incident, and a past incident does not echo a period later. Where every
-        # view finds the point at least ``agree`` unusual, the surest seasonal view decides: a square
-        # daily wave jumping higher than ever is only half-excused by the plain view, whose
-        # calibration learnt the daily edges as routine.
+        # view finds the point at least ``agree`` unusual and the surest seasonal view finds it
+        # ``seasonal_margin`` times rarer than the threshold asks, that view decides: a square daily
+        # wave jumping higher than ever is only half-excused by the plain view, whose calibration
+        # learnt the daily edges as routine.
         grown = (st["seen"][:, None] + np.cumsum(np.isfinite(x), axis=1))[:, None, :] >= 64
         grown[:, : 1 + self._rate] = True
         eligible = np.isfinite(raw) & np.isfinite(scale) & grown
@@ -258,7 +263,11 @@ class EnsembleCore:
             seas = say.copy()
             seas[:, : 1 + self._rate] = False
             most = np.argmax(np.where(seas, rv, -np.inf), axis=1)[:, None]
-            sel = np.where(np.take_along_axis(rv, least, axis=1) >= self.params.agree, most, least)
+            sure = 1.0 - (1.0 - self.params.threshold) / self.params.seasonal_margin
+            override = (np.take_along_axis(rv, least, axis=1) >= self.params.agree) & (
+                np.take_along_axis(rv, most, axis=1) >= sure
+            )
+            sel = np.where(override, most, least)
 
         def pick(a: np.ndarray) -> np.ndarray:
             return np.take_along_axis(a, sel, axis=1)[:, 0]

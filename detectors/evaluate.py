@@ -27,6 +27,7 @@ from forewarn.detectors.ensemble import (
     seasonal_periods,
     step_of,
 )
+from forewarn.detectors.gaps import expand, missing_slots
 from forewarn.detectors.scenarios import Scenario, make_corpus
 
 STANDARD = {"tp": 1.0, "fp": 0.11, "fn": 1.0}
@@ -156,8 +157,11 @@ Detector = Callable[[Scenario], np.ndarray]
 
 def ensemble_detector(params: EnsembleParams | None = None, seasonal: bool = True) -> Detector:
     def run(s: Scenario) -> np.ndarray:
-        periods = seasonal_periods(step_of(s.timestamps)) if seasonal else ()
-        return EnsembleCore(1, params, periods).update(s.values[None, :]).alert[0]
+        step = step_of(s.timestamps)
+        periods = seasonal_periods(step) if seasonal else ()
+        slots = missing_slots(s.timestamps, step)[0] if periods else np.zeros(len(s.values), np.int64)
+        x, at = expand(s.values, slots)
+        return EnsembleCore(1, params, periods).update(x[None, :]).alert[0, at]
 
     return run
 

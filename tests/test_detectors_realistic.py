@@ -59,3 +59,28 @@ def test_a_square_daily_wave_jumping_higher_is_caught_by_the_seasonal_view() -> 
     alerts = np.flatnonzero(EnsembleCore(1, periods=periods).update(x[None, :]).alert[0])
     assert any(3000 <= i < 3150 for i in alerts)
     assert not any(1000 <= i < 3000 for i in alerts)  # the daily edges are routine
+
+
+def test_missing_rows_keep_the_seasonal_views_in_phase(tmp_path) -> None:
+    import io
+
+    import pandas as pd
+    from forewarn.detectors import EnsembleParams
+    from forewarn.detectors.csvio import detect_csv
+
+    rng = np.random.default_rng(2)
+    n = 4032
+    t = 1_400_000_000 + 300 * np.arange(n)
+    x = np.where((np.arange(n) % 288) < 140, 80.0, 20.0) + rng.normal(0, 3, n)
+    keep = np.ones(n, bool)
+    keep[2000:2100] = False  # the exporter was down for 100 slots
+    t, x = t[keep], x[keep]
+    src = tmp_path / "gap.csv"
+    pd.DataFrame({"timestamp": t, "value": x}).to_csv(src, index=False)
+    out = io.StringIO()
+    detect_csv(src, out, EnsembleParams(), explain=False)
+    flags = pd.read_csv(io.StringIO(out.getvalue()))["is_anomaly"].to_numpy()
+    assert len(flags) == len(x) and not flags[2000:].any()
+    # counted in rows, the daily views would be 100 points out of phase after the gap
+    periods = seasonal_periods(step_of(t))
+    assert EnsembleCore(1, periods=periods).update(x[None, :]).alert[0, 2000:].any()
