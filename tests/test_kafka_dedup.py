@@ -174,3 +174,28 @@ def test_a_copy_kept_by_another_member_of_the_group_is_dropped(settings, store, 
     # token, which does not name the group: ClickHouse drops a token the first group already used)
     assert sorted(g for g, _p, _d in drops) == [s.kafka.group_id, other.kafka.group_id]
     assert (s.kafka.group_id, 1, [0]) in drops
+
+
+def test_two_members_planning_copies_at_once_never_drop_both(store) -> None:
+    """Every interleaving of two members' lookup (then decision) and seen insert for two copies of
+    one record, in different partitions: at worst both are kept, never both dropped."""
+    from itertools import permutations
+
+    from forewarn.collector.ingest_dedup import SeenStore, decide, digest
+
+    h = digest(b"the same request")
+    for n, order in enumerate(sorted(set(permutations("AABB")))):
+        seen = SeenStore(f"race-{n}", window_s=60)
+        pos = {"A": (0, 10), "B": (1, 20)}
+        decision: dict[str, bool] = {}
+        for member in order:
+            partition, offset = pos[member]
+            if member not in decision:  # first step of a member: look up and decide
+                known = seen.lookup(store, [("otlp_spans", h)])
+                (drop,) = decide([("otlp_spans", partition, [(offset, h)])], known)
+                decision[member] = bool(drop)
+            elif not decision[member]:  # second step: its plan is written; remember what it kept
+                seen.remember(store, [("otlp_spans", partition, offset, h)])
+        assert not all(decision.values()), order
+        sequential = order[0] == order[1]  # one member finished before the other looked
+        assert list(decision.values()).count(True) == (1 if sequential else 0), order
