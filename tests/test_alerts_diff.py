@@ -24,7 +24,7 @@ def run_both(
     config: str, steps: list[tuple[float, Step]], duration: float
 ) -> tuple[list[Received], list[Received], float]:
     o = _run_both(config, steps, duration)
-    assert not o.errors, o.errors
+    assert not o.failed_steps(), o.failed_steps()
     return o.am, o.fw, o.t0
 
 
