@@ -76,9 +76,13 @@ async def _body(request: Request, what: str) -> tuple[Any, bool]:
         raise RequestError(400, 400, f'parsing {what} body from "" failed, because {e}') from None
 
 
+# go-openapi's ``swag.ConvertBool``: these are true, anything else is false (never an error).
+_TRUE = frozenset({"true", "1", "yes", "ok", "y", "on", "selected", "checked", "t", "enabled"})
+
+
 def _bool(request: Request, name: str, default: bool = True) -> bool:
     v = request.query_params.get(name)
-    return default if v is None else v.lower() in ("1", "t", "true")
+    return default if v is None else v.lower() in _TRUE
 
 
 def _filter(request: Request) -> list[Matcher]:
@@ -170,10 +174,8 @@ def routes(router: AlertRouter) -> list[BaseRoute]:
                 receivers.setdefault(a.fp, []).append(g.route.receiver)
             if kept:
                 groups.append((g, kept))
-        order = sort_by_labels(groups, key=lambda x: x[0].labels)  # ties: by receiver, below
-        order.sort(key=functools.cmp_to_key(_group_cmp))
         out = []
-        for g, kept in order:
+        for g, kept in sorted(groups, key=functools.cmp_to_key(_group_cmp)):
             alerts = sort_by_labels(kept, key=lambda x: x[0].labels)
             out.append(
                 {

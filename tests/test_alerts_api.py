@@ -383,3 +383,59 @@ receivers:
         assert sink.received("/basic")[0].headers["authorization"] == "Basic dTpw"
         assert sink.received("/bearer")[0].headers["authorization"] == "Bearer tok"
         assert "tok" not in httpx.get(r.url + "/api/v2/status").json()["config"]["original"]
+
+
+QUERIES = [
+    {},
+    {"active": "maybe"},
+    {"silenced": "yes"},
+    {"silenced": "0"},
+    {"inhibited": "off", "active": "true"},
+    {"active": "false"},
+    {"filter": 'qi=~"[12]"'},
+    {"filter": "qi!=1", "receiver": "hook"},
+    {"receiver": "ho.*"},
+    {"receiver": "dead"},
+]
+
+
+@pytest.mark.parametrize("path", ["/api/v2/alerts", "/api/v2/alerts/groups"])
+def test_alert_queries_like_alertmanager(fw: RouterThread, am: Alertmanager | None, path: str) -> None:
+    """Filters, state flags (go-openapi's boolean spelling), receivers: the same answers."""
+    from forewarn.alerts.difftest import canonical_api
+
+    if am is None:
+        pytest.skip("prometheus-alertmanager not installed")
+    now = time.time()
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    names: list[dict[str, str]] = []
+    for url in (am.url, fw.url):
+        alerts = [
+            {
+                "labels": {"alertname": f"Q{len(path)}", "qi": str(i), "service": "q"},
+                "startsAt": iso(now - 10),
+                "endsAt": iso(now + 600),
+            }
+            for i in range(3)
+        ]
+        assert httpx.post(url + "/api/v2/alerts", json=alerts).status_code == 200
+        sil = {
+            "matchers": [
+                {"name": "qi", "value": "1", "isRegex": False},
+                {"name": "alertname", "value": f"Q{len(path)}", "isRegex": False},
+            ],
+            "startsAt": iso(now),
+            "endsAt": iso(now + 600),
+            "createdBy": "t",
+            "comment": "q",
+        }
+        sid = httpx.post(url + "/api/v2/silences", json=sil).json()["silenceID"]
+        names.append({sid: "q"})
+    for params in QUERIES:
+        p = {
+            **params,
+            "filter": [f'alertname="Q{len(path)}"', *([params["filter"]] if "filter" in params else [])],
+        }
+        ra, rf = (httpx.get(u + path, params=p) for u in (am.url, fw.url))
+        assert ra.status_code == rf.status_code, (p, ra.text, rf.text)
+        assert canonical_api(ra, names[0]) == canonical_api(rf, names[1]), p
