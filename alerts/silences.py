@@ -179,7 +179,7 @@ class Silences:
             raise SilenceNotFound(sid)
         st = s.state(now)
         if st == "expired":
-            raise SilenceError(f"silence {sid} already expired")
+            return  # idempotent, as in Alertmanager 0.25
         if st == "pending":
             s.starts_at = now
         s.ends_at = now
