@@ -191,6 +191,7 @@ def routes(router: AlertRouter) -> list[BaseRoute]:
         now = time.time()
         out = []
         for s in router.silences.list(now):
+            # ``CheckSilenceMatchesFilterLabels``: each filter equals one of the silence's matchers.
             names = {(m.name, m.op, m.value) for m in s.matchers}
             if all((m.name, m.op, m.value) in names for m in ms):
                 out.append(s.api_dict(now))

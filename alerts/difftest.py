@@ -167,19 +167,20 @@ def run_both(config: str, steps: list[tuple[float, Step]], duration: float) -> O
         return Outcome(am_sink.received(), fw_sink.received(), sides[0].answers, sides[1].answers, t0)
 
 
-def _diff_value(a: Any, b: Any, path: str, out: list[str]) -> None:
+def diff_value(a: Any, b: Any, path: str, out: list[str]) -> None:
+    """Append to ``out`` where ``b`` differs from ``a`` (times within the tolerance, local URLs aside)."""
     if isinstance(a, dict) and isinstance(b, dict):
         if a.keys() != b.keys():
             out.append(f"{path}: keys {sorted(a)} != {sorted(b)}")
             return
         for k in a:
-            _diff_value(a[k], b[k], f"{path}.{k}", out)
+            diff_value(a[k], b[k], f"{path}.{k}", out)
     elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
         if len(a) != len(b):
             out.append(f"{path}: {len(a)} items != {len(b)}: {_brief(a)} vs {_brief(b)}")
             return
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _diff_value(x, y, f"{path}[{i}]", out)
+            diff_value(x, y, f"{path}[{i}]", out)
     elif isinstance(a, str) and isinstance(b, str) and path.endswith(("startsAt", "endsAt")):
         ta, tb = parse_time(a, path), parse_time(b, path)
         if abs(ta - tb) > TIME_TOLERANCE:
@@ -227,7 +228,7 @@ def diff_notifications(am: list[Received], fw: list[Received], t0: float) -> lis
         for i, (ra, rf) in enumerate(zip(a, f, strict=True)):
             ba = {k: v for k, v in ra.body.items() if k != "externalURL"}
             bf = {k: v for k, v in rf.body.items() if k != "externalURL"}
-            _diff_value(ba, bf, f"{key}#{i}", out)
+            diff_value(ba, bf, f"{key}#{i}", out)
             if abs(ra.t - rf.t) > TIME_TOLERANCE:
                 out.append(f"{key}#{i}: alertmanager at +{ra.t - t0:.2f}s, forewarn at +{rf.t - t0:.2f}s")
     return out
@@ -272,7 +273,7 @@ def diff_answers(o: Outcome) -> list[str]:
     if len(o.am_answers) != len(o.fw_answers):
         return [f"answers: {len(o.am_answers)} vs {len(o.fw_answers)}"]
     for i, ((qa, a), (_, f)) in enumerate(zip(o.am_answers, o.fw_answers, strict=True)):
-        _diff_value(a, f, f"answer {i} {qa}", out)
+        diff_value(a, f, f"answer {i} {qa}", out)
     return out
 
 

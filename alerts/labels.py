@@ -132,11 +132,11 @@ class Matcher:
 
     def api_dict(self) -> dict[str, object]:
         """The v2 API silence matcher shape."""
-        return {
+        return {  # keys in Alertmanager's (alphabetical) order
+            "isEqual": self.op in ("=", "=~"),
+            "isRegex": self.op in ("=~", "!~"),
             "name": self.name,
             "value": self.value,
-            "isRegex": self.op in ("=~", "!~"),
-            "isEqual": self.op in ("=", "=~"),
         }
 
     @classmethod

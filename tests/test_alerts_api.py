@@ -440,3 +440,37 @@ def test_alert_queries_like_alertmanager(fw: RouterThread, am: Alertmanager | No
         ra, rf = (httpx.get(u + path, params=p) for u in (am.url, fw.url))
         assert ra.status_code == rf.status_code, (p, ra.text, rf.text)
         assert canonical_api(ra, names[0]) == canonical_api(rf, names[1]), p
+
+
+def test_silence_queries_like_alertmanager(fw: RouterThread, am: Alertmanager | None) -> None:
+    """``filter`` on silences keeps those having each filter matcher among their own."""
+    from forewarn.alerts.difftest import canonical_api, diff_value
+
+    if am is None:
+        pytest.skip("prometheus-alertmanager not installed")
+    now = time.time()
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    specs = {
+        "f1": [("svc", "sq", False, True), ("pod", "p1", False, True)],
+        "f2": [("svc", "sq", False, True), ("pod", "p.*", True, True)],
+        "f3": [("svc", "sq", False, True), ("zone", "eu", False, False)],
+    }
+    names: list[dict[str, str]] = [{}, {}]
+    for i, url in enumerate((am.url, fw.url)):
+        for name, ms in specs.items():
+            body = {
+                "matchers": [{"name": n, "value": v, "isRegex": r, "isEqual": e} for n, v, r, e in ms],
+                "startsAt": iso(now),
+                "endsAt": iso(now + 600 + len(names[i])),
+                "createdBy": "t",
+                "comment": name,
+            }
+            names[i][httpx.post(url + "/api/v2/silences", json=body).json()["silenceID"]] = name
+    for extra in ([], ['pod="p1"'], ['pod=~"p.*"'], ['pod!=""'], ['zone=""'], ['zone="eu"'], ["pod!=p1"]):
+        p = {"filter": ['svc="sq"', *extra]}
+        ra, rf = (httpx.get(u + "/api/v2/silences", params=p) for u in (am.url, fw.url))
+        assert ra.status_code == rf.status_code == 200
+        a, f = canonical_api(ra, names[0]), canonical_api(rf, names[1])
+        diffs: list[str] = []
+        diff_value(a, f, str(extra), diffs)
+        assert not diffs, diffs
