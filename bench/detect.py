@@ -65,6 +65,9 @@ def main() -> None:
     )
     print(f"target 500,000 points/s/core: {'met' if n / ens_s >= 500_000 else 'NOT met'}")
     print(f"model state per series: {core.memory_bytes():,} bytes")
+    for step, periods in ((1800, (48, 336)), (300, (288, 2016))):
+        seasonal = EnsembleCore(1, periods=periods).memory_bytes()
+        print(f"  with daily + weekly views at {step // 60}-minute steps: {seasonal:,} bytes")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 
 

@@ -257,9 +257,11 @@ class EnsembleCore:
         say = eligible & (scale <= self.params.seasonal_gain * best)
         say[:, 0] |= ~eligible[:, 0]
         rv = np.nan_to_num(raw, nan=0.0)
-        least = np.argmin(np.where(say, rv, np.inf), axis=1)[:, None]
+        least = np.zeros((n, 1, k), dtype=np.intp)  # one view: it decides
+        if nb > 1:
+            least = np.argmin(np.where(say, rv, np.inf), axis=1)[:, None]
         sel = least
-        if self.params.agree < 1.0:
+        if self.params.agree < 1.0 and self.periods:
             seas = say.copy()
             seas[:, : 1 + self._rate] = False
             most = np.argmax(np.where(seas, rv, -np.inf), axis=1)[:, None]
@@ -270,7 +272,7 @@ class EnsembleCore:
             sel = np.where(override, most, least)
 
         def pick(a: np.ndarray) -> np.ndarray:
-            return np.take_along_axis(a, sel, axis=1)[:, 0]
+            return a[:, 0] if nb == 1 else np.take_along_axis(a, sel, axis=1)[:, 0]
 
         offset = pick(np.stack(preds, axis=1))
         exp_x = pick(expected) + offset
