@@ -21,7 +21,6 @@ from typing import Any
 from forewarn.alerts.labels import fingerprint, valid_label_name
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$")
 
 
 class AlertValidationError(ValueError):
@@ -57,26 +56,52 @@ def format_api_time(ts: float) -> str:
     return datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
 
 
-def parse_time(value: Any, what: str) -> float:
-    """RFC 3339 timestamp (any offset, up to nanoseconds) to UNIX seconds; Go's zero time is 0."""
+# go-openapi's ``strfmt.ParseDateTime`` layouts, as regexes: RFC 3339 (any fraction, "." or ","),
+# a no-colon offset after exactly 3 or 6 fractional digits, and zone-less forms read as UTC.
+_FRAC = r"(?:[.,](\d+))?"
+_LAYOUTS = [
+    re.compile(rf"^(\d{{4}}-\d{{2}}-\d{{2}})T(\d{{2}}:\d{{2}}:\d{{2}}){_FRAC}(Z|[+-]\d{{2}}:\d{{2}})$"),
+    re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})[.,](\d{3}|\d{6})(Z|[+-]\d{4})$"),
+    re.compile(rf"^(\d{{4}}-\d{{2}}-\d{{2}})[T ](\d{{2}}:\d{{2}}:\d{{2}}){_FRAC}()$"),
+    re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})()(Z?)$"),
+]
+
+
+def parse_time_text(value: Any, what: str) -> tuple[float, str]:
+    """A date-time as Alertmanager reads it: UNIX seconds, and the text Go prints for it in a
+    webhook (its own offset and all its fractional digits kept; Go's zero time is ``0``).
+
+    >>> parse_time_text("2026-11-23T09:00:00.500+02:00", "t")[1], parse_time_text("2026-11-23 07:00:00", "t")[1]
+    ('2026-11-23T09:00:00.5+02:00', '2026-11-23T07:00:00Z')
+    """
     if not isinstance(value, str) or not value:
         raise AlertValidationError(f"{what}: expected an RFC 3339 date-time string, got {value!r}")
-    s = value.strip()
-    if s.startswith("0001-01-01T00:00:00"):
-        return 0.0
-    frac = 0.0
-    # Python parses at most microseconds; keep the nanosecond digits separately.
-    m = _RFC3339.match(s)
-    if not m:
+    if value.startswith("0001-01-01T00:00:00"):
+        return 0.0, ""
+    for layout in _LAYOUTS:
+        m = layout.match(value)
+        if m:
+            break
+    else:
         raise AlertValidationError(f"{what}: {value!r} is not an RFC 3339 date-time")
-    if m.group(2):
-        frac = float("0" + m.group(2))
-    tz = "+00:00" if m.group(3) in ("Z", "z") else m.group(3)
+    date, clock, frac, zone = m.groups()
+    clock = clock if len(clock) == 8 else clock + ":00"
+    if zone in ("", "Z"):
+        zone = "+00:00"
+    elif ":" not in zone:
+        zone = f"{zone[:3]}:{zone[3:]}"
     try:
-        dt = datetime.fromisoformat(m.group(1).replace("t", "T").replace(" ", "T") + tz)
+        dt = datetime.fromisoformat(f"{date}T{clock}{zone}")
     except ValueError as e:
         raise AlertValidationError(f"{what}: {value!r}: {e}") from None
-    return dt.timestamp() + frac
+    digits = (frac or "").rstrip("0")[:9]
+    shown = f"{date}T{clock}{'.' + digits if digits else ''}{'Z' if zone == '+00:00' else zone}"
+    return dt.timestamp() + (float("0." + frac) if frac else 0.0), shown
+
+
+def parse_time(value: Any, what: str) -> float:
+    """RFC 3339 timestamp (and go-openapi's other layouts) to UNIX seconds; Go's zero time is 0."""
+    return parse_time_text(value, what)[0]
 
 
 @dataclass(slots=True)
@@ -91,6 +116,10 @@ class Alert:
     updated_at: float = 0.0
     timeout: bool = False
     fp: str = ""
+    # The times as the client wrote them, for webhooks (Go keeps their offset and nanoseconds);
+    # empty: print the float in UTC.
+    starts_text: str = ""
+    ends_text: str = ""
 
     def __post_init__(self) -> None:
         if not self.fp:
@@ -115,6 +144,8 @@ class Alert:
             self.updated_at,
             self.timeout,
             self.fp,
+            self.starts_text,
+            self.ends_text,
         )
 
     def merge(self, other: Alert, now: float) -> Alert:
@@ -123,12 +154,12 @@ class Alert:
             return other.merge(self, now)
         res = other.copy()
         if self.starts_at < other.starts_at:
-            res.starts_at = self.starts_at
+            res.starts_at, res.starts_text = self.starts_at, self.starts_text
         if other.resolved_at(now):
             if self.resolved_at(now) and self.ends_at > other.ends_at:
-                res.ends_at = self.ends_at
+                res.ends_at, res.ends_text = self.ends_at, self.ends_text
         elif self.ends_at > other.ends_at and not self.timeout:
-            res.ends_at = self.ends_at
+            res.ends_at, res.ends_text = self.ends_at, self.ends_text
         return res
 
     def overlaps(self, old: Alert) -> bool:
@@ -146,13 +177,13 @@ class Alert:
         for what, m in (("label", labels), ("annotation", annotations)):
             if not isinstance(m, dict) or not all(isinstance(v, str) for v in m.values()):
                 raise AlertValidationError(f"{what} values must be strings")
-        starts = parse_time(d["startsAt"], "startsAt") if d.get("startsAt") else 0.0
-        ends = parse_time(d["endsAt"], "endsAt") if d.get("endsAt") else 0.0
+        starts, starts_text = parse_time_text(d["startsAt"], "startsAt") if d.get("startsAt") else (0.0, "")
+        ends, ends_text = parse_time_text(d["endsAt"], "endsAt") if d.get("endsAt") else (0.0, "")
         gen = d.get("generatorURL") or ""
         if not isinstance(gen, str):
             raise AlertValidationError("generatorURL must be a string")
         if starts == 0.0:
-            starts = now if ends == 0.0 else ends
+            starts, starts_text = (now, "") if ends == 0.0 else (ends, ends_text)
         timeout = ends == 0.0
         if timeout:
             ends = now + resolve_timeout
@@ -169,7 +200,9 @@ class Alert:
                 raise AlertValidationError(f'invalid annotations: invalid name "{name}"')
         if ends < starts:
             raise AlertValidationError("start time must be before end time")
-        return cls(dict(labels), dict(annotations), starts, ends, gen, now, timeout)
+        return cls(
+            dict(labels), dict(annotations), starts, ends, gen, now, timeout, "", starts_text, ends_text
+        )
 
     def webhook_dict(self, now: float) -> dict[str, Any]:
         """The webhook v4 / remediation alert object (firing alerts carry the zero ``endsAt``)."""
@@ -177,8 +210,8 @@ class Alert:
             "status": self.status(now),
             "labels": self.labels,
             "annotations": self.annotations,
-            "startsAt": format_time(self.starts_at),
-            "endsAt": format_time(self.ends_at),
+            "startsAt": self.starts_text or format_time(self.starts_at),
+            "endsAt": (self.ends_text or format_time(self.ends_at)) if self.ends_at else format_time(0.0),
             "generatorURL": self.generator_url,
             "fingerprint": self.fp,
         }
@@ -192,6 +225,8 @@ class Alert:
             "generator_url": self.generator_url,
             "updated_at": self.updated_at,
             "timeout": self.timeout,
+            "starts_text": self.starts_text,
+            "ends_text": self.ends_text,
         }
 
     @classmethod
@@ -204,4 +239,7 @@ class Alert:
             r["generator_url"],
             r["updated_at"],
             r["timeout"],
+            "",
+            r.get("starts_text", ""),
+            r.get("ends_text", ""),
         )

@@ -366,3 +366,56 @@ def test_refire_merge_and_max_alerts_without_send_resolved() -> None:
     am, fw, t0 = run_both(config, steps, duration=7.0)
     assert [r.body["truncatedAlerts"] for r in am if r.path == "/r"] == [1]
     assert_same(am, fw, t0)
+
+
+TIME_INPUTS = [
+    "2026-11-23T09:00:00.5+02:00",
+    "2026-11-23T07:00:00.123456789+00:00",
+    "2026-11-23 07:00:00Z",
+    "2026-11-23 07:00:00",
+    "2026-11-23T07:00:00",
+    "2026-11-23T07:00Z",
+    "2026-11-23T07:00",
+    "2026-11-23t07:00:00z",
+    "2026-11-23T07:00:00.123+0100",
+    "2026-11-23T07:00:00+0100",
+    "2026-11-23T07:00:00,5Z",
+    "2026-11-23T07:00:00.5",
+]
+
+
+def test_time_layouts_and_offsets_like_alertmanager() -> None:
+    """go-openapi's date-time layouts are accepted or refused alike, and webhooks print each
+    time as Go does: in the offset it was sent with, with all its fractional digits."""
+    config = grouped_config(timers="group_wait: 500ms\n  group_interval: 1s")
+    with (
+        WebhookSink() as am_sink,
+        WebhookSink() as fw_sink,
+        Alertmanager(config.replace("SINK", am_sink.url)) as am,
+        RouterProcess(config.replace("SINK", fw_sink.url)) as fw,
+    ):
+        for i, s in enumerate(TIME_INPUTS):
+            alerts = [{"labels": {"alertname": "T", "i": str(i)}, "startsAt": s}]
+            if i == 0:  # a resolved alert keeps its endsAt's offset too
+                alerts.append(
+                    {
+                        "labels": {"alertname": "T", "i": "r"},
+                        "startsAt": s,
+                        "endsAt": "2026-11-23T08:00:00-01:00",
+                    }
+                )
+            codes = [
+                httpx.post(u + "/api/v2/alerts", json=alerts, trust_env=False).status_code
+                for u in (am.url, fw.url)
+            ]
+            assert codes[0] == codes[1], (s, codes)
+        time.sleep(1.5)
+        shown = [
+            {
+                a["labels"]["i"]: (a["startsAt"], a["endsAt"])
+                for r in sink.received()
+                for a in r.body["alerts"]
+            }
+            for sink in (am_sink, fw_sink)
+        ]
+    assert len(shown[0]) > 5 and shown[0] == shown[1]
