@@ -332,7 +332,8 @@ def _route_matchers(rng: random.Random) -> dict[str, Any]:
 def _timers(rng: random.Random, root: bool) -> dict[str, str]:
     """group_wait ∈ {0.5, 1.5} s and an integer group_interval: flushes fall on half seconds
     after a group's creation, steps on whole seconds; repeat_interval is a whole number of
-    group intervals plus a half, so it never ties with a flush either."""
+    seconds plus a half, so whatever group_interval a route inherits, the time since the last
+    notification at a flush (whole seconds) never ties with it."""
     out: dict[str, str] = {}
     gi = rng.choice([1, 2, 3])
     if root or rng.random() < 0.4:
@@ -340,7 +341,7 @@ def _timers(rng: random.Random, root: bool) -> dict[str, str]:
     if root or rng.random() < 0.4:
         out["group_interval"] = _ms(gi)
     if root or rng.random() < 0.4:
-        out["repeat_interval"] = rng.choice(["1h", _ms(gi * rng.choice([1, 2]) + gi / 2)])
+        out["repeat_interval"] = rng.choice(["1h", _ms(rng.randint(1, 5) + 0.5)])
     return out
 
 
