@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.forewarn-installed
-PYTEST_ARGS ?=
+# two workers: much of the suite waits on real timers (alert groups, flow intervals, broker pauses)
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: install up test lint format system-deps bench clean
 
