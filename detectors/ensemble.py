@@ -59,6 +59,8 @@ class EnsembleParams:
     # surprised view always decides)
     agree: float = 0.9
     seasonal_margin: float = 10.0
+    # spikes beyond ``z_cap`` become routine after this many of them in the calibration memory
+    routine_after: float = 3.0
 
     def __post_init__(self) -> None:
         if self.window < 8 or self.short < 2 or self.long < self.short:
@@ -146,6 +148,7 @@ class EnsembleCore:
             "rep_n": np.zeros((n, 1)),
             "rep_w": np.zeros((n, 1)),
             "ew_s2": np.zeros((n, b, c)),
+            "ew_big": np.zeros((n, b)),
             "history": np.full((n, self._hist), np.nan),
             "last": np.full((n, 1), np.nan),
             "seen": np.zeros(n, dtype=np.int64),
@@ -229,7 +232,7 @@ class EnsembleCore:
                 preds.append(pred)
                 branches.append(x - pred)
             st["history"] = he[:, -h:]
-        keys = ("tail_x", "tail_dev", "ew_w", "ew_s1", "ew_s2", "tail_z")
+        keys = ("tail_x", "tail_dev", "ew_w", "ew_s1", "ew_s2", "tail_z", "ew_big")
         flat = {key: st[key].reshape(n * nb, -1) for key in keys}
         xb = np.stack(branches, axis=1).reshape(n * nb, k)
         raw, comp, expected, observed, band, scale = (
@@ -382,6 +385,7 @@ class EnsembleCore:
                     pval[c] = np.fmax(pval[c], p_stuck)
                 if c == 0:  # the deviation a spike needs to reach the threshold: the honest band
                     spike_limit = _TAIL.limit(m1, m2, self._p_alert)
+                    pval[0] = self._beyond_cap(st, z[0], ok[0], pval[0], pw)
             pval[c][(pw < 5.0) | ~ok[c]] = 1.0
         pc = pval[self._comp_idx]
         which = np.argmin(pc, axis=0)
@@ -399,6 +403,22 @@ class EnsembleCore:
         st["tail_x"] = xe[:, -tl:]
         st["tail_dev"] = deve[:, -tl:]
         return raw, component, expected, observed, band, scale
+
+    def _beyond_cap(
+        self, st: dict[str, np.ndarray], z: np.ndarray, ok: np.ndarray, p: np.ndarray, pw: np.ndarray
+    ) -> np.ndarray:
+        """Spikes beyond the learning cap: the fitted tail never sees them (they are capped), so a
+        series with routine 20-sigma blips would page on every one. Their own exponentially
+        weighted count, less ``routine_after`` events (a few incidents do not make incidents
+        normal), sets a floor on the tail probability that falls as ``(cap / z)^2``."""
+        big = (z >= self._zcap) & ok
+        wb = _ew(big.astype(np.float64), st["ew_big"][:, 0], self._lam)
+        prev = np.concatenate([st["ew_big"], wb[:, :-1]], axis=1)
+        st["ew_big"][:, 0] = wb[:, -1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.fmax(prev - self.params.routine_after, 0.0) / (pw + _PRIOR_N)
+            floor = rate * (self._zcap / np.fmax(z, self._zcap)) ** 2
+        return np.where(big, np.fmax(p, floor), p)
 
     def _suppress(
         self, st: dict[str, np.ndarray], raw: np.ndarray, ok: np.ndarray

@@ -16,6 +16,7 @@ from forewarn.detectors.ensemble import EnsembleCore, EnsembleParams, ScoreBlock
 
 FORMAT = "forewarn.detectors.ensemble"
 FORMAT_VERSION = 1
+ADDED_STATE = frozenset({"ew_big"})  # state arrays newer than format version 1: may be absent
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,8 @@ class MultiSeriesDetector:
         det.core.add_series(len(ids))
         det.index = {s: i for i, s in enumerate(ids)}
         for key, ref in det.core.state.items():
+            if key not in arrays and key in ADDED_STATE:
+                continue  # a snapshot from before this array existed: it starts empty
             if key not in arrays:
                 raise ValueError(f"snapshot lacks state array {key!r}")
             arr = np.asarray(arrays[key])

@@ -84,3 +84,30 @@ def test_missing_rows_keep_the_seasonal_views_in_phase(tmp_path) -> None:
     # counted in rows, the daily views would be 100 points out of phase after the gap
     periods = seasonal_periods(step_of(t))
     assert EnsembleCore(1, periods=periods).update(x[None, :]).alert[0, 2000:].any()
+
+
+def test_routine_huge_blips_stop_paging_but_a_first_one_pages() -> None:
+    rng = np.random.default_rng(3)
+    n = 6000
+    x = rng.normal(0, 1, (2, n))
+    blips = np.flatnonzero(rng.random(n) < 0.005)
+    x[0, blips] += rng.uniform(15, 40, len(blips))  # routine 15-40 sigma blips (cron, GC)
+    x[1, 4000] += 30  # the same size once: news
+    alerts = EnsembleCore(2).update(x).alert
+    assert alerts[0, 3000:].sum() <= 3  # was about one per refractory period before
+    assert alerts[1, 4000]
+
+
+def test_snapshot_from_before_the_blip_counter_still_loads(tmp_path) -> None:
+    import json
+
+    from forewarn.detectors import MultiSeriesDetector
+
+    det = MultiSeriesDetector()
+    det.update(["a"] * 300, np.arange(300.0), np.random.default_rng(0).normal(0, 1, 300))
+    meta, arrays = det.snapshot()
+    arrays = {k: v for k, v in arrays.items() if k != "ew_big"}
+    (tmp_path / "old.json").write_text(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    back = MultiSeriesDetector.load(tmp_path / "old")
+    assert back.series_ids == ["a"] and not back.core.state["ew_big"].any()
