@@ -21,8 +21,10 @@ Public API (import from ``forewarn.detectors``):
   ``SaturationForecast`` (eta_s with eta_low_s / eta_high_s band, ``text("disk /data")``).
 - ``MultivariateDetector`` — scikit-learn IsolationForest on per-service feature vectors, trained
   in batch, with the features that contributed most to each anomaly.
-- ``evaluate`` (NAB-style scorer, ``python -m forewarn.detectors.evaluate``) and ``scenarios``
-  (labelled synthetic corpus).
+- ``evaluate`` (NAB-style scorer under NAB's three profiles, ``python -m
+  forewarn.detectors.evaluate [--realistic N]``) and ``scenarios`` (labelled synthetic corpora:
+  operational metrics, and realistic families shaped like public cloud / sensor / social series).
+- ``gaps`` — missing sampling slots as missing points, so seasonal views count time, not rows.
 
 The score is calibrated: each test's statistic (spike, level, trend, variance, stuck) gets a tail
 probability under a generalised Gaussian fitted to that series' own history of it (so spiky series
