@@ -148,7 +148,7 @@ class Ingester:
         self._last_lag = 0.0
         self._failures: dict[str, int] = {}  # token -> consecutive failed inserts with the store healthy
         self._polled_at = time.monotonic()  # last consume(): rebalance callbacks run inside it
-        self._seen = SeenStore(self.k.group_id, self.k.dedup_window_s, bool(settings.storage.cluster))
+        self._seen = SeenStore(self.k.group_id, self.k.dedup_window_s)
         self.ranges_inserted = 0
 
     # -- Kafka -------------------------------------------------------------------------------
@@ -231,10 +231,27 @@ class Ingester:
                 "%s[%d]: replaying %d planned range(s) from offset %d", p.topic, p.partition, len(rows), first
             )
 
-    def _write_plans(self, planned: list[tuple[_Range, frozenset[int]]], isolated: bool = False) -> None:
-        """Record ranges with the offsets each drops as duplicates, before anything of them is inserted."""
+    def _write_plans(
+        self,
+        planned: list[tuple[_Range, frozenset[int]]],
+        isolated: bool = False,
+        kept: dict[_Range, list[tuple[int, int]]] | None = None,
+    ) -> None:
+        """Record ranges with the offsets each drops as duplicates, before anything of them is
+        inserted; ``kept`` (offset, digest) become the group's seen rows in the same insert."""
+        kept = kept or {}
         rows = [
-            [self.k.group_id, r.topic, r.partition, r.first, r.last, int(isolated), sorted(drop)]
+            [
+                self.k.group_id,
+                r.topic,
+                r.partition,
+                r.first,
+                r.last,
+                int(isolated),
+                sorted(drop),
+                [o for o, _h in kept.get(r, ())],
+                [h for _o, h in kept.get(r, ())],
+            ]
             for r, drop in planned
         ]
         settings = {"insert_distributed_sync": 1} if self.settings.storage.cluster else None
@@ -250,6 +267,8 @@ class Ingester:
                     "last_offset",
                     "isolated",
                     "dropped",
+                    "kept_offsets",
+                    "kept_hashes",
                 ],
                 settings=settings,
             )
@@ -258,35 +277,31 @@ class Ingester:
 
     def _plan(self, due: list[tuple[_Partition, _Range, bool]]) -> None:
         """Plan the new ranges, deciding which records are duplicates of ones the group already
-        kept, then record the kept records of every due range as seen (see ingest_dedup)."""
+        kept; the plans' insert records the kept ones as seen (see ingest_dedup)."""
         new = [(p, r) for p, r, is_new in due if is_new]
+        if not new:
+            return
         if not self._seen.enabled:
-            if new:
-                self._write_plans([(r, frozenset()) for _p, r in new])
-                self._planned(new, [set() for _ in new])
+            self._write_plans([(r, frozenset()) for _p, r in new])
+            self._planned(new, [set() for _ in new])
             return
         digests = {r: [(o, digest(v)) for o, v in p.records if o <= r.last] for p, r, _ in due}
-
-        def kept(p: _Partition, r: _Range) -> list[tuple[int, int]]:
-            return [(o, h) for o, h in digests[r] if o not in p.dropped.get(r.first, frozenset())]
-
-        if new:
-            wanted = ((r.topic, h) for _p, r in new for _o, h in digests[r])
-            try:
-                known = self._seen.lookup(self._storage(), wanted)
-            except Exception as e:
-                raise StorageDown(f"cannot look up records seen before: {_short(e)}") from e
-            for p, r, is_new in due:  # ranges replayed in this round are planned: their copies count
-                for o, h in kept(p, r) if not is_new else ():
-                    known.setdefault((r.topic, h), set()).add((r.partition, o))
-            drops = decide([(r.topic, r.partition, digests[r]) for _p, r in new], known)
-            self._write_plans([(r, frozenset(d)) for (_p, r), d in zip(new, drops, strict=True)])
-            self._planned(new, drops)
-        rows = [(r.topic, r.partition, o, h) for p, r, _ in due for o, h in kept(p, r)]
+        wanted = ((r.topic, h) for _p, r in new for _o, h in digests[r])
         try:
-            self._seen.remember(self._storage(), rows)
+            known = self._seen.lookup(self._storage(), wanted)
         except Exception as e:
-            raise StorageDown(f"cannot record the records seen: {_short(e)}") from e
+            raise StorageDown(f"cannot look up records seen before: {_short(e)}") from e
+        for p, r, is_new in due:  # ranges replayed in this round are planned: their copies count
+            drop = p.dropped.get(r.first, frozenset())
+            for o, h in digests[r] if not is_new else ():
+                if o not in drop:
+                    known.setdefault((r.topic, h), set()).add((r.partition, o))
+        drops = decide([(r.topic, r.partition, digests[r]) for _p, r in new], known)
+        kept = {
+            r: [(o, h) for o, h in digests[r] if o not in d] for (_p, r), d in zip(new, drops, strict=True)
+        }
+        self._write_plans([(r, frozenset(d)) for (_p, r), d in zip(new, drops, strict=True)], kept=kept)
+        self._planned(new, drops)
 
     @staticmethod
     def _planned(new: list[tuple[_Partition, _Range]], drops: list[set[int]]) -> None:

@@ -14,23 +14,23 @@ How, for each *new* range (one that has no plan yet), in this order:
    (``forewarn_ingest_seen``).
 2. ``decide``: a record is dropped if its hash was found there, or if an earlier record of the
    same round (same range or another range planned together) already carries it; otherwise kept.
-3. The plan of the range is written with the offsets it drops (``forewarn_ingest_batches.dropped``).
-4. ``remember``: one seen row per *kept* record of every range about to be inserted (replays
-   included; rewriting a row changes nothing).
+3. The plan of the range is written with the offsets it drops (``forewarn_ingest_batches.dropped``)
+   and the (offset, hash) of those it keeps; a materialized view turns the latter into seen rows
+   in the same insert, so a seen row never exists without the plan that keeps its record.
 
 A replay follows the plan: it never decides again, so it inserts the same records under the same
 token and ClickHouse drops the repeated insert. Isolated ranges and dead letters work on the kept
 records only, so the decision holds for them too.
 
-**Never a loss.** A seen row is written only after the plan that keeps its record, and a planned
+**Never a loss.** A seen row is written only with the plan that keeps its record, and a planned
 range is always inserted in the end (its offsets are committed only after its insert, and every
 replay follows its plan). So a record is dropped only when another copy of it is kept by a plan
 that is already durable, and that copy will be stored. Two copies can therefore never drop each
 other, whatever the timing; the rows a record's own range wrote (its own position) never count.
 
 **At worst a duplicate.** Two ingesters planning two copies at the same moment may both look up
-before either wrote its seen row; both keep their copy. The window for that is the few
-milliseconds between a lookup and the seen insert. A stalled member planning a range that the
+before either wrote its plan; both keep their copy. The window for that is the few milliseconds
+between a lookup and the plan's insert. A stalled member planning a range that the
 group already gave to someone else is the other (pre-existing) source; see ``ingest.py``.
 
 >>> a, b = digest(b"request"), digest(b"other")
@@ -81,12 +81,11 @@ def decide(
 
 
 class SeenStore:
-    """Reads and writes ``forewarn_ingest_seen`` for one consumer group."""
+    """Looks up ``forewarn_ingest_seen`` for one consumer group (the plans' insert writes it)."""
 
-    def __init__(self, group_id: str, window_s: float, cluster: bool = False):
+    def __init__(self, group_id: str, window_s: float):
         self.group_id = group_id
         self.window_ms = int(window_s * 1000)
-        self._insert_settings = {"insert_distributed_sync": 1} if cluster else None
 
     @property
     def enabled(self) -> bool:
@@ -97,35 +96,24 @@ class SeenStore:
     ) -> dict[tuple[str, int], set[tuple[int, int]]]:
         """(topic, digest) -> positions where the group kept it within the window (at most two
         per hash: enough to tell whether any differs from the record's own)."""
-        by_topic: dict[str, list[int]] = {}
-        for topic, h in set(wanted):
-            by_topic.setdefault(topic, []).append(h)
+        pairs = set(wanted)
+        topics = sorted({t for t, _h in pairs})
+        hashes = sorted({h for _t, h in pairs})
         known: dict[tuple[str, int], set[tuple[int, int]]] = {}
-        for topic, hashes in by_topic.items():
-            for i in range(0, len(hashes), LOOKUP_CHUNK):
-                rows = client.query(
-                    f"SELECT hash, partition, offset FROM {SEEN_TABLE} "
-                    "WHERE group_id = {g:String} AND topic = {t:String} AND hash IN {h:Array(UInt128)} "
-                    "AND seen_at >= now64(3) - toIntervalMillisecond({w:UInt64}) "
-                    "GROUP BY hash, partition, offset LIMIT 2 BY hash",
-                    parameters={
-                        "g": self.group_id,
-                        "t": topic,
-                        "h": hashes[i : i + LOOKUP_CHUNK],
-                        "w": self.window_ms,
-                    },
-                ).result_rows
-                for h, partition, offset in rows:
+        for i in range(0, len(hashes), LOOKUP_CHUNK):  # one query per round, whatever its topics
+            rows = client.query(
+                f"SELECT topic, hash, partition, offset FROM {SEEN_TABLE} "
+                "WHERE group_id = {g:String} AND topic IN {t:Array(String)} AND hash IN {h:Array(UInt128)} "
+                "AND seen_at >= now64(3) - toIntervalMillisecond({w:UInt64}) "
+                "GROUP BY topic, hash, partition, offset LIMIT 2 BY topic, hash",
+                parameters={
+                    "g": self.group_id,
+                    "t": topics,
+                    "h": hashes[i : i + LOOKUP_CHUNK],
+                    "w": self.window_ms,
+                },
+            ).result_rows
+            for topic, h, partition, offset in rows:
+                if (topic, int(h)) in pairs:
                     known.setdefault((topic, int(h)), set()).add((int(partition), int(offset)))
         return known
-
-    def remember(self, client: Any, kept: Iterable[tuple[str, int, int, int]]) -> None:
-        """Record (topic, partition, offset, digest) of records kept by durable plans."""
-        rows = [[self.group_id, t, h, p, o] for t, p, o, h in kept]
-        if rows:
-            client.insert(
-                SEEN_TABLE,
-                rows,
-                column_names=["group_id", "topic", "hash", "partition", "offset"],
-                settings=self._insert_settings,
-            )

@@ -194,8 +194,21 @@ def test_two_members_planning_copies_at_once_never_drop_both(store) -> None:
                 known = seen.lookup(store, [("otlp_spans", h)])
                 (drop,) = decide([("otlp_spans", partition, [(offset, h)])], known)
                 decision[member] = bool(drop)
-            elif not decision[member]:  # second step: its plan is written; remember what it kept
-                seen.remember(store, [("otlp_spans", partition, offset, h)])
+            else:  # second step: its plan is written, with the record if kept
+                kept = [] if decision[member] else [offset]
+                store.insert(
+                    "forewarn_ingest_batches",
+                    [[f"race-{n}", "otlp_spans", partition, offset, offset, kept, [h] * len(kept)]],
+                    column_names=[
+                        "group_id",
+                        "topic",
+                        "partition",
+                        "first_offset",
+                        "last_offset",
+                        "kept_offsets",
+                        "kept_hashes",
+                    ],
+                )
         assert not all(decision.values()), order
         sequential = order[0] == order[1]  # one member finished before the other looked
         assert list(decision.values()).count(True) == (1 if sequential else 0), order

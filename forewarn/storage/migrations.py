@@ -18,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 
 from forewarn.config import TTLSettings
 from forewarn.storage.schema import TABLES, Schema, q
-from forewarn.storage.tables import AUDIT, FLOW_TABLES, INGEST_SEEN, INGEST_TABLES
+from forewarn.storage.tables import AUDIT, FLOW_TABLES, INGEST_SEEN, INGEST_TABLES, seen_view_ddl
 
 log = logging.getLogger(__name__)
 MIGRATIONS_TABLE = "forewarn_schema_migrations"
@@ -63,6 +63,12 @@ def _v302_ingest_dedup(schema: Schema, ttl: TTLSettings) -> list[str]:
     return schema.add_column(plans, "dropped") + schema.create_table(INGEST_SEEN, 1)
 
 
+def _v303_seen_by_plans(schema: Schema, ttl: TTLSettings) -> list[str]:
+    (plans,) = (t for t in INGEST_TABLES if t.name == "forewarn_ingest_batches")
+    added = schema.add_column(plans, "kept_offsets") + schema.add_column(plans, "kept_hashes")
+    return [*added, seen_view_ddl(schema)]
+
+
 def _v150_remediation_audit(schema: Schema, ttl: TTLSettings) -> list[str]:
     return schema.create_table(AUDIT)
 
@@ -74,6 +80,7 @@ MIGRATIONS: list[Migration] = [
     Migration(300, "ingest: batch plans and dead letters", _v300_ingest_tables),
     Migration(301, "ingest: plans record ranges inserted record by record", _v301_isolated_ranges),
     Migration(302, "ingest: plans record dropped duplicates; records seen by the group", _v302_ingest_dedup),
+    Migration(303, "ingest: the plan's insert records its kept records as seen", _v303_seen_by_plans),
 ]
 
 

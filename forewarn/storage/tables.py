@@ -3,7 +3,7 @@ that owns the schema, so migrations never import the components that write them.
 
 from __future__ import annotations
 
-from forewarn.storage.schema import DEDUP_SETTINGS, Table
+from forewarn.storage.schema import DEDUP_SETTINGS, Schema, Table
 
 # The record of what automation did (alerts.remediation writes it); kept forever.
 AUDIT_TABLE = "forewarn_remediation_audit"
@@ -229,6 +229,10 @@ INGEST_TABLES: tuple[Table, ...] = (
             ("planned_at", "DateTime64(3) DEFAULT now64(3)"),
             ("isolated", "UInt8 DEFAULT 0"),  # 1: inserted record by record (see collector/ingest.py)
             ("dropped", "Array(Int64) DEFAULT []"),  # offsets not inserted: duplicates of earlier records
+            # the records it keeps, for content deduplication: forewarn_ingest_seen_mv copies them
+            # into forewarn_ingest_seen by the same insert that makes the plan durable
+            ("kept_offsets", "Array(Int64) DEFAULT []"),
+            ("kept_hashes", "Array(UInt128) DEFAULT []"),
         ),
         order_by="(group_id, topic, partition, first_offset)",
         engine="ReplacingMergeTree",
@@ -252,8 +256,9 @@ INGEST_TABLES: tuple[Table, ...] = (
     ),
 )
 
-# One row per record kept by a planned range (written right after its plan), so a later identical
-# record (a client's re-send after a lost answer) anywhere in the group is recognised and dropped.
+# One row per record kept by a planned range (written by the plan's own insert, through
+# forewarn_ingest_seen_mv), so a later identical record (a client's re-send after a lost answer)
+# anywhere in the group is recognised and dropped.
 # Lookups filter on seen_at >= now - kafka.dedup_window_s; hourly partitions keep them to the window,
 # and whole hours are dropped after a day (the window's upper bound).
 INGEST_SEEN = Table(
@@ -273,3 +278,15 @@ INGEST_SEEN = Table(
     settings={"index_granularity": "1024", "ttl_only_drop_parts": "1"},
     shard_key="cityHash64(hash)",
 )
+
+
+def seen_view_ddl(schema: Schema) -> str:
+    """Copies the kept records of each plan into forewarn_ingest_seen, in the plan's own insert: a
+    seen row never exists without its plan. On a cluster it runs on each node's local tables."""
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {schema.fq(schema.local_name('forewarn_ingest_seen_mv'))}"
+        f"{schema.on_cluster()} TO {schema.fq(schema.local_name(INGEST_SEEN.name))} AS\n"
+        "SELECT group_id, topic, hash, partition, offset, planned_at AS seen_at\n"
+        f"FROM {schema.fq(schema.local_name('forewarn_ingest_batches'))}\n"
+        "ARRAY JOIN kept_hashes AS hash, kept_offsets AS offset"
+    )
