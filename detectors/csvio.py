@@ -16,7 +16,7 @@ from typing import TextIO
 import numpy as np
 import pandas as pd
 from forewarn.detectors.ensemble import EnsembleCore, EnsembleParams, seasonal_periods, step_of
-from forewarn.detectors.gaps import expand, missing_slots
+from forewarn.detectors.gaps import GapFiller, expand
 from forewarn.detectors.multiseries import explain_block
 
 OUTPUT_COLUMNS = ["timestamp", "value", "anomaly_score", "is_anomaly"]
@@ -73,7 +73,7 @@ def detect_csv(
     """Stream ``src`` through one detector into ``dst``; returns row / alert / bad-timestamp counts."""
     core: EnsembleCore | None = None
     rows = alerts = bad_ts = 0
-    step, last_ts, fill = float("nan"), float("nan"), False
+    gaps = GapFiller(float("nan"))
     with contextlib.ExitStack() as stack:
         out: TextIO = dst if hasattr(dst, "write") else stack.enter_context(open(dst, "w", newline=""))  # type: ignore[arg-type]
         w = csv.writer(out, lineterminator="\n")
@@ -85,12 +85,9 @@ def detect_csv(
             if core is None:  # daily / weekly periods from the sampling step of the first rows
                 step = step_of(ts)
                 core = EnsembleCore(1, params, seasonal_periods(step, params.max_period) if seasonal else ())
-                fill = bool(core.periods)  # seasonal views count time: missing slots become NaN points
-            slots = np.zeros(len(x), dtype=np.int64)
-            if fill:
-                slots, fill = missing_slots(ts, step, last_ts)
-            last_ts = float(ts[-1]) if len(ts) else last_ts
-            xe, at = expand(x, slots)
+                # seasonal views count time: missing sampling slots become NaN points
+                gaps = GapFiller(step if core.periods else float("nan"))
+            xe, at = expand(x, gaps.slots(ts))
             block = core.update(xe[None, :])
             # rounded down, so the printed score compares with the threshold like the real one
             score = np.floor(np.clip(block.score[0, at], 0.0, 1.0) * 1e9) / 1e9

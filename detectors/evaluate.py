@@ -27,7 +27,7 @@ from forewarn.detectors.ensemble import (
     seasonal_periods,
     step_of,
 )
-from forewarn.detectors.gaps import expand, missing_slots
+from forewarn.detectors.gaps import GapFiller, expand
 from forewarn.detectors.scenarios import Scenario, make_corpus
 
 STANDARD = {"tp": 1.0, "fp": 0.11, "fn": 1.0}
@@ -159,7 +159,7 @@ def ensemble_detector(params: EnsembleParams | None = None, seasonal: bool = Tru
     def run(s: Scenario) -> np.ndarray:
         step = step_of(s.timestamps)
         periods = seasonal_periods(step) if seasonal else ()
-        slots = missing_slots(s.timestamps, step)[0] if periods else np.zeros(len(s.values), np.int64)
+        slots = GapFiller(step).slots(s.timestamps) if periods else np.zeros(len(s.values), np.int64)
         x, at = expand(s.values, slots)
         return EnsembleCore(1, params, periods).update(x[None, :]).alert[0, at]
 

@@ -111,3 +111,13 @@ def test_snapshot_from_before_the_blip_counter_still_loads(tmp_path) -> None:
     np.savez(tmp_path / "old.npz", **arrays)
     back = MultiSeriesDetector.load(tmp_path / "old")
     assert back.series_ids == ["a"] and not back.core.state["ew_big"].any()
+
+
+def test_gap_filling_is_bounded_on_timestamps_that_are_not_a_grid() -> None:
+    from forewarn.detectors.gaps import FILL_RATIO, MAX_FILL, GapFiller
+
+    # five-minute rows at first (the step is taken from them), then one row a day
+    ts = np.concatenate([300.0 * np.arange(64), 300.0 * 63 + 86400.0 * np.arange(1, 5000)])
+    g = GapFiller(300.0)
+    slots = np.concatenate([g.slots(ts[:3000]), g.slots(ts[3000:])])
+    assert slots.sum() <= MAX_FILL + FILL_RATIO * len(ts) and not g.active
