@@ -264,7 +264,16 @@ def canonical_api(r: httpx.Response, silence_names: dict[str, str]) -> Any:
             {**g, "alerts": sorted((alert(a) for a in g["alerts"]), key=lambda a: a["fingerprint"])}
             for g in body
         ]
-        return sorted(groups, key=lambda g: (sorted(g["labels"].items()), g["receiver"]["name"]))
+        # Groups of different routes may share labels and receiver; Alertmanager lists those in
+        # map order, so their alerts break the tie.
+        return sorted(
+            groups,
+            key=lambda g: (
+                sorted(g["labels"].items()),
+                g["receiver"]["name"],
+                [a["fingerprint"] for a in g["alerts"]],
+            ),
+        )
     return body
 
 
