@@ -88,14 +88,20 @@ class SaturationForecaster:
         self.warn_within_s = warn_within_s
 
     def forecast(
-        self, series_ids: list[str], timestamps: np.ndarray, values: np.ndarray
+        self,
+        series_ids: list[str],
+        timestamps: np.ndarray,
+        values: np.ndarray,
+        z: np.ndarray | None = None,
     ) -> list[SaturationForecast]:
-        """``timestamps``/``values`` shaped (series, points), oldest first; uses the last ``window`` points."""
+        """``timestamps``/``values`` shaped (series, points), oldest first; uses the last ``window``
+        points. ``z`` (per series, e.g. from ``own_z``) replaces the band multiplier."""
         slope, now, spread, n = self._fit(timestamps, values)
+        zz = self.z if z is None else np.asarray(z, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             gap = self.limit - now
             eta = np.where(slope > 0, gap / slope, np.inf)
-            fast, slow = slope + self.z * spread, slope - self.z * spread
+            fast, slow = slope + zz * spread, slope - zz * spread
             low = np.where(fast > 0, gap / fast, np.inf)
             high = np.where(slow > 0, gap / slow, np.inf)
         eta = np.where(gap <= 0, 0.0, eta)
@@ -110,6 +116,47 @@ class SaturationForecaster:
             lo, hi = (0.0, 0.0) if e == 0 else (float(low[i]), float(high[i]))
             out.append(SaturationForecast(sid, e, lo, hi, float(now[i]), self.limit, float(slope[i])))
         return out
+
+    def own_z(
+        self, timestamps: np.ndarray, values: np.ndarray, coverage: float = 0.9, min_scores: int = 20
+    ) -> np.ndarray:
+        """Per-series band multiplier from the forecaster's own past errors on that series (online
+        split-conformal): at origins every ``window // 4`` points of the history, the fitted rate is
+        compared with the rate that really led to the value ``window / 2``, ``window`` and
+        ``2 * window`` points later, in units of the spread; the finite-sample ``coverage`` quantile
+        of those scores. Series with fewer than ``min_scores`` scores keep ``self.z``.
+
+        >>> t = np.arange(600) * 60.0
+        >>> y = 20 + 0.01 * np.arange(600) + np.random.default_rng(0).normal(0, 0.2, (2, 600))
+        >>> y[1, 300:] += 0.02 * np.arange(300)  # the rate changed once: the band must widen
+        >>> z = SaturationForecaster(100.0).own_z(np.stack([t, t]), y)
+        >>> bool(z[1] > z[0])
+        True
+        """
+        t = np.asarray(timestamps, dtype=np.float64)
+        y = np.asarray(values, dtype=np.float64)
+        w = self.window
+        horizons = (max(1, w // 2), w, 2 * w)
+        origins = np.arange(w - 1, t.shape[1] - horizons[0], max(1, w // 4))
+        out = np.full(t.shape[0], self.z)
+        if not len(origins):
+            return out
+        idx = origins[:, None] + np.arange(1 - w, 1)[None, :]
+        s, o = t.shape[0], len(origins)
+        slope, now, spread, _ = self._fit(t[:, idx].reshape(s * o, w), y[:, idx].reshape(s * o, w))
+        slope, now, spread = slope.reshape(s, o), now.reshape(s, o), spread.reshape(s, o)
+        scores = []
+        for h in horizons:
+            later = np.minimum(origins + h, t.shape[1] - 1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                needed = (y[:, later] - now) / (t[:, later] - t[:, origins])
+                r = np.abs(needed - slope) / spread
+            scores.append(np.where(origins + h < t.shape[1], r, np.nan))
+        r = np.sort(np.concatenate(scores, axis=1), axis=1)  # NaN last
+        valid = np.isfinite(r).sum(axis=1)
+        k = np.clip(np.ceil((valid + 1) * coverage).astype(np.int64) - 1, 0, r.shape[1] - 1)
+        q = np.take_along_axis(r, k[:, None], axis=1)[:, 0]
+        return np.where((valid >= min_scores) & np.isfinite(q), q, out)
 
     def _fit(self, timestamps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
         """Slope, current level, the slope's spread (standard error widened by how much the recent
@@ -195,13 +242,16 @@ def backtest(n_series: int = 200, seed: int = 0, z: float | None = None) -> dict
     """Forecast simulated fill-ups at random moments before the crossing and compare with when the
     limit was really crossed (never run on the calibration seed 0 when reporting coverage)."""
     fc = SaturationForecaster(limit=100.0, window=60, **({} if z is None else {"z": z}))
-    errs, covered, warned, leads = [], 0, 0, []
+    errs, covered, own, warned, leads = [], 0, [], 0, []
     for y, at, c in _fill_ups(n_series, seed):
         t = np.arange(len(y)) * _STEP
         f = fc.forecast(["s"], t[None, : at + 1], y[None, : at + 1])[0]
         truth = (c - at) * _STEP
         errs.append(abs(f.eta_s - truth) / truth)
         covered += f.eta_low_s <= truth <= f.eta_high_s
+        z = fc.own_z(t[None, : at + 1], y[None, : at + 1])
+        g = fc.forecast(["s"], t[None, : at + 1], y[None, : at + 1], z=z)[0]
+        own.append((g.eta_low_s <= truth <= g.eta_high_s, float(z[0])))
         # lead time: the first moment the forecaster warns (6 h horizon) vs the real crossing
         for j in range(100, c, 10):
             if fc.forecast(["s"], t[None, : j + 1], y[None, : j + 1])[0].eta_s <= fc.warn_within_s:
@@ -215,6 +265,8 @@ def backtest(n_series: int = 200, seed: int = 0, z: float | None = None) -> dict
         "median_abs_pct_error": 100 * float(np.median(errs)),
         "p90_abs_pct_error": 100 * float(np.quantile(errs, 0.9)),
         "band_coverage_pct": 100 * covered / m,
+        "own_errors_band_coverage_pct": 100 * float(np.mean([hit for hit, _ in own])),
+        "own_errors_median_z": float(np.median([z for _, z in own])),
         "warned_before_crossing_pct": 100 * warned / m,
         "median_lead_h": float(np.median(leads)) / 3600 if leads else 0.0,
     }

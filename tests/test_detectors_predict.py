@@ -57,3 +57,4 @@ def test_forecast_band_is_conformal_and_covers_about_ninety_percent() -> None:
     wide, narrow = backtest(80, seed=4), backtest(80, seed=4, z=1.0)
     assert wide["band_coverage_pct"] > narrow["band_coverage_pct"]
     assert wide["median_abs_pct_error"] == narrow["median_abs_pct_error"]  # the estimate is unchanged
+    assert wide["own_errors_band_coverage_pct"] > 75  # z from each series' own past errors
