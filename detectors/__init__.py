@@ -18,7 +18,8 @@ Public API (import from ``forewarn.detectors``):
 - ``EnsembleParams`` — window sizes, calibration memory, warm-up, refractory period, threshold
   (the committed threshold is ``Settings.detectors.threshold``).
 - ``SaturationForecaster(limit, window, z, warn_within_s).forecast(ids, t[S, N], v[S, N])`` →
-  ``SaturationForecast`` (eta_s with eta_low_s / eta_high_s band, ``text("disk /data")``).
+  ``SaturationForecast`` (eta_s with eta_low_s / eta_high_s band, ``text("disk /data")``); the
+  default ``z`` is a split-conformal 90 % band, ``own_z(t, v)`` calibrates one per series online.
 - ``MultivariateDetector`` — scikit-learn IsolationForest on per-service feature vectors, trained
   in batch, with the features that contributed most to each anomaly.
 - ``evaluate`` (NAB-style scorer under NAB's three profiles, ``python -m
