@@ -3,14 +3,16 @@
 Exactly-once into ClickHouse on top of at-least-once Kafka:
 
 1. Records are buffered per partition and cut into ranges ``[first, last]`` of offsets.
-2. Before a range is inserted, it is recorded in ``forewarn_ingest_batches`` (the *plan*).
+2. Before a range is inserted, it is recorded in ``forewarn_ingest_batches`` (the *plan*), with
+   the offsets it drops because the group already kept an identical record (a client's re-send,
+   see ``ingest_dedup``, which also argues why that never loses a record).
 3. The range is inserted through the shared conversion with the deduplication token
    ``{topic}:{partition}:{first}-{last}``; records that are not OTLP go to the dead-letter table.
 4. Only then is ``last + 1`` committed to Kafka, synchronously.
 
 A crash between 2 and 4 replays from the committed offset; the new owner of the partition reads
-the plans at or after that offset and cuts the replayed records at the same boundaries, so the
-tokens repeat and ClickHouse drops the second insert (within its deduplication window of 1000
+the plans at or after that offset and cuts the replayed records at the same boundaries, dropping
+the same records, so the tokens repeat over the same content and ClickHouse drops the second insert (within its deduplication window of 1000
 inserts per table). While ClickHouse fails, the partitions are paused (bounded memory), the
 range is retried with capped exponential backoff, and nothing is committed. A range that keeps
 failing while the store is healthy (it answers, the tables exist) holds data the store refuses:

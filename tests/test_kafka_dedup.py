@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from forewarn.collector import ingest_metrics
+from forewarn.collector.ingest import Ingester
 from forewarn.collector.kafka_topics import ensure_topics
 from kafka_broker import broker  # noqa: F401 - fixture
 from test_kafka_ingest import (
@@ -176,39 +177,30 @@ def test_a_copy_kept_by_another_member_of_the_group_is_dropped(settings, store, 
     assert (s.kafka.group_id, 1, [0]) in drops
 
 
-def test_two_members_planning_copies_at_once_never_drop_both(store) -> None:
-    """Every interleaving of two members' lookup (then decision) and seen insert for two copies of
+def test_two_members_planning_copies_at_once_never_drop_both(settings, store) -> None:
+    """Every interleaving of two members' lookup (then decision) and plan insert for two copies of
     one record, in different partitions: at worst both are kept, never both dropped."""
     from itertools import permutations
 
+    from forewarn.collector.ingest import _Range
     from forewarn.collector.ingest_dedup import SeenStore, decide, digest
 
     h = digest(b"the same request")
     for n, order in enumerate(sorted(set(permutations("AABB")))):
-        seen = SeenStore(f"race-{n}", window_s=60)
-        pos = {"A": (0, 10), "B": (1, 20)}
-        decision: dict[str, bool] = {}
-        for member in order:
-            partition, offset = pos[member]
-            if member not in decision:  # first step of a member: look up and decide
-                known = seen.lookup(store, [("otlp_spans", h)])
-                (drop,) = decide([("otlp_spans", partition, [(offset, h)])], known)
-                decision[member] = bool(drop)
+        s = kafka_settings(settings, "127.0.0.1:1", group_id=f"race-{n}")
+        member = {"A": Ingester(s, store), "B": Ingester(s, store)}
+        seen = SeenStore(s.kafka.group_id, window_s=60)
+        ranges = {"A": _Range("otlp_spans", 0, 10, 10), "B": _Range("otlp_spans", 1, 20, 20)}
+        dropped: dict[str, set[int]] = {}
+        for m in order:
+            r = ranges[m]
+            if m not in dropped:  # first step of a member: look up and decide
+                known = seen.lookup(store, [(r.topic, h)])
+                (dropped[m],) = decide([(r.topic, r.partition, [(r.first, h)])], known)
             else:  # second step: its plan is written, with the record if kept
-                kept = [] if decision[member] else [offset]
-                store.insert(
-                    "forewarn_ingest_batches",
-                    [[f"race-{n}", "otlp_spans", partition, offset, offset, kept, [h] * len(kept)]],
-                    column_names=[
-                        "group_id",
-                        "topic",
-                        "partition",
-                        "first_offset",
-                        "last_offset",
-                        "kept_offsets",
-                        "kept_hashes",
-                    ],
-                )
-        assert not all(decision.values()), order
+                kept = [] if dropped[m] else [(r.first, h)]
+                member[m]._write_plans([(r, frozenset(dropped[m]))], kept={r: kept})
+        decisions = [bool(d) for d in dropped.values()]
+        assert not all(decisions), order
         sequential = order[0] == order[1]  # one member finished before the other looked
-        assert list(decision.values()).count(True) == (1 if sequential else 0), order
+        assert decisions.count(True) == (1 if sequential else 0), order
