@@ -401,7 +401,9 @@ def _config(rng: random.Random) -> dict[str, Any]:
     root["routes"] = [_route(rng, 1, receivers, intervals) for _ in range(rng.randint(0, 3))]
     cfg: dict[str, Any] = {}
     if rng.random() < 0.5:
-        cfg["global"] = {"resolve_timeout": rng.choice(["2s", "3s", "5m"])}
+        # A quarter second off the whole seconds: an alert's timeout end (its receive time plus
+        # this) must not tie with a later step, whose merge or replace would then be a race.
+        cfg["global"] = {"resolve_timeout": rng.choice(["2250ms", "3250ms", "5m"])}
     cfg["route"] = root
     cfg["receivers"] = [
         {
@@ -455,8 +457,9 @@ def generate(seed: int, duration: int = 9) -> Scenario:
     after t0; group_wait is 0.5 or 1.5 s and group_interval a whole number of seconds, so a
     group (created by a step) always flushes on a half second. A posted alert's startsAt is
     never older than its first post, so no group is flushed "at once" by an old alert, and
-    every end time (explicit, resolve_timeout, silence) is a whole second too. API queries
-    happen half a second after a step. The exception: a scenario may begin with one
+    every explicit or silence end time is a whole second too (a post at that very time is
+    received after it by both). Timeout ends (receive time + resolve_timeout, which differ by the
+    two systems' jitter) fall a quarter second off. API queries happen half a second after a step. The exception: a scenario may begin with one
     old alert posted alone at t0 (so no batch races its immediate flush); its groups flush on
     whole seconds, and all the other steps (and so times) move by half a second.
     """
