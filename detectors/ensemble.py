@@ -59,6 +59,11 @@ class EnsembleParams:
     # surprised view always decides)
     agree: float = 0.9
     seasonal_margin: float = 10.0
+    # > 0: a seasonal view decides a *spike* only on series it explains, where its mean squared
+    # residual has been at most this fraction of the series' own variance (a drifting sensor's
+    # "same time yesterday" predicts little, a square daily wave's almost everything). Opt-in:
+    # measured, not the default (see README)
+    seasonal_fit: float = 0.0
     # spikes beyond ``z_cap`` become routine after this many of them in the calibration memory
     routine_after: float = 3.0
 
@@ -149,6 +154,8 @@ class EnsembleCore:
             "rep_w": np.zeros((n, 1)),
             "ew_s2": np.zeros((n, b, c)),
             "ew_big": np.zeros((n, b)),
+            # weight, sum, sum of squares of x; then weight and sum of squares of each view
+            "ew_fit": np.zeros((n, 3 + 2 * b)),
             "history": np.full((n, self._hist), np.nan),
             "last": np.full((n, 1), np.nan),
             "seen": np.zeros(n, dtype=np.int64),
@@ -265,13 +272,13 @@ class EnsembleCore:
             least = np.argmin(np.where(say, rv, np.inf), axis=1)[:, None]
         sel = least
         if self.params.agree < 1.0 and self.periods:
-            seas = say.copy()
+            p = self.params
+            seas = say & (rv >= 1.0 - (1.0 - p.threshold) / p.seasonal_margin)
+            if p.seasonal_fit > 0:
+                seas &= (comp != 0) | self._explained(st, x, np.stack(branches, axis=1))
             seas[:, : 1 + self._rate] = False
             most = np.argmax(np.where(seas, rv, -np.inf), axis=1)[:, None]
-            sure = 1.0 - (1.0 - self.params.threshold) / self.params.seasonal_margin
-            override = (np.take_along_axis(rv, least, axis=1) >= self.params.agree) & (
-                np.take_along_axis(rv, most, axis=1) >= sure
-            )
+            override = (np.take_along_axis(rv, least, axis=1) >= p.agree) & seas.any(axis=1, keepdims=True)
             sel = np.where(override, most, least)
 
         def pick(a: np.ndarray) -> np.ndarray:
@@ -403,6 +410,33 @@ class EnsembleCore:
         st["tail_x"] = xe[:, -tl:]
         st["tail_dev"] = deve[:, -tl:]
         return raw, component, expected, observed, band, scale
+
+    def _explained(self, st: dict[str, np.ndarray], x: np.ndarray, views: np.ndarray) -> np.ndarray:
+        """Per point and view: whether the view's mean square (a seasonal residual) has been at most
+        ``seasonal_fit`` times the series' own variance, both exponentially weighted like the
+        calibration over the points before this one (at least 64 of them)."""
+        n, nb, k = views.shape
+        f = st["ew_fit"]
+
+        def before(col: int, v: np.ndarray) -> np.ndarray:
+            y = _ew(v, f[:, col], self._lam)
+            out = np.concatenate([f[:, col : col + 1], y[:, :-1]], axis=1)
+            f[:, col] = y[:, -1]
+            return out
+
+        ok = np.isfinite(x)
+        x0 = np.where(ok, x, 0.0)
+        w, s1, s2 = before(0, ok * 1.0), before(1, x0), before(2, x0 * x0)
+        out = np.zeros((n, nb, k), dtype=bool)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = s2 / w - (s1 / w) ** 2
+            for b in range(1, nb):
+                r = views[:, b]
+                okr = np.isfinite(r)
+                r0 = np.where(okr, r, 0.0)
+                wr, sr = before(3 + 2 * b, okr * 1.0), before(4 + 2 * b, r0 * r0)
+                out[:, b] = (wr >= 64) & (sr / wr <= self.params.seasonal_fit * var)
+        return out
 
     def _beyond_cap(
         self, st: dict[str, np.ndarray], z: np.ndarray, ok: np.ndarray, p: np.ndarray, pw: np.ndarray

@@ -16,7 +16,7 @@ from forewarn.detectors.ensemble import EnsembleCore, EnsembleParams, ScoreBlock
 
 FORMAT = "forewarn.detectors.ensemble"
 FORMAT_VERSION = 1
-ADDED_STATE = frozenset({"ew_big"})  # state arrays newer than format version 1: may be absent
+ADDED_STATE = frozenset({"ew_big", "ew_fit"})  # state arrays newer than format version 1: may be absent
 
 
 @dataclass(frozen=True)
