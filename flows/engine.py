@@ -463,7 +463,9 @@ class ScoreEngine:
         self, touched: dict[int, dict], open_inc: list[dict], rows: list[dict], w: Window
     ) -> list[dict]:
         out = []
-        hold_ms = self.step_ms  # one bucket for the suspects to settle before the labels are fixed
+        # An incident's effects reach callers and callees in adjacent buckets (exporters batch on
+        # their own clocks), so its suspects settle over a few buckets before the labels are fixed.
+        hold_ms = self.f.incident_hold_buckets * self.step_ms
         if touched:
             ids = list(touched)
             past = self.store.incident_anomalies(self.run, ids)

@@ -190,6 +190,11 @@ class FlowsSettings(Section):
         default=120.0, gt=0, description="anomalies this close join one incident"
     )
     resolve_after_s: float = Field(default=300.0, gt=0, description="an incident quiet this long is resolved")
+    incident_hold_buckets: int = Field(
+        default=2,
+        ge=1,
+        description="buckets a new incident collects anomalies before its alert (and suspect) is fixed",
+    )
     shards: int = Field(
         default=1, ge=1, description="workers sharing the series (stable hash of the service)"
     )
