@@ -14,8 +14,10 @@ the router then treats the alert exactly like one from Prometheus.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +29,33 @@ SEVERITIES = ("info", "warning", "critical")
 
 class AlertPostError(RuntimeError):
     """The router refused or could not be reached; the message says which and why."""
+
+
+# Routers in this process (``forewarn up``) by base URL: the credential and TLS trust that reach
+# them, so forewarn's own flows post to a router behind a web config without configuration.
+_LOCAL: dict[str, tuple[str, ssl.SSLContext | None]] = {}
+
+
+def register_local_router(url: str, token: str, cert_file: Path | None = None) -> None:
+    """Reach the in-process router at ``url`` with ``token`` (when the caller has none) and,
+    for HTTPS, trust exactly its own certificate (``cert_file``; any host name, as it is pinned)."""
+    ctx = None
+    if cert_file is not None:
+        ctx = ssl.create_default_context(cafile=str(cert_file))
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the leaf itself is the trust anchor
+        ctx.check_hostname = False
+    _LOCAL[url.rstrip("/")] = (token, ctx)
+
+
+def unregister_local_router(url: str) -> None:
+    _LOCAL.pop(url.rstrip("/"), None)
+
+
+def _reach(url: str, token: str | None) -> tuple[str | None, ssl.SSLContext | bool]:
+    local = _LOCAL.get(url.rstrip("/"))
+    if local is None:
+        return token, True
+    return token or local[0], local[1] or True
 
 
 def anomaly_alert(
@@ -84,9 +113,15 @@ def post_alerts(
 ) -> None:
     """POST alerts to ``url`` (the router's base URL); raises :class:`AlertPostError` on failure."""
     endpoint = url.rstrip("/") + "/api/v2/alerts"
+    token, verify = _reach(url, token)
     try:
         resp = httpx.post(
-            endpoint, json=list(alerts), headers=_headers(token), timeout=timeout, trust_env=False
+            endpoint,
+            json=list(alerts),
+            headers=_headers(token),
+            timeout=timeout,
+            trust_env=False,
+            verify=verify,
         )
     except httpx.HTTPError as e:
         raise AlertPostError(f"cannot reach router at {url}: {e}") from None
@@ -103,8 +138,9 @@ async def post_alerts_async(
     """The async twin of :func:`post_alerts`; reuse ``client`` when posting often."""
     endpoint = url.rstrip("/") + "/api/v2/alerts"
     try:
+        token, verify = _reach(url, token)
         if client is None:
-            async with httpx.AsyncClient(trust_env=False) as c:
+            async with httpx.AsyncClient(trust_env=False, verify=verify) as c:
                 resp = await c.post(endpoint, json=list(alerts), headers=_headers(token), timeout=timeout)
         else:
             resp = await client.post(endpoint, json=list(alerts), headers=_headers(token), timeout=timeout)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from forewarn import __version__
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from forewarn.alerts.server import AlertRouter
@@ -257,9 +260,15 @@ def routes(router: AlertRouter) -> list[BaseRoute]:
         return Response("OK", media_type="text/plain") if router.ready else Response("Not ready", 503)
 
     async def reload(request: Request) -> Response:
+        from forewarn.alerts.server import RestartNeeded
+
         try:
             await router.reload()
+        except RestartNeeded as e:
+            log.warning("reload: %s", e)
+            return _error(409, str(e))  # valid, but only a restart applies it
         except ValueError as e:
+            log.error("reload failed, keeping the running configuration: %s", e)
             return _error(500, str(e))
         return Response(status_code=200)
 
@@ -290,7 +299,13 @@ class TokenAuth:
         self.app, self.tokens = app, [t.encode() for t in tokens]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.tokens and scope["type"] == "http" and scope["path"].startswith("/api/"):
+        # A request the web config's basic auth let through (WebAuth) is not asked again.
+        if (
+            self.tokens
+            and scope["type"] == "http"
+            and scope["path"].startswith("/api/")
+            and not scope.get("forewarn.authenticated")
+        ):
             headers = dict(scope["headers"])
             auth = headers.get(b"authorization", b"")
             token = auth[7:] if auth[:7].lower() == b"bearer " else b""

@@ -40,6 +40,14 @@ def alerts_main(
             help="Seconds stored alerts wait after a restart for their client to re-send them.",
         ),
     ] = None,
+    web_config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--web.config.file",
+            "--web-config-file",
+            help="Prometheus web configuration file: TLS and basic auth (as Alertmanager's flag).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the router: ``forewarn alerts --config FILE --listen HOST:PORT [--data-dir DIR]``."""
     if ctx.invoked_subcommand is not None:
@@ -64,6 +72,7 @@ def alerts_main(
         api_tokens=[t.get_secret_value() for t in s.alerts.api_tokens],
         max_alerts=s.alerts.max_alerts,
         resend_grace=s.alerts.resend_grace_s if resend_grace is None else resend_grace,
+        web_config_file=web_config_file or s.alerts.web_config_file,
     )
     try:
         serve(router)
@@ -73,12 +82,16 @@ def alerts_main(
 
 @alerts_app.command("check-config")
 def check_config(file: Annotated[Path, typer.Argument(help="Alertmanager YAML to validate.")]) -> None:
-    """Validate a router config; exit 1 with every problem named."""
+    """Validate a router config as the router does when it starts; exit 1 naming every problem.
+
+    Besides the schema: the remediation signing key is readable (secret_env set), TLS files
+    load, and every hook URL lies inside the allowlist.
+    """
     from forewarn.alerts.config import AlertsConfigError, load_config
     from forewarn.alerts.routing import build_tree
 
     try:
-        cfg = load_config(file)
+        cfg = load_config(file, startup_checks=True)
     except AlertsConfigError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(1) from None
@@ -88,6 +101,16 @@ def check_config(file: Annotated[Path, typer.Argument(help="Alertmanager YAML to
         f"{len(cfg.inhibit_rules)} inhibit rule(s), {len(cfg.intervals())} time interval(s)"
         + (", remediations" if cfg.remediations is not None else "")
     )
+
+
+def _router(
+    ctx: typer.Context, url: str | None, token: str | None, data_dir: Path | None
+) -> tuple[str, str | None]:
+    """The router to talk to: --url, alerts.url (file or environment), the forewarn running on
+    --data-dir, then alerts.listen (see forewarn.cliutil.router)."""
+    from forewarn import cliutil
+
+    return cliutil.router(cliutil.settings(ctx, data_dir=data_dir), url, token)
 
 
 def _client(url: str, token: str | None) -> Any:
@@ -112,21 +135,32 @@ def _call(url: str, token: str | None, method: str, path: str, **kw: Any) -> Any
     return r.json() if r.content else None
 
 
-UrlOpt = Annotated[str, typer.Option("--url", envvar="FOREWARN_ALERTS__URL", help="Router base URL.")]
-TokenOpt = Annotated[
-    str | None, typer.Option("--token", envvar="FOREWARN_ALERTS_TOKEN", help="API bearer token.")
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="Router base URL (default: alerts.url, else the forewarn running on --data-dir, "
+        "else alerts.listen).",
+    ),
+]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="API bearer token (default: alerts.token).")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory of the running forewarn to talk to (default ./data)."),
 ]
 
 
 @silence_app.command("add")
 def silence_add(
+    ctx: typer.Context,
     matchers: Annotated[list[str], typer.Argument(help="Matchers, e.g. alertname=Down 'job=~\"api|db\"'.")],
     comment: Annotated[str, typer.Option("--comment", "-c")] = "",
     author: Annotated[str, typer.Option("--author", "-a")] = "forewarn",
     duration: Annotated[str, typer.Option("--duration", "-d", help="e.g. 1h, 30m, 1d.")] = "1h",
     start: Annotated[str | None, typer.Option("--start", help="RFC 3339 start (default now).")] = None,
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
     token: TokenOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Create a silence; prints its ID."""
     import time
@@ -152,34 +186,52 @@ def silence_add(
         "createdBy": author,
         "comment": comment or "created by forewarn silence add",
     }
+    url, token = _router(ctx, url, token, data_dir)
     typer.echo(_call(url, token, "POST", "/api/v2/silences", json=body)["silenceID"])
 
 
 @silence_app.command("list")
 def silence_list(
+    ctx: typer.Context,
     expired: Annotated[bool, typer.Option("--expired", help="Also list expired silences.")] = False,
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
     token: TokenOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
-    """List silences: ID, state, matchers, end, author, comment."""
+    """List silences under a header: ID, state, matchers, end, author, comment."""
     from forewarn.alerts.labels import Matcher
 
-    for s in _call(url, token, "GET", "/api/v2/silences"):
-        if s["status"]["state"] == "expired" and not expired:
-            continue
-        ms = ",".join(str(Matcher.from_api(m)) for m in s["matchers"])
-        typer.echo(
-            f"{s['id']}  {s['status']['state']:<8} {{{ms}}}  ends {s['endsAt']}  {s['createdBy']}  {s['comment']}"
+    url, token = _router(ctx, url, token, data_dir)
+    rows = [
+        (
+            s["id"],
+            s["status"]["state"],
+            "{" + ",".join(str(Matcher.from_api(m)) for m in s["matchers"]) + "}",
+            s["endsAt"].replace("T", " ")[:16],
+            s["createdBy"],
+            s["comment"],
         )
+        for s in _call(url, token, "GET", "/api/v2/silences")
+        if expired or s["status"]["state"] != "expired"
+    ]
+    if not rows:
+        typer.echo(f"no {'' if expired else 'active or pending '}silences at {url}")
+        return
+    from forewarn.cliutil import print_table
+
+    print_table(("ID", "STATE", "MATCHERS", "ENDS", "AUTHOR", "COMMENT"), rows)
 
 
 @silence_app.command("expire")
 def silence_expire(
+    ctx: typer.Context,
     ids: Annotated[list[str], typer.Argument(help="Silence IDs.")],
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
     token: TokenOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Expire silences now."""
+    url, token = _router(ctx, url, token, data_dir)
     for sid in ids:
         _call(url, token, "DELETE", f"/api/v2/silence/{sid}")
         typer.echo(f"expired {sid}")

@@ -74,6 +74,9 @@ def _matcher_list(v: Any) -> list[Matcher]:
         return []
     if isinstance(v, str):
         v = [v]
+    if not isinstance(v, list):
+        # A TypeError here would escape pydantic as a traceback (found by fuzz/alerts_config.py).
+        raise ValueError(f"matchers must be a list of strings, got {type(v).__name__}")
     out: list[Matcher] = []
     for s in v:
         if not isinstance(s, str):
@@ -139,8 +142,23 @@ class GlobalConfig(_Model):
     _d = field_validator("resolve_timeout", mode="before")(_duration)
 
 
+def _http_url(v: Any) -> Any:
+    """Alertmanager refuses a receiver URL that is not absolute http(s) at load, so do we."""
+    from urllib.parse import urlsplit
+
+    if isinstance(v, str):
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"unsupported scheme {parts.scheme!r} for URL {v!r}: use http:// or https://")
+        if not parts.hostname:
+            raise ValueError(f"host for URL {v!r} must not be empty")
+    return v
+
+
 class WebhookConfig(_Model):
     url: str
+
+    _u = field_validator("url", mode="before")(_http_url)
     send_resolved: bool = True
     max_alerts: int = Field(default=0, ge=0)
     http_config: HTTPConfig | None = None
@@ -267,37 +285,40 @@ class AlertsConfig(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> AlertsConfig:
+        errors: list[str] = []  # every problem at once, not the first of them
         if self.templates:
-            raise ValueError("templates: notification templates are not supported")
+            errors.append("templates: notification templates are not supported")
         names = [r.name for r in self.receivers]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise ValueError(f"notification config name {sorted(dup)[0]!r} is not unique")
+            errors.append(f"notification config name {sorted(dup)[0]!r} is not unique")
         intervals = [t.name for t in (*self.time_intervals, *self.mute_time_intervals)]
         if len(set(intervals)) != len(intervals):
-            raise ValueError("time interval names must be unique")
+            errors.append("time interval names must be unique")
         r = self.route
         if not r.receiver:
-            raise ValueError("root route must specify a default receiver")
+            errors.append("root route must specify a default receiver")
         if r.matchers:
-            raise ValueError("root route must not have any matchers")
+            errors.append("root route must not have any matchers")
         if r.continue_:
-            raise ValueError("cannot have continue in root route")
+            errors.append("cannot have continue in root route")
         if r.mute_time_intervals:
-            raise ValueError("root route must not have any mute time intervals")
+            errors.append("root route must not have any mute time intervals")
         if r.active_time_intervals:
-            raise ValueError("root route must not have any active time intervals")
+            errors.append("root route must not have any active time intervals")
 
         def walk(route: Route, path: str) -> None:
             if route.receiver and route.receiver not in names:
-                raise ValueError(f"{path}: undefined receiver {route.receiver!r} used in route")
+                errors.append(f"{path}: undefined receiver {route.receiver!r} used in route")
             for ti in (*route.mute_time_intervals, *route.active_time_intervals):
                 if ti not in intervals:
-                    raise ValueError(f"{path}: undefined time interval {ti!r} used in route")
+                    errors.append(f"{path}: undefined time interval {ti!r} used in route")
             for i, child in enumerate(route.routes):
                 walk(child, f"{path}.routes[{i}]")
 
         walk(r, "route")
+        if errors:
+            raise ValueError("\n  ".join(errors))
         return self
 
     def receiver(self, name: str) -> Receiver:
@@ -335,27 +356,131 @@ def _format(e: ValidationError) -> str:
     return "invalid alerts config:\n" + "\n".join(lines)
 
 
-def parse_config(text: str) -> AlertsConfig:
-    """Parse and validate YAML text; ``remediations:`` is handed to the remediation package."""
+MAX_ALIAS_NODES = 100_000  # expanded nodes past which aliasing must stay under 10x the document
+
+
+def excessive_aliasing(root: Any) -> bool:
+    """Whether YAML anchors and aliases make ``root`` expand far beyond the document itself.
+
+    PyYAML shares an aliased node instead of copying it, but validation walks every reference,
+    so a few hundred bytes of nested aliases ("billion laughs") would take hours (found by
+    fuzz/alerts_config.py). Like Go's yaml.v2 in Alertmanager, refuse excessive aliasing: more
+    than ``MAX_ALIAS_NODES`` expanded nodes and over ten times the distinct ones. The walk
+    stops at that bound, so the check itself is linear in the document.
+
+    >>> levels = ["a: &a [" + ", ".join(["x"] * 10) + "]"] + [
+    ...     f"{n}: &{n} [" + ", ".join([f"*{p}"] * 10) + "]" for p, n in zip("abcde", "bcdef")]
+    >>> bomb = yaml.safe_load("{" + ", ".join(levels) + "}")
+    >>> excessive_aliasing(bomb), excessive_aliasing(yaml.safe_load("{a: &a [1], b: [*a, *a]}"))
+    (True, False)
+    """
+
+    def walk(limit: float, again: bool) -> int:
+        """Nodes visited (stopping past ``limit``), shared containers again only if ``again``."""
+        seen: set[int] = set()
+        n, stack = 0, [root]
+        while stack and n <= limit:
+            v = stack.pop()
+            n += 1
+            if isinstance(v, dict | list) and (again or id(v) not in seen):
+                seen.add(id(v))
+                stack.extend(v.values() if isinstance(v, dict) else v)
+        return n
+
+    limit = max(MAX_ALIAS_NODES, 10 * walk(float("inf"), again=False))
+    return walk(limit, again=True) > limit
+
+
+def load_yaml(text: str, what: str, error: type[ValueError]) -> Any:
+    """``yaml.safe_load`` with excessive aliasing refused; errors as ``error`` naming ``what``.
+
+    >>> load_yaml("a: [1, {b: c}]", "test", ValueError)
+    {'a': [1, {'b': 'c'}]}
+    """
     try:
-        raw = yaml.safe_load(text)
+        # libyaml when PyYAML has it: several times faster, and the parser Go's yaml.v2
+        # (Alertmanager's) was ported from.
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
-        raise AlertsConfigError(f"invalid alerts config: not YAML: {e}") from None
+        raise error(f"invalid {what}: not YAML: {e}") from None
+    except RecursionError:
+        raise error(f"invalid {what}: nested too deeply") from None
+    if excessive_aliasing(raw):
+        raise error(f"invalid {what}: document contains excessive aliasing")
+    return raw
+
+
+def _list(v: Any) -> list[Any]:
+    """``v`` if it is a list: the raw YAML of a config that failed validation may hold anything."""
+    return v if isinstance(v, list) else []
+
+
+def _raw_route_problems(raw: dict[str, Any]) -> list[str]:
+    """Undefined receivers and time intervals of the route tree, read from the raw YAML."""
+    receivers = raw.get("receivers") if isinstance(raw.get("receivers"), list) else []
+    names = {r.get("name") for r in receivers if isinstance(r, dict)}
+    intervals = {
+        t.get("name")
+        for key in ("time_intervals", "mute_time_intervals")
+        for t in (raw.get(key) if isinstance(raw.get(key), list) else [])
+        if isinstance(t, dict)
+    }
+    out: list[str] = []
+
+    def walk(route: Any, path: str) -> None:
+        if not isinstance(route, dict):
+            return
+        receiver = route.get("receiver")
+        if isinstance(receiver, str) and receiver not in names:
+            out.append(f"{path}: undefined receiver {receiver!r} used in route")
+        for key in ("mute_time_intervals", "active_time_intervals"):
+            for ti in _list(route.get(key)):
+                if isinstance(ti, str) and ti not in intervals:
+                    out.append(f"{path}: undefined time interval {ti!r} used in route")
+        for i, child in enumerate(_list(route.get("routes"))):
+            walk(child, f"{path}.routes[{i}]")
+
+    walk(raw.get("route"), "route")
+    return out
+
+
+def parse_config(text: str, startup_checks: bool = False) -> AlertsConfig:
+    """Parse and validate YAML text; ``remediations:`` is handed to the remediation package.
+
+    Every problem is reported at once: the router's schema, the remediations section and, with
+    ``startup_checks``, what the router checks when it starts (signing key, TLS files, hook URLs
+    inside the allowlist).
+    """
+    raw = load_yaml(text, "alerts config", AlertsConfigError)
     if not isinstance(raw, dict):
         raise AlertsConfigError("invalid alerts config: the top level must be a mapping")
+    errors: list[str] = []
+    cfg = None
     try:
         cfg = AlertsConfig.model_validate(raw)
     except ValidationError as e:
-        raise AlertsConfigError(_format(e)) from None
+        errors.extend(_format(e).splitlines()[1:])
+        # the model's own route checks do not run when a field failed: name those problems too
+        errors.extend(f"  {p}" for p in _raw_route_problems(raw) if f"  {p}" not in errors)
+    remediations = None
     if raw.get("remediations") is not None:
         try:
-            from forewarn.alerts.remediation.config import parse_remediations
+            from forewarn.alerts.remediation.config import RemediationConfigError, parse_remediations
         except ImportError as e:
             raise AlertsConfigError(f"invalid alerts config: remediations: not available ({e})") from None
         try:
-            cfg.remediations = parse_remediations(raw["remediations"])
+            remediations = parse_remediations(raw["remediations"])
+        except RemediationConfigError as e:
+            errors.extend(f"  {p}" for p in e.problems)
         except (ValueError, ValidationError) as e:
-            raise AlertsConfigError(f"invalid alerts config:\n  remediations: {e}") from None
+            errors.append(f"  remediations: {e}")
+        if remediations is not None and startup_checks:
+            errors.extend(f"  {p}" for p in remediations.startup_problems())
+    if errors:
+        raise AlertsConfigError("invalid alerts config:\n" + "\n".join(errors))
+    assert cfg is not None
+    if remediations is not None:
+        cfg.remediations = remediations
     return cfg
 
 
@@ -396,10 +521,13 @@ def redacted_yaml(text: str) -> str:
         return ""
 
 
-def load_config(path: str | Path) -> AlertsConfig:
-    """Load a config file; a missing or unreadable file is a clear :class:`AlertsConfigError`."""
+def load_config(path: str | Path, startup_checks: bool = False) -> AlertsConfig:
+    """Load a config file; a missing or unreadable file is a clear :class:`AlertsConfigError`.
+    ``startup_checks``: also what the router checks when it starts (see :func:`parse_config`)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode()
     except OSError as e:
         raise AlertsConfigError(f"cannot read alerts config {path}: {e.strerror}") from None
-    return parse_config(text)
+    except UnicodeDecodeError as e:
+        raise AlertsConfigError(f"invalid alerts config: {path} is not UTF-8 text (byte {e.start})") from None
+    return parse_config(text, startup_checks)

@@ -247,7 +247,11 @@ class Dispatcher:
         self.resend_grace = resend_grace
         self.tree = build_tree(cfg.route)
         self.inhibitor = Inhibitor(cfg.inhibit_rules, provider)
-        self.pipeline = Pipeline(cfg, self.inhibitor, silences, store, clients, external_url, submit)
+        try:
+            self.pipeline = Pipeline(cfg, self.inhibitor, silences, store, clients, external_url, submit)
+        except BaseException:  # e.g. a TLS file of a receiver: the inhibitor must not stay subscribed
+            provider.listeners.remove(self.inhibitor.observe)
+            raise
         self.groups: dict[RouteNode, dict[tuple[tuple[str, str], ...], AggrGroup]] = {}
         self._cleanup: asyncio.Task[None] | None = None
 

@@ -294,12 +294,24 @@ class HTTPClients:
         )
         if key not in self._clients:
             verify: Any = not tls.insecure_skip_verify
-            if verify and tls.ca_file:
+            if tls.ca_file or tls.cert_file:
                 import ssl
 
-                ctx = ssl.create_default_context(cafile=str(tls.ca_file))
-                if tls.cert_file:
-                    ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+                # A missing or bad file refuses the config (at start or reload, which then keeps
+                # the running one), as Alertmanager does when it builds its integrations.
+                what = "ca_file"
+                try:
+                    ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+                    if tls.insecure_skip_verify:
+                        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+                    if tls.cert_file:
+                        what = "cert_file/key_file"
+                        ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+                except (OSError, ssl.SSLError) as e:
+                    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                    raise c.AlertsConfigError(
+                        f"invalid alerts config: tls_config: cannot load {what}: {reason}"
+                    ) from None
                 verify = ctx
             client = httpx.AsyncClient(
                 verify=verify,

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +26,16 @@ from forewarn.alerts.notifiers import HTTPClients
 from forewarn.alerts.provider import AlertProvider
 from forewarn.alerts.silences import Silences
 from forewarn.alerts.state import StateStore
+from forewarn.alerts.webconfig import WebAuth, WebConfigFile
 
 log = logging.getLogger(__name__)
 
 GC_INTERVAL = 1800.0  # Alertmanager's --alerts.gc-interval: resolved alerts are forgotten this often
 NFLOG_RETENTION = 120 * 3600.0
+
+
+class RestartNeeded(ValueError):
+    """A valid configuration change that a reload cannot apply (the router must be restarted)."""
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -71,6 +77,8 @@ class AlertRouter:
         api_tokens: list[str] | None = None,
         max_alerts: int = 1_000_000,
         resend_grace: float = 90.0,
+        web_config_file: str | Path | None = None,
+        internal_tokens: list[str] | None = None,
     ) -> None:
         self.config_path = Path(config_path)
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -80,6 +88,11 @@ class AlertRouter:
         self.api_tokens = api_tokens or []
         self.max_alerts = max_alerts
         self.resend_grace = resend_grace
+        # Prometheus' web configuration file (TLS, basic auth); internal tokens are accepted
+        # as credentials but never required (forewarn up's own flows post with one).
+        self.web_config_file = Path(web_config_file) if web_config_file is not None else None
+        self.internal_tokens = internal_tokens or []
+        self.web: WebConfigFile | None = None
         self.ready = False
         self.started_at = 0.0
         self.engine: Any = None
@@ -91,8 +104,13 @@ class AlertRouter:
     async def start(self) -> None:
         """Load config and state, start routing, then listen; raises on a bad config or busy port."""
         self.config_text = self.config_path.read_text() if self.config_path.exists() else ""
-        self.config: AlertsConfig = load_config(self.config_path)
+        self.config: AlertsConfig = load_config(self.config_path, startup_checks=True)
         host, port = parse_listen(self.listen)
+        tls: ssl.SSLContext | None = None
+        if self.web_config_file is not None:
+            self.web = WebConfigFile(self.web_config_file)  # WebConfigError (a ValueError) if bad
+            tls = self.web.ssl_context()
+        self.scheme = "https" if tls is not None else "http"
         # Bind here, not in uvicorn: a busy port must be an OSError for the caller, and uvicorn
         # would sys.exit() inside the embedding program's event loop.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -110,7 +128,7 @@ class AlertRouter:
             # Like Alertmanager: the machine's hostname when listening on every interface.
             shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
             shown = f"[{shown}]" if ":" in shown else shown
-            self.external_url = f"http://{shown}:{self.port}"
+            self.external_url = f"{self.scheme}://{shown}:{self.port}"
         try:
             self.started_at = time.time()
             self.store = StateStore(self.data_dir)
@@ -136,6 +154,8 @@ class AlertRouter:
             self.dispatcher.start()
             self._gc_task = asyncio.get_running_loop().create_task(self._gc_loop())
             app = build_app(self, extra_routes, self.api_tokens)
+            if self.web is not None:
+                app = WebAuth(app, self.web, self.api_tokens + self.internal_tokens)
             self._server = _Server(
                 uvicorn.Config(
                     app,
@@ -145,6 +165,7 @@ class AlertRouter:
                     lifespan="off",
                     access_log=False,
                     timeout_graceful_shutdown=5,
+                    ssl_context_factory=(lambda _cfg, _default: tls) if tls is not None else None,
                 )
             )
             self._serve_task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
@@ -159,11 +180,11 @@ class AlertRouter:
         self.ready = True
         log.info("alert router listening on %s:%d", host, self.port)
 
-    def _dispatcher(self) -> Dispatcher:
+    def _dispatcher(self, config: AlertsConfig | None = None) -> Dispatcher:
         submit = self.engine.submit if self.engine is not None else None
         url = self.external_url or f"http://{self.listen}"
         return Dispatcher(
-            self.config,
+            config or self.config,
             self.provider,
             self.silences,
             self.store,
@@ -175,14 +196,25 @@ class AlertRouter:
 
     async def reload(self) -> None:
         """Re-read the config file; on error the running config stays (the error is raised)."""
-        new = load_config(self.config_path)
+        new = load_config(self.config_path, startup_checks=True)
         if (new.remediations is None) != (self.config.remediations is None):
-            raise ValueError("adding or removing remediations: needs a restart")
+            change = "adding" if self.config.remediations is None else "removing"
+            raise RestartNeeded(
+                f"{change} the remediations: section needs a restart of the router; the running "
+                "configuration is kept until then"
+            )
+        # Built before the running one stops: a config that loads but cannot be built (a TLS
+        # file it names is missing) leaves the router routing with the old one.
+        dispatcher = self._dispatcher(new)
         if self.engine is not None:
-            await self.engine.reload(new.remediations)
+            try:
+                await self.engine.reload(new.remediations)
+            except BaseException:
+                await dispatcher.stop()
+                raise
         await self.dispatcher.stop()
         self.config, self.config_text = new, self.config_path.read_text()
-        self.dispatcher = self._dispatcher()
+        self.dispatcher = dispatcher
         self.dispatcher.start(restored=False)  # Alertmanager re-routes its alerts on reload
 
     async def stop(self) -> None:
@@ -253,14 +285,17 @@ def serve(router: AlertRouter) -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         pending: set[asyncio.Task[None]] = set()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        from forewarn.shutdown import on_stop_signals
+
+        on_stop_signals(loop, stop)  # a second Ctrl-C exits at once
 
         def hup() -> None:
             async def do() -> None:
                 try:
                     await router.reload()
                     log.info("configuration reloaded")
+                except RestartNeeded as e:
+                    log.warning("reload: %s", e)
                 except Exception as e:
                     log.error("reload failed, keeping the running configuration: %s", e)
 

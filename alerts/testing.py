@@ -37,14 +37,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll ``/-/ready``; fail fast if ``proc`` exits first."""
+def wait_ready(
+    url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None, **client: Any
+) -> None:
+    """Poll ``/-/ready`` (``client``: httpx options such as ``auth``, ``verify``, ``cert``);
+    fail fast if ``proc`` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
         try:
-            if httpx.get(url + "/-/ready", timeout=1.0, trust_env=False).status_code == 200:
+            if httpx.get(url + "/-/ready", timeout=1.0, trust_env=False, **client).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -144,13 +147,24 @@ class _ServerProcess:
 
     prefix = "srv-"
 
-    def __init__(self, config_text: str, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config_text: str,
+        data_dir: Path | None = None,
+        web_config: Path | None = None,
+        client: dict[str, Any] | None = None,
+    ) -> None:
+        """``web_config``: a Prometheus web configuration file (TLS, basic auth); ``client``:
+        the httpx options that pass it (``auth``, ``verify``, ``cert``), for the readiness poll."""
         self.dir = Path(tempfile.mkdtemp(prefix=self.prefix))
         self.config = self.dir / "alertmanager.yml"
         self.config.write_text(config_text)
         self.data_dir = data_dir
+        self.web_config = web_config
+        self.client = client or {}
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        tls = web_config is not None and "tls_server_config" in web_config.read_text()
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.log = self.dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -161,10 +175,13 @@ class _ServerProcess:
         with self.log.open("wb") as err:
             self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=err)
         try:
-            wait_ready(self.url, proc=self.proc)
+            wait_ready(self.url, proc=self.proc, **self.client)
         except (RuntimeError, TimeoutError) as e:
             self.__exit__()
             raise RuntimeError(f"{e}: {self.log.read_text()[-2000:]}") from None
+        except BaseException:
+            self.__exit__()  # never leave the server running behind a failed start
+            raise
         return self
 
     def __exit__(self, *a: Any) -> None:
@@ -194,13 +211,14 @@ class Alertmanager(_ServerProcess):
             "--cluster.listen-address=",
             f"--web.external-url={self.url}",
             "--log.level=warn",
+            *([f"--web.config.file={self.web_config}"] if self.web_config else []),
         ]
 
 
 _ROUTER_MAIN = (
     "import sys; from forewarn.alerts.server import AlertRouter, serve; "
     "serve(AlertRouter(sys.argv[1], data_dir=sys.argv[2] or None, listen=sys.argv[3], "
-    "resend_grace=float(sys.argv[4])))"
+    "resend_grace=float(sys.argv[4]), web_config_file=sys.argv[5] or None))"
 )
 
 
@@ -210,13 +228,21 @@ class RouterProcess(_ServerProcess):
 
     prefix = "fw-alerts-"
 
-    def __init__(self, config_text: str, data_dir: Path | None = None, resend_grace: float = 90.0) -> None:
-        super().__init__(config_text, data_dir)
+    def __init__(
+        self,
+        config_text: str,
+        data_dir: Path | None = None,
+        resend_grace: float = 90.0,
+        web_config: Path | None = None,
+        client: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(config_text, data_dir, web_config, client)
         self.resend_grace = resend_grace
 
     def command(self) -> list[str]:
-        data, grace = str(self.data_dir or ""), str(self.resend_grace)
-        return [sys.executable, "-c", _ROUTER_MAIN, str(self.config), data, f"127.0.0.1:{self.port}", grace]
+        data, grace, web = str(self.data_dir or ""), str(self.resend_grace), str(self.web_config or "")
+        listen = f"127.0.0.1:{self.port}"
+        return [sys.executable, "-c", _ROUTER_MAIN, str(self.config), data, listen, grace, web]
 
 
 class RouterThread:
@@ -236,6 +262,7 @@ class RouterThread:
     def __enter__(self) -> RouterThread:
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self.router.start(), self.loop).result(30)
+        self.url = f"{self.router.scheme}://127.0.0.1:{self.port}"
         return self
 
     def __exit__(self, *a: Any) -> None:

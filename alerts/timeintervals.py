@@ -107,8 +107,10 @@ class TimeInterval(BaseModel):
         if v is not None and v not in ("UTC", "Local"):
             try:
                 ZoneInfo(v)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone location {v!r}") from None
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                # OSError: a name too long for a file name, or a tzdata folder ("America");
+                # found by fuzz/alerts_config.py.
+                raise ValueError(f"unknown time zone location {v[:100]!r}") from None
         return v
 
     @model_validator(mode="after")

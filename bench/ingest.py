@@ -11,6 +11,7 @@ In the same run, a floor: the same payloads decoded (the receiver's upb parse) a
 the receivers and the group commit cost on top of the conversion itself.
 
     .venv/bin/python bench/ingest.py [--seconds 8] [--grpc-clients 6] [--http-clients 6]
+    .venv/bin/python bench/ingest.py --compare-dedup [--rounds 4]   # re-send dedup off vs on
 """
 
 from __future__ import annotations
@@ -271,13 +272,17 @@ def scrape_avg_batch(http_port: int, signal: str) -> float:
     return total / count if count else 1.0
 
 
-def start_collector(data: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, int, int]:
+def start_collector(
+    data: Path, args: argparse.Namespace, dedup_window_s: float | None = None
+) -> tuple[subprocess.Popen, int, int]:
     grpc_port, http_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "forewarn.cli", "collector", "--storage", f"chdb://{data / 'chdb'}"]
     cmd += ["--grpc-port", str(grpc_port), "--http-port", str(http_port), "--host", "127.0.0.1"]
     if args.kafka:  # hook for the Kafka path: the same load through the Kafka exporter
         cmd += ["--exporter", "kafka", "--brokers", args.brokers]
     env = {**os.environ, "FOREWARN_DATA_DIR": str(data), "FOREWARN_LOG_LEVEL": "WARNING"}
+    if dedup_window_s is not None:
+        env["FOREWARN_COLLECTOR__DEDUP_WINDOW_S"] = str(dedup_window_s)
     proc = subprocess.Popen(cmd, env=env, stderr=(data / "collector.log").open("wb"))
     import httpx
 
@@ -351,6 +356,107 @@ def floor(
     return rates
 
 
+def end_to_end(
+    signals: list[str], data: Path, args: argparse.Namespace, dedup_window_s: float | None
+) -> dict[str, Phase]:
+    """Load each signal in turn through one collector process, then check every acknowledged item
+    is stored exactly once."""
+    proc, grpc_port, http_port = start_collector(data, args, dedup_window_s)
+    phases = {}
+    try:
+        for s in signals:
+            phases[s] = asyncio.run(drive(s, proc.pid, grpc_port, http_port, args))
+            print(phases[s].line(), flush=True)
+    finally:
+        proc.send_signal(signals_mod.SIGTERM)
+        code = proc.wait(120)
+    if code != 0:
+        sys.exit(f"collector exited with {code}:\n" + (data / "collector.log").read_text())
+    stored = stored_rows(data)
+    for s in signals:
+        want = phases[s].items
+        print(f"{s:8s} durable check: {stored.get(s, 0)} rows stored for {want} acknowledged", flush=True)
+        if stored.get(s, 0) != want:
+            sys.exit(f"{s}: acknowledged {want} but stored {stored.get(s, 0)}")
+    return phases
+
+
+def compare_dedup(signals: list[str], args: argparse.Namespace) -> None:
+    """Re-send deduplication off (window 0) and on (the default window), alternately, each in a
+    fresh store; prints the best of each and the ratio on / off (wall and per collector CPU-second)."""
+    runs: dict[str, dict[str, list[tuple[float, float]]]] = {"off": {}, "on": {}}
+    for round_ in range(args.rounds):
+        for mode, window in (
+            (("off", 0.0), ("on", 3600.0)) if round_ % 2 == 0 else (("on", 3600.0), ("off", 0.0))
+        ):
+            print(f"-- round {round_ + 1}, re-send dedup {mode}", flush=True)
+            data = Path(tempfile.mkdtemp(prefix="forewarn-bench-"))
+            try:
+                for s, ph in end_to_end(signals, data, args, window).items():
+                    per_cpu = ph.items / ph.cpu_s if ph.cpu_s else 0.0
+                    runs[mode].setdefault(s, []).append((ph.items / ph.wall_s, per_cpu))
+            finally:
+                shutil.rmtree(data, ignore_errors=True)
+    if args.floor_batch >= 0:
+        data = Path(tempfile.mkdtemp(prefix="forewarn-bench-"))
+        try:
+            floor_dedup(signals, data, args, args.floor_batch or 16)
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
+    for s in signals if args.rounds else ():
+        off_wall, off_cpu = (max(x[k] for x in runs["off"][s]) for k in (0, 1))
+        on_wall, on_cpu = (max(x[k] for x in runs["on"][s]) for k in (0, 1))
+        print(
+            f"{s:8s} dedup off best {off_wall:,.0f} {ITEM[s]}/s ({off_cpu:,.0f} per CPU-second), "
+            f"on best {on_wall:,.0f}/s ({on_cpu:,.0f} per CPU-second); ratio on / off = "
+            f"{on_wall / off_wall:.2f} wall, {on_cpu / off_cpu if off_cpu else 0:.2f} per CPU-second",
+            flush=True,
+        )
+
+
+def floor_dedup(signals: list[str], data: Path, args: argparse.Namespace, batch: int) -> None:
+    """In this process, the insert path alone: ``insert_requests`` (dedup off) and ``ResendDedup.insert``
+    (lookup + plan + marked insert; on), alternating batch by batch on fresh payloads, so both see
+    the same load; CPU of this process (the engine's threads included) per item, and the ratio."""
+    from forewarn.collector.convert import insert_requests
+    from forewarn.collector.otlp import decode_protobuf
+    from forewarn.collector.resend_dedup import ResendDedup
+
+    from forewarn.config import load_settings
+    from forewarn.storage import open_storage
+
+    settings = load_settings(overrides={"storage": {"dsn": f"chdb://{data / 'floor'}", "database": "floor"}})
+    client = open_storage(settings)
+    dedup = ResendDedup("floor", 3600, sole_writer=True)  # as the collector on an embedded store
+    dedup.load(client)
+    for signal in signals:
+        payloads = Payloads(signal, seed=13)
+        spent = {"off": [0.0, 0.0, 0], "on": [0.0, 0.0, 0]}  # wall, cpu, items
+        t_end = time.perf_counter() + args.seconds
+        n = 0
+        while time.perf_counter() < t_end or n < 4:
+            for mode in ("off", "on") if n % 2 == 0 else ("on", "off"):
+                group = [decode_protobuf(signal, payloads.next()).payload for _ in range(batch)]
+                t0, c0 = time.perf_counter(), time.process_time()
+                if mode == "off":
+                    insert_requests(client, signal, group, database="floor")
+                else:
+                    dedup.insert(client, signal, group)
+                spent[mode][0] += time.perf_counter() - t0
+                spent[mode][1] += time.process_time() - c0
+                spent[mode][2] += batch * ITEMS_PER_REQUEST[signal]
+            n += 1
+        (w0, c0, i0), (w1, c1, i1) = spent["off"], spent["on"]
+        print(
+            f"{signal:8s} insert path, {batch} requests per insert, {n} inserts each: dedup off "
+            f"{i0 / c0:,.0f} {ITEM[signal]} per CPU-second ({i0 / w0:,.0f}/s), on {i1 / c1:,.0f} per "
+            f"CPU-second ({i1 / w1:,.0f}/s); ratio on / off = {(i1 / c1) / (i0 / c0):.2f} per CPU-second, "
+            f"{(i1 / w1) / (i0 / w0):.2f} wall",
+            flush=True,
+        )
+    client.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=8.0, help="load duration per signal")
@@ -365,36 +471,36 @@ def main() -> None:
     )
     ap.add_argument("--kafka", action="store_true", help="send through the Kafka exporter (needs --brokers)")
     ap.add_argument("--brokers", default="127.0.0.1:9092")
+    ap.add_argument(
+        "--dedup-window",
+        type=float,
+        default=None,
+        help="collector.dedup_window_s of the collector (default: its configuration; 0 = off)",
+    )
+    ap.add_argument(
+        "--compare-dedup",
+        action="store_true",
+        help="the cost of exactly-once: re-send dedup off and on, end to end alternately (--rounds), "
+        "then the insert path alone in this process, batch by batch (--floor-batch, default 16)",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="with --compare-dedup: end-to-end runs, half off, half on (0: none)",
+    )
     args = ap.parse_args()
     if args.kafka:  # publish through Kafka, then 1 and 2 ingesters, delay to queryable: bench/ingest_kafka.py
         import ingest_kafka
 
         return ingest_kafka.main(args)
     signals = [s for s in args.signals.split(",") if s]
+    if args.compare_dedup:
+        return compare_dedup(signals, args)
 
     data = Path(tempfile.mkdtemp(prefix="forewarn-bench-"))
     try:
-        proc, grpc_port, http_port = start_collector(data, args)
-        phases = {}
-        try:
-            for s in signals:
-                phases[s] = asyncio.run(drive(s, proc.pid, grpc_port, http_port, args))
-                print(phases[s].line(), flush=True)
-        finally:
-            proc.send_signal(signals_mod.SIGTERM)
-            code = proc.wait(120)
-        if code != 0:
-            sys.exit(f"collector exited with {code}:\n" + (data / "collector.log").read_text())
-        if not args.kafka:
-            stored = stored_rows(data)
-            for s in signals:
-                want = phases[s].items
-                print(
-                    f"{s:8s} durable check: {stored.get(s, 0)} rows stored for {want} acknowledged",
-                    flush=True,
-                )
-                if stored.get(s, 0) != want:
-                    sys.exit(f"{s}: acknowledged {want} but stored {stored.get(s, 0)}")
+        phases = end_to_end(signals, data, args, args.dedup_window)
         rates = floor(signals, phases, data, args)
         for s in signals:
             ph = phases[s]

@@ -16,17 +16,11 @@ def register(app: typer.Typer) -> None:
 
 def collector_cmd(
     ctx: typer.Context,
-    storage: Annotated[
-        str | None,
-        typer.Option("--storage", help="DSN: chdb:///path (embedded) or http(s)://user:pass@host:8123."),
-    ] = None,
-    grpc_port: Annotated[
-        int | None, typer.Option("--grpc-port", help="OTLP/gRPC port (0 = any free port).")
-    ] = None,
-    http_port: Annotated[
-        int | None, typer.Option("--http-port", help="OTLP/HTTP port (0 = any free port).")
-    ] = None,
-    host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default localhost).")] = None,
+    storage: cliutil.StorageOpt = None,
+    grpc_port: cliutil.GrpcPortOpt = None,
+    http_port: cliutil.HttpPortOpt = None,
+    host: cliutil.HostOpt = None,
+    clickhouse_http_port: cliutil.ClickHouseHttpPortOpt = None,
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", help="Separate port for /metrics, /healthz, /readyz.")
     ] = None,
@@ -36,10 +30,17 @@ def collector_cmd(
     brokers: Annotated[
         str | None, typer.Option("--brokers", help="Kafka bootstrap servers (with --exporter kafka).")
     ] = None,
+    data_dir: cliutil.DataDirOpt = None,
 ) -> None:
-    """Receive OTLP (gRPC and HTTP) and store it durably; SIGTERM/Ctrl-C drain in-flight work first."""
+    """Receive OTLP (gRPC and HTTP) and store it durably.
+
+    SIGTERM/Ctrl-C drain in-flight work first; a second Ctrl-C exits at once.
+    """
+    from forewarn.discovery import AlreadyRunning
+
     s = cliutil.settings(
         ctx,
+        data_dir=data_dir,
         storage={"dsn": storage},
         collector={
             "grpc_port": grpc_port,
@@ -49,12 +50,19 @@ def collector_cmd(
             "exporter": exporter,
         },
         kafka={"brokers": brokers},
+        clickhouse_http={"port": clickhouse_http_port},
     )
     from forewarn.collector.server import serve
 
+    from forewarn.config import ConfigError
+
     try:
         serve(s)
-    except OSError as e:
+    except ConfigError as e:  # a TLS file that cannot be used
+        cliutil.fail(str(e), 2)
+    except (OSError, AlreadyRunning) as e:
         cliutil.fail(f"collector could not start: {e}", 1)
     except ConnectionError as e:
         cliutil.fail(str(e), 1)
+    except ValueError as e:  # a configuration only checked at start (e.g. clickhouse_http users)
+        cliutil.fail(f"collector could not start: {e}", 1)

@@ -1,6 +1,7 @@
 """The default exporter: commits OTLP payloads into ClickHouse (embedded chDB or a server).
 
-Inserts run in worker threads, each with its own clickhouse-connect client (the engine does the
+A client's re-send of a request already committed is not stored again (``collector.dedup_window_s``,
+see :mod:`forewarn.collector.resend_dedup`). Inserts run in worker threads, each with its own clickhouse-connect client (the engine does the
 heavy lifting outside the GIL). Any storage error is retryable for the client: the failed
 thread's client is dropped and a fresh one connects on the next batch, so the exporter recovers
 by itself when the store comes back.
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from forewarn.collector.exporter import SIGNALS, ExportError
+from forewarn.collector.exporter import short_error as _short
 
 from forewarn.config import Settings
 from forewarn.storage import connect, open_storage
@@ -43,6 +45,11 @@ class ClickHouseExporter:
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
+        from forewarn.collector.resend_dedup import ResendDedup
+
+        from forewarn.storage import is_embedded
+
+        self.dedup = ResendDedup(self.database, settings.collector.dedup_window_s, is_embedded(self.dsn))
 
     async def start(self) -> None:
         """Connect and run the migrations (the schema must exist before the first insert)."""
@@ -54,6 +61,7 @@ class ClickHouseExporter:
     def _open(self) -> Any:
         client = open_storage(self.settings, self.dsn)
         self._local.client = client
+        self.dedup.load(client)
         return client
 
     def _remember(self, client: Any) -> None:
@@ -81,10 +89,8 @@ class ClickHouseExporter:
                 log.debug("closing a failed client", exc_info=True)
 
     def _insert(self, signal: str, payloads: list[bytes]) -> dict[str, int]:
-        from forewarn.collector.convert import insert_requests
-
         try:
-            return insert_requests(self._client(), signal, payloads, database=self.database)
+            return self.dedup.insert(self._client(), signal, payloads)
         except Exception as e:
             if _is_bad_data(e):  # the engine could not read the data: a retry cannot help
                 raise ExportError(f"ClickHouse rejected the data: {_short(e)}", retryable=False) from e
@@ -95,6 +101,14 @@ class ClickHouseExporter:
         if self._closed:
             raise ExportError("exporter is closed", retryable=True)
         await asyncio.get_running_loop().run_in_executor(self._pool, self._insert, signal, payloads)
+
+    def relieve_memory(self) -> None:
+        """Hand the embedded engine's freed allocator pages back to the OS (the memory guard calls
+        it when memory is tight); a server's memory is not this process's, nothing to do then."""
+        from forewarn.storage import is_embedded
+
+        if self._started and not self._closed and is_embedded(self.dsn):
+            self._client().command("SYSTEM JEMALLOC PURGE")
 
     def ready(self) -> bool:
         return self._started and not self._closed
@@ -131,9 +145,3 @@ def _is_bad_data(e: BaseException) -> bool:
     """
     match = _CODE.search(str(e))
     return bool(match) and int(match.group(1)) in BAD_DATA_CODES
-
-
-def _short(e: BaseException) -> str:
-    """First line of a storage error, bounded: enough to act on, no payload dumps in responses."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text[:300]

@@ -66,21 +66,22 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import ExitStack
 from functools import cache
 
 from clickhouse_connect.driver.client import Client
-from forewarn.collector.convert_anyvalue import prerender
+from forewarn.collector.convert_anyvalue import REQUEST_CLASSES, prerender
 from forewarn.collector.convert_sql import COMPLEX_MARKER, select_sql, target_columns
 from forewarn.collector.convert_survey import BadPayload, check_decodable, count_rows, survey
 from forewarn.collector.otlp_schema import MESSAGE, PROTO, STRUCTURE
 from google.protobuf.internal.encoder import _VarintBytes
 
 from forewarn.storage.schema import q
+from forewarn.storage.tables import BATCH_COLUMN
 
 SIGNALS = ("traces", "metrics", "logs")
-__all__ = ["SIGNALS", "BadPayload", "count_rows", "frame", "insert_requests"]
+__all__ = ["SIGNALS", "BadPayload", "count_rows", "frame", "insert_requests", "survey"]
 # One block per statement, whatever the batch size (the caller bounds the batch): a statement
 # either writes all its rows or none, so the retry and pre-render paths never duplicate.
 _ONE_BLOCK = {"min_insert_block_size_rows": 1 << 40, "min_insert_block_size_bytes": 1 << 50}
@@ -96,17 +97,25 @@ def frame(payloads: Sequence[bytes]) -> bytes:
 
 
 _SOURCE = "__forewarn_source__"
+_BATCH = "__forewarn_batch__"
 
 
 @cache
-def _insert_template(signal: str, table: str, database: str) -> str:
-    """The statement with a placeholder for its data source; cached (one per table and database)."""
-    cols = ", ".join(q(c) for c in target_columns(table))
-    return f"INSERT INTO {q(database)}.{q(table)} ({cols})\n{select_sql(signal, table, _SOURCE)}"
+def _insert_template(signal: str, table: str, database: str, marked: bool) -> str:
+    """The statement with placeholders for its data source (and insert group id when ``marked``);
+    cached (one per table, database and marking)."""
+    names = [q(c) for c in target_columns(table)]
+    extra: tuple[str, ...] = ()
+    if marked:
+        names.append(q(BATCH_COLUMN))
+        extra = (f"toUInt128('{_BATCH}') AS {q(BATCH_COLUMN)}",)
+    select = select_sql(signal, table, _SOURCE, extra)
+    return f"INSERT INTO {q(database)}.{q(table)} ({', '.join(names)})\n{select}"
 
 
-def _insert_sql(signal: str, table: str, database: str, source: str) -> str:
-    return _insert_template(signal, table, database).replace(_SOURCE, source, 1)
+def _insert_sql(signal: str, table: str, database: str, source: str, batch: int | None = None) -> str:
+    sql = _insert_template(signal, table, database, batch is not None).replace(_SOURCE, source, 1)
+    return sql if batch is None else sql.replace(_BATCH, str(int(batch)), 1)
 
 
 @cache
@@ -135,8 +144,12 @@ def _schema_settings(signal: str, embedded: bool) -> dict[str, object]:
     }
 
 
-def _settings(signal: str, table: str, dedup_token: str, embedded: bool) -> dict[str, object]:
+def _settings(
+    signal: str, table: str, dedup_token: str, embedded: bool, marked: bool = False
+) -> dict[str, object]:
+    marking = {"insert_allow_materialized_columns": 1} if marked else {}
     return {
+        **marking,
         **_schema_settings(signal, embedded),
         "input_format_protobuf_oneof_presence": 1,
         **_ONE_BLOCK,
@@ -153,10 +166,13 @@ def _settings(signal: str, table: str, dedup_token: str, embedded: bool) -> dict
 class _Source:
     """Where ClickHouse reads the framed requests: a temp file for chDB, the HTTP body for a server."""
 
-    def __init__(self, client: Client, signal: str, payloads: Sequence[bytes]) -> None:
+    def __init__(
+        self, client: Client, signal: str, payloads: Sequence[bytes], batch: int | None = None
+    ) -> None:
         self.client = client
         self.embedded = getattr(client, "uri", "").startswith("chdb:")
         self.signal = signal
+        self.batch = batch
         self.body = frame(payloads)
         self.path: str | None = None
 
@@ -176,15 +192,15 @@ class _Source:
         if self.embedded:
             # Settings ride in the statement: clickhouse-connect's chDB backend would otherwise
             # SET and restore each one around the call, a dozen extra engine round trips.
-            sql = _insert_sql(
-                self.signal, table, database, f"file({_sql_str(self.path)}, 'Protobuf', {structure})"
-            )
+            source = f"file({_sql_str(self.path)}, 'Protobuf', {structure})"
+            sql = _insert_sql(self.signal, table, database, source, self.batch)
             clause = ", ".join(
                 f"{k} = {_sql_str(v) if isinstance(v, str) else v}" for k, v in settings.items()
             )
             self.client.command(f"{sql}\nSETTINGS {clause}")
         else:  # untested here: no ClickHouse server in this environment
-            sql = _insert_sql(self.signal, table, database, f"input({structure})") + "\nFORMAT Protobuf"
+            sql = _insert_sql(self.signal, table, database, f"input({structure})", self.batch)
+            sql += "\nFORMAT Protobuf"
             self.client.command(sql, data=self.body, settings=settings)
 
 
@@ -195,10 +211,18 @@ def insert_requests(
     *,
     database: str,
     dedup_token: str | None = None,
+    batch: int | None = None,
+    tables: Collection[str] | None = None,
+    surveyed: tuple[dict[str, int], list[bool]] | None = None,
 ) -> dict[str, int]:
     """Insert the rows of these serialized OTLP Export{Trace,Metrics,Logs}ServiceRequest protobuf
     messages; returns rows written per table. Raises on storage failure; a retry of the same
     payloads under the same ``dedup_token`` does not duplicate rows (without a token, every call lands).
+
+    ``batch`` (a UInt128) is written into every row's hidden ``_forewarn_batch`` column, so the
+    rows of this call can be found again (:mod:`forewarn.collector.resend_dedup`); ``tables``
+    restricts the insert to those tables of the signal (counts of the others are returned as 0);
+    ``surveyed`` is :func:`survey` of these payloads when the caller already has it.
 
     Raises :class:`BadPayload` (a ``ValueError``) for a payload that does not decode: that is
     permanent, not a storage failure. The batch is held in memory once as framed bytes and once
@@ -206,35 +230,65 @@ def insert_requests(
     """
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r}: expected one of {', '.join(SIGNALS)}")
-    counts, envelope_complex = survey(signal, payloads)
+    counts, rewrite = surveyed if surveyed is not None else survey(signal, payloads)
+    if tables is not None:
+        counts = {t: (n if t in tables else 0) for t, n in counts.items()}
     todo = [table for table, n in counts.items() if n]
     if not todo:
         return counts
-    if any(envelope_complex):  # cheap to render up front: a few values per request
+    if any(rewrite):  # cheap to render up front: a few values per request
         payloads = [
-            prerender(signal, p, items=False) if c else p
-            for p, c in zip(payloads, envelope_complex, strict=True)
+            prerender(signal, p, items=False) if c else p for p, c in zip(payloads, rewrite, strict=True)
         ]
     with ExitStack() as stack:
-        source = stack.enter_context(_Source(client, signal, payloads))
+        source = stack.enter_context(_Source(client, signal, payloads, batch))
         # With a token, a replay of the same range drops (the Kafka ingester's exactly-once).
         # Without one every call lands, as with the OpenTelemetry exporter: two clients (or one
         # client twice) sending identical requests get both stored. A fresh token per call keeps
         # the tables' deduplication window from dropping identical content.
         token = dedup_token if dedup_token is not None else f"call:{uuid.uuid4().hex}"
         rendered: _Source | None = None
+        normalized = False
         for table in todo:
-            settings = _settings(signal, table, token, source.embedded)
-            try:
-                source.insert(table, database, settings)
-                continue
-            except Exception as e:
-                if COMPLEX_MARKER not in str(e):
+            settings = _settings(signal, table, token, source.embedded, batch is not None)
+            while True:
+                try:
+                    (rendered or source).insert(table, database, settings)
+                    break
+                except Exception as e:
+                    if COMPLEX_MARKER in str(e) and rendered is None:
+                        # An array/kvlist inside an item stopped the statement before it wrote
+                        # anything: re-run it on requests rendered in full in Python.
+                        everything = [prerender(signal, p) for p in payloads]
+                        rendered = stack.enter_context(_Source(client, signal, everything, batch))
+                        continue
                     check_decodable(signal, payloads)  # bad input is not a storage failure
-                    raise
-            # An array/kvlist inside an item stopped the statement before it wrote anything.
-            if rendered is None:
-                everything = [prerender(signal, p) for p in payloads]
-                rendered = stack.enter_context(_Source(client, signal, everything))
-            rendered.insert(table, database, settings)
+                    if normalized:
+                        raise
+                    # ClickHouse's Protobuf reader is stricter than upb, which the receivers
+                    # decode with: a known field with another wire type, two members of one
+                    # oneof, a uint32 sent as a larger varint (found by replaying the fuzz
+                    # corpora, fuzz/convert_chdb.py). Re-run once on the requests as upb reads
+                    # them; if that changes nothing, it was not the encoding.
+                    normalized = True
+                    clean = [normalize(signal, p) for p in payloads]
+                    if clean == list(payloads):
+                        raise
+                    payloads = clean
+                    source = stack.enter_context(_Source(client, signal, payloads, batch))
+                    if rendered is not None:
+                        everything = [prerender(signal, p) for p in payloads]
+                        rendered = stack.enter_context(_Source(client, signal, everything, batch))
     return counts
+
+
+def normalize(signal: str, payload: bytes) -> bytes:
+    """The request re-encoded as upb reads it: unknown fields (and known ones sent with another
+    wire type) dropped, the last member of a oneof kept, integers cut to their declared width.
+
+    >>> normalize("logs", b"\\x0a\\x00" + b"\\xf8\\x01\\x01")  # a resource, and unknown field 31
+    b'\\n\\x00'
+    """
+    msg = REQUEST_CLASSES[signal].FromString(payload)
+    msg.DiscardUnknownFields()
+    return msg.SerializeToString()

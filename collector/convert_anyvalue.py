@@ -24,12 +24,17 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from forewarn.collector.otlp_schema import LEVELS
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 COMPLEX = ("array_value", "kvlist_value")
+
+
+class BadPayload(ValueError):
+    """A payload is not a decodable OTLP export request: permanent, retrying cannot help."""
 
 
 class _Unsupported(ValueError):
@@ -150,7 +155,12 @@ def prerender(signal: str, payload: bytes, items: bool = True) -> bytes:
     if signal not in REQUEST_CLASSES:
         raise ValueError(f"unknown signal {signal!r}")
     res_field, scopes_field, items_field = LEVELS[signal]
-    req = REQUEST_CLASSES[signal].FromString(payload)
+    try:
+        req = REQUEST_CLASSES[signal].FromString(payload)
+    except DecodeError as e:
+        # The survey reads items as bytes, so it passes requests whose items do not decode;
+        # that is bad input, not a storage failure to retry (found by fuzz/convert.py).
+        raise BadPayload(f"not a valid OTLP {signal} export request: {e}") from None
     for r in getattr(req, res_field):
         _flatten(r.resource.attributes)
         for sc in getattr(r, scopes_field):

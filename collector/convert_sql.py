@@ -240,8 +240,9 @@ def target_columns(table: str) -> list[str]:
     return out
 
 
-def select_sql(signal: str, table: str, source: str) -> str:
-    """The SELECT producing ``table``'s rows (in :func:`target_columns` order) from ``source``.
+def select_sql(signal: str, table: str, source: str, extra: tuple[str, ...] = ()) -> str:
+    """The SELECT producing ``table``'s rows (in :func:`target_columns` order, then ``extra``
+    expressions) from ``source``.
 
     Resource and scope attribute maps are built as ``ARRAY JOIN`` arguments, so once per
     resource/scope: an expression merely selected from an outer level would be evaluated after
@@ -256,7 +257,7 @@ def select_sql(signal: str, table: str, source: str) -> str:
         scope_join += (
             f", arrayMap(s -> {attr_map(t('s', 'scope', 'attributes'))}, {scope_list}) AS scope_attrs"
         )
-    projection = ",\n  ".join(f"{cols[name]} AS `{name}`" for name in target_columns(table))
+    projection = ",\n  ".join([*(f"{cols[name]} AS `{name}`" for name in target_columns(table)), *extra])
     return (
         f"WITH {_render_lambda()} AS {RENDER}\nSELECT\n  {projection}\nFROM {source}\n"
         f"ARRAY JOIN {res_list} AS rs, {res_maps} AS res_attrs\n{scope_join}\n{item_join}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-from forewarn.collector.convert_anyvalue import REQUEST_CLASSES
+from forewarn.collector.convert_anyvalue import REQUEST_CLASSES, BadPayload
 from forewarn.collector.otlp_schema import LEVELS, MESSAGE, METRIC_KINDS
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
@@ -72,10 +72,6 @@ def _skeletons() -> dict[str, type]:
     }
 
 
-class BadPayload(ValueError):
-    """A payload is not a decodable OTLP export request: permanent, retrying cannot help."""
-
-
 def _decode(cls: type, signal: str, i: int, payload: bytes):
     try:
         return cls.FromString(payload)
@@ -94,28 +90,54 @@ def _complex(kvs) -> bool:
 
 
 def survey(signal: str, payloads: Sequence[bytes]) -> tuple[dict[str, int], list[bool]]:
-    """Rows each table of ``signal`` gets, and which requests carry arrays/kvlists in resource
-    or scope attributes; items are not decoded (kept as bytes)."""
+    """Rows each table of ``signal`` gets, and which requests must be rewritten in Python
+    before ClickHouse reads them (:func:`~forewarn.collector.convert_anyvalue.prerender`):
+    arrays/kvlists in resource or scope attributes, or a metric carrying more than one kind of
+    data. Items are not decoded (kept as bytes)."""
     cls = _skeletons()[signal]
     res_field, scopes_field, items_field = LEVELS[signal]
     counts = dict.fromkeys(SIGNAL_TABLES[signal], 0)
-    envelope_complex = []
+    rewrite = []
     for i, p in enumerate(payloads):
         req = _decode(cls, signal, i, p)
-        found = False
+        found = mixed = False
+        mine = dict.fromkeys(counts, 0)
         for res in getattr(req, res_field):
             found = found or _complex(res.resource.attributes)
             for scope in getattr(res, scopes_field):
                 found = found or _complex(scope.scope.attributes)
                 if signal != "metrics":
-                    counts[SIGNAL_TABLES[signal][0]] += len(getattr(scope, items_field))
+                    mine[SIGNAL_TABLES[signal][0]] += len(getattr(scope, items_field))
                     continue
                 for metric in scope.metrics:
-                    for table, (kind, _) in METRIC_KINDS.items():
-                        if metric.HasField(kind):
-                            counts[table] += len(getattr(metric, kind).data_points)
-        envelope_complex.append(found)
-    return counts, envelope_complex
+                    kinds = [(t, k) for t, (k, _) in METRIC_KINDS.items() if metric.HasField(k)]
+                    mixed = mixed or len(kinds) > 1
+                    for table, kind in kinds:
+                        mine[table] += len(getattr(metric, kind).data_points)
+        if mixed:
+            # The kinds are one oneof in OTLP: a metric sent with two (two Metric messages merged
+            # on the wire) has only the last one, as upb, the receivers and the Collector read it;
+            # ClickHouse would store both. Count the request as upb reads it, and rewrite it
+            # (found by fuzz/otlp_protobuf.py's check that the conversion counts what the
+            # receiver accepted).
+            mine = _full_counts(signal, i, p)
+        for table, n in mine.items():
+            counts[table] += n
+        rewrite.append(found or mixed)
+    return counts, rewrite
+
+
+def _full_counts(signal: str, i: int, payload: bytes) -> dict[str, int]:
+    req = _decode(REQUEST_CLASSES[signal], signal, i, payload)
+    out = dict.fromkeys(SIGNAL_TABLES[signal], 0)
+    by_kind = {kind: table for table, (kind, _) in METRIC_KINDS.items()}
+    for rm in req.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                if kind in by_kind:
+                    out[by_kind[kind]] += len(getattr(m, kind).data_points)
+    return out
 
 
 def count_rows(signal: str, payloads: Sequence[bytes]) -> dict[str, int]:

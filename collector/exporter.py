@@ -26,6 +26,12 @@ class ExportError(Exception):
         self.retry_after_s = retry_after_s
 
 
+def short_error(e: BaseException) -> str:
+    """First line of a storage error, bounded: enough to act on, no payload dumps in responses."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:300]
+
+
 @runtime_checkable
 class Exporter(Protocol):
     """Makes batches of serialized OTLP ``Export*ServiceRequest`` messages durable.

@@ -21,9 +21,10 @@ def _handler(
     async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
             metadata = dict(context.invocation_metadata() or ())
-            receiver.authorize(metadata.get("authorization"))
+            tenant = receiver.tenant_rule(receiver.authorize(metadata.get("authorization")))
+            receiver.check_memory()
             try:
-                decoded = decode_protobuf(signal, request)
+                decoded = decode_protobuf(signal, request, tenant)
             except BadData as e:
                 raise Refusal("bad_request", str(e)) from None
             resp = await receiver.export(signal, "grpc", decoded)
@@ -40,7 +41,8 @@ def _handler(
 
 
 def make_server(receiver: Receiver, max_request_bytes: int) -> grpc.aio.Server:
-    """A grpc.aio server with the three OTLP services; bind it with ``add_insecure_port``."""
+    """A grpc.aio server with the three OTLP services; bind it with ``add_insecure_port`` or, with
+    TLS, ``add_secure_port``."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_request_bytes),

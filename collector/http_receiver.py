@@ -14,8 +14,10 @@ from forewarn.collector.otlp import SPECS, BadData, decode_json, decode_protobuf
 from forewarn.collector.pipeline import Refusal
 from forewarn.collector.receiver import HTTP_STATUS, Receiver, rpc_status
 from google.protobuf.message import Message
+from google.rpc import status_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -152,7 +154,7 @@ class HttpReceiver:
         return endpoint
 
     async def _handle(self, signal: str, ctype: str, request: Request) -> Message:
-        self.receiver.authorize(request.headers.get("authorization"))
+        tenant = self.receiver.tenant_rule(self.receiver.authorize(request.headers.get("authorization")))
         if ctype not in (PROTOBUF, JSON):
             raise Refusal(
                 "unsupported", f"unsupported Content-Type {ctype or '(none)'!r}: use {PROTOBUF} or {JSON}"
@@ -165,9 +167,15 @@ class HttpReceiver:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_request_bytes:
             raise Refusal("too_large", f"request body exceeds {self.max_request_bytes} bytes")
+        try:
+            self.receiver.check_memory()
+        except Refusal as e:
+            e.unread = True
+            raise
         body = await read_body(request.stream(), encoding, self.max_request_bytes, self.budget)
         try:
-            decoded = decode_json(signal, body) if ctype == JSON else decode_protobuf(signal, body)
+            decode = decode_json if ctype == JSON else decode_protobuf
+            decoded = decode(signal, body, tenant)
         except BadData as e:
             raise Refusal("bad_request", str(e)) from None
         finally:
@@ -187,7 +195,7 @@ class HttpReceiver:
             headers["Accept-Post"] = f"{PROTOBUF}, {JSON}"
         if e.kind == "unauthenticated":
             headers["WWW-Authenticate"] = "Bearer"
-        if e.kind == "too_large":
+        if e.kind == "too_large" or e.unread:
             headers["Connection"] = "close"  # the rest of the body was not read
         return Response(body, code, headers=headers, media_type=reply_type)
 
@@ -213,5 +221,47 @@ def ops_routes(ready: Callable[[], bool]) -> list[Route]:
     ]
 
 
+# google.rpc.Code of the Status body of errors raised outside the OTLP endpoints (routing, bugs):
+# HTTP 404 maps to UNIMPLEMENTED as in gRPC's HTTP mapping and the OpenTelemetry Collector; a
+# method this path does not serve is UNIMPLEMENTED as well.
+_ROUTING_CODES = {404: 12, 405: 12}
+_INTERNAL, _UNKNOWN = 13, 2
+
+
+def _reply_type(request: Request) -> str:
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return JSON if ctype == JSON else PROTOBUF
+
+
+def status_response(request: Request, http_code: int, code: int, message: str, headers=None) -> Response:
+    """A ``google.rpc.Status`` body in the request's encoding (OTLP: every 4xx/5xx carries one)."""
+    st = status_pb2.Status(code=code, message=message)
+    reply = _reply_type(request)
+    body = to_json(st) if reply == JSON else st.SerializeToString()
+    return Response(body, http_code, headers=headers, media_type=reply)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        paths = ", ".join(spec.http_path for spec in SPECS.values())
+        message = f"no such path {request.url.path!r}: OTLP/HTTP takes POST {paths}"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "POST")
+        message = f"method {request.method} is not allowed on {request.url.path}: use {allowed}"
+    else:
+        message = exc.detail or "request refused"
+    code = _ROUTING_CODES.get(exc.status_code, _UNKNOWN)
+    return status_response(request, exc.status_code, code, message, exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """An unexpected failure (a bug): 500 with a Status body; the server logs the error itself
+    (Starlette re-raises it after this answer), the client gets no traceback."""
+    return status_response(request, 500, _INTERNAL, "internal error in the collector (logged there)")
+
+
 def make_app(routes: list[Route]) -> Starlette:
-    return Starlette(routes=routes)
+    """The Starlette app of a port: routing errors (404, 405) and failures (500) answer with a
+    ``google.rpc.Status`` body like the OTLP endpoints, never plain text."""
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})

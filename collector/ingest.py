@@ -607,14 +607,23 @@ def run_ingester(settings: Settings, stop: threading.Event) -> None:
             if stop.wait(delay):
                 return
             delay = min(delay * 2, settings.kafka.retry_max_backoff_s)
-    gateway = None
+    gateway = chhttp = None
     if is_embedded(settings.storage_dsn):
+        from forewarn.clickhouse_http import serve_store
         from forewarn.storage.gateway import Gateway
 
         gateway = Gateway(settings.storage_dsn, settings.storage.database)
+        try:
+            chhttp = serve_store(settings)
+        except OSError:
+            gateway.close()
+            client.close()
+            raise
     try:
         Ingester(settings, client).run(stop)
     finally:
+        if chhttp is not None:
+            chhttp.stop()
         if gateway is not None:
             gateway.close()
         client.close()

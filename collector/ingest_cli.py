@@ -27,6 +27,7 @@ def ingest_cmd(
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", help="serve /metrics on this port.")
     ] = None,
+    data_dir: cliutil.DataDirOpt = None,
 ) -> None:
     """Consume OTLP records from Kafka and load them into ClickHouse, exactly once per record.
 
@@ -39,6 +40,7 @@ def ingest_cmd(
 
     s = cliutil.settings(
         ctx,
+        data_dir=data_dir,
         storage={"dsn": storage},
         kafka={"brokers": brokers, "group_id": group, "metrics_port": metrics_port},
     )

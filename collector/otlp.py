@@ -87,16 +87,30 @@ class Decoded:
     error_message: str = ""
 
 
-def decode_protobuf(signal: str, raw: bytes) -> Decoded:
-    """Parse a binary OTLP request once (upb), validate it, pass the original bytes on if all is well."""
+TENANT_ATTRIBUTE = "forewarn.tenant"
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = _Keep()  # no tenants configured: resource attributes are left as sent
+Tenant = str | None | _Keep
+_RESOURCES = {"traces": "resource_spans", "metrics": "resource_metrics", "logs": "resource_logs"}
+
+
+def decode_protobuf(signal: str, raw: bytes, tenant: Tenant = KEEP) -> Decoded:
+    """Parse a binary OTLP request once (upb), validate it, pass the original bytes on if all is well
+    (``tenant``: see :func:`stamp_tenant`)."""
     try:
         msg = SPECS[signal].request.FromString(raw)
     except (DecodeError, RuntimeError) as e:
         raise BadData(f"cannot decode the {signal} request as protobuf: {e}") from None
-    return _validate(signal, msg, raw)
+    return _validate(signal, msg, raw, tenant)
 
 
-def decode_json(signal: str, raw: bytes) -> Decoded:
+def decode_json(signal: str, raw: bytes, tenant: Tenant = KEEP) -> Decoded:
     """Parse OTLP/JSON (hex ids, integer or named enums, 64-bit ints as strings or numbers, unknown
     fields ignored, camelCase or snake_case) into the protobuf message."""
     if not raw.strip():
@@ -112,7 +126,7 @@ def decode_json(signal: str, raw: bytes) -> Decoded:
         msg = json_format.ParseDict(data, SPECS[signal].request(), ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError) as e:
         raise BadData(f"invalid OTLP/JSON {signal} request: {_clip(str(e))}") from None
-    return _validate(signal, msg, None)
+    return _validate(signal, msg, None, tenant)
 
 
 def _clip(text: str, keep: int = 400) -> str:
@@ -149,16 +163,43 @@ def _hex_ids_to_base64(root: dict[str, Any]) -> None:
             stack.extend(x for x in node if isinstance(x, dict | list))
 
 
-def _validate(signal: str, msg: Message, raw: bytes | None) -> Decoded:
+def _validate(signal: str, msg: Message, raw: bytes | None, tenant: Tenant = KEEP) -> Decoded:
     if signal == "traces":
         items, rejected, error = _check_spans(msg)
     elif signal == "metrics":
         items, rejected, error = _check_metrics(msg)
     else:
         items, rejected, error = _count_logs(msg), 0, ""
-    if raw is None or rejected:
+    stamped = tenant is not KEEP and stamp_tenant(signal, msg, tenant)
+    if raw is None or rejected or stamped:
         raw = msg.SerializeToString()
     return Decoded(raw, items, rejected, error)
+
+
+def stamp_tenant(signal: str, msg: Message, tenant: str | None) -> bool:
+    """Set the ``forewarn.tenant`` resource attribute of every resource to ``tenant`` (the tenant
+    of the request's bearer token), or remove it (None: a token without a tenant), so a client can
+    never claim another tenant. Whether the message changed.
+
+    >>> from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    >>> req = ExportLogsServiceRequest()
+    >>> req.resource_logs.add().resource.attributes.add(key="forewarn.tenant").value.string_value = "b"
+    >>> stamp_tenant("logs", req, "a"), [(kv.key, kv.value.string_value) for kv in req.resource_logs[0].resource.attributes]
+    (True, [('forewarn.tenant', 'a')])
+    >>> stamp_tenant("logs", req, None), len(req.resource_logs[0].resource.attributes)
+    (True, 0)
+    """
+    changed = False
+    for res in getattr(msg, _RESOURCES[signal]):
+        attrs = res.resource.attributes
+        for i in reversed(range(len(attrs))):
+            if attrs[i].key == TENANT_ATTRIBUTE:
+                del attrs[i]
+                changed = True
+        if tenant is not None:
+            attrs.add(key=TENANT_ATTRIBUTE).value.string_value = tenant
+            changed = True
+    return changed
 
 
 _ZERO_TRACE_ID, _ZERO_SPAN_ID = bytes(16), bytes(8)

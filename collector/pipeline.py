@@ -4,7 +4,12 @@ Each signal has a writer task. While one batch is being exported, new requests q
 then takes everything queued (up to ``max_batch_bytes``) as the next batch, so the commit rate
 follows the load without a fixed batch size. A request's future resolves only after the export of
 its batch returned, i.e. once its rows are durable. Queued bytes are bounded by
-``max_queue_bytes``: past it, requests are refused at once with a retryable status. After a
+``max_queue_bytes``: past it, requests are refused at once with a retryable status; with a
+:class:`~forewarn.collector.memory.MemoryGuard`, so are requests while memory is above its soft
+limit, batches shrink to the memory left, and above the limit itself the queue is refused too.
+With ``max_queue_wait_s``, a signal's queue holds at most that many seconds of work (at the rate
+its recent exports committed bytes): past it, requests are refused as overloaded, so under
+overload the answers come before the clients' export timeout instead of after it. After a
 retryable export failure a short circuit breaker refuses that signal's new and queued requests
 as unavailable for ``retry_after_s``, so clients back off instead of piling up behind a dead store.
 
@@ -33,9 +38,13 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from forewarn.collector import telemetry as m
 from forewarn.collector.exporter import SIGNALS, Exporter, ExportError
+
+if TYPE_CHECKING:
+    from forewarn.collector.memory import MemoryGuard
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +60,12 @@ class Refusal(Exception):
     unavailable (retryable, with ``retry_after_s``).
     """
 
-    def __init__(self, kind: str, message: str, retry_after_s: float | None = None):
+    def __init__(self, kind: str, message: str, retry_after_s: float | None = None, unread: bool = False):
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.retry_after_s = retry_after_s
+        self.unread = unread  # refused before its body was read: the connection cannot be reused
 
 
 @dataclass
@@ -76,6 +86,7 @@ class _Lane:
     down_reason: str = ""
     nbytes: int = 0  # payload bytes in ``queue``
     last_export_s: float = 0.0
+    drain_bps: float = 0.0  # payload bytes committed per second of export, smoothed (0: not known yet)
 
 
 class Pipeline:
@@ -89,8 +100,12 @@ class Pipeline:
         max_batch_bytes: int,
         linger_s: float = 0.002,
         retry_after_s: float = 2.0,
+        memory: MemoryGuard | None = None,
+        max_queue_wait_s: float = 0.0,
     ):
         self.exporter = exporter
+        self.memory = memory
+        self.max_queue_wait_s = max_queue_wait_s
         self.max_queue_bytes = max_queue_bytes
         self.max_batch_bytes = max_batch_bytes
         self.linger_s = linger_s
@@ -99,8 +114,15 @@ class Pipeline:
         self.queued_requests = 0
         self._lanes: dict[str, _Lane] = {}
         self._closing = False
+        self._exporting = 0  # signals inserting right now
 
     async def start(self) -> None:
+        if self.memory is not None:
+            self.memory.on_hard = self._shed
+            relieve = getattr(self.exporter, "relieve_memory", None)
+            if relieve is not None:
+                self.memory.relievers.append(relieve)
+            self.memory.start()
         for signal in SIGNALS:
             lane = _Lane()
             lane.task = asyncio.create_task(self._writer(signal, lane), name=f"collector-writer-{signal}")
@@ -115,6 +137,7 @@ class Pipeline:
         """Return once ``payload`` is durable; raise Refusal (overloaded/unavailable) otherwise."""
         if self._closing:
             raise Refusal("unavailable", "collector is shutting down", self.retry_after_s)
+        self.check_memory()
         lane = self._lanes[signal]
         if time.monotonic() < lane.down_until:
             raise Refusal("unavailable", f"storage unavailable: {lane.down_reason}", self.retry_after_s)
@@ -125,6 +148,17 @@ class Pipeline:
                 f"collector queue full ({self.queued_bytes} of {self.max_queue_bytes} bytes pending)",
                 self.retry_after_s,
             )
+        if (
+            self.max_queue_wait_s
+            and lane.drain_bps
+            and lane.nbytes + size > self.max_queue_wait_s * lane.drain_bps
+        ):
+            raise Refusal(
+                "overloaded",
+                f"{signal} queue holds {lane.nbytes / lane.drain_bps:.1f} s of work "
+                f"(at most {self.max_queue_wait_s:g} s are queued)",
+                self.retry_after_s,
+            )
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane.queue.append(_Pending(payload, items, fut))
         lane.nbytes += size
@@ -132,16 +166,32 @@ class Pipeline:
         lane.wakeup.set()
         await fut
 
+    def check_memory(self) -> None:
+        """Refuse (overloaded) while memory is above the soft limit and requests are already waiting,
+        or above the limit itself. A spike while nothing waits (an insert or a merge in the engine)
+        does not refuse: refusing would not free that memory, only fail clients at a calm rate."""
+        if self.memory is None or not self.memory.over_soft:
+            return
+        if self.memory.over_hard or any(lane.queue for lane in self._lanes.values()):
+            self.memory.check()
+
     def _account(self, nbytes: int, nrequests: int) -> None:
         self.queued_bytes += nbytes
         self.queued_requests += nrequests
         m.QUEUE_BYTES.set(self.queued_bytes)
         m.QUEUE_REQUESTS.set(self.queued_requests)
 
+    def _batch_limit(self) -> int:
+        """``max_batch_bytes``, or less while memory is short: an insert needs many times its batch."""
+        if self.memory is None:
+            return self.max_batch_bytes
+        return self.memory.batch_budget(self.max_batch_bytes)
+
     def _take(self, lane: _Lane) -> list[_Pending]:
         batch: list[_Pending] = []
         size = 0
-        while lane.queue and (not batch or size + len(lane.queue[0].payload) <= self.max_batch_bytes):
+        limit = self._batch_limit()
+        while lane.queue and (not batch or size + len(lane.queue[0].payload) <= limit):
             p = lane.queue.popleft()
             batch.append(p)
             size += len(p.payload)
@@ -159,7 +209,7 @@ class Pipeline:
         cap = max(self.linger_s, min(MAX_ADAPTIVE_LINGER_S, ADAPTIVE_FRACTION * lane.last_export_s))
         await asyncio.sleep(self.linger_s)
         seen = len(lane.queue)
-        while lane.nbytes < self.max_batch_bytes and not self._closing:
+        while lane.nbytes < self._batch_limit() and not self._closing:
             left = start + cap - time.monotonic()
             if left <= 0:
                 return
@@ -204,7 +254,7 @@ class Pipeline:
         """
         t0 = time.perf_counter()
         try:
-            await self.exporter.export(signal, [p.payload for p in batch])
+            await self._export_once(signal, [p.payload for p in batch])
         except ExportError as e:
             m.EXPORT_SECONDS.labels(signal, "error").observe(time.perf_counter() - t0)
             if not e.retryable:
@@ -224,7 +274,18 @@ class Pipeline:
         took = time.perf_counter() - t0
         m.EXPORT_SECONDS.labels(signal, "ok").observe(took)
         lane.last_export_s = took
+        rate = sum(len(p.payload) for p in batch) / max(took, 1e-3)
+        lane.drain_bps = rate if not lane.drain_bps else 0.7 * lane.drain_bps + 0.3 * rate
         return [None] * len(batch)
+
+    async def _export_once(self, signal: str, payloads: list[bytes]) -> None:
+        while self.memory is not None and self._exporting >= self.memory.concurrent_exports():
+            await asyncio.sleep(0.005)  # memory is short: the signals' inserts take turns
+        self._exporting += 1
+        try:
+            await self.exporter.export(signal, payloads)
+        finally:
+            self._exporting -= 1
 
     def _trip(self, signal: str, lane: _Lane, reason: str, retry_after_s: float) -> None:
         log.warning("%s export failed (%s); refusing %s for %.1fs", signal, reason, signal, retry_after_s)
@@ -241,6 +302,18 @@ class Pipeline:
                 if not p.future.done():
                     p.future.set_exception(error)
 
+    def _shed(self) -> None:
+        """Memory is above the limit itself: requests still queued are refused (their clients retry
+        later) so their payloads are freed; batches being inserted are committed as usual."""
+        if self.queued_requests:
+            log.warning(
+                "memory above its limit: refusing %d queued requests",
+                sum(len(x.queue) for x in self._lanes.values()),
+            )
+        self._fail_queued(
+            Refusal("overloaded", "collector memory is above its limit: retry later", self.retry_after_s)
+        )
+
     async def close(self, timeout_s: float = 30.0) -> None:
         """Refuse new requests, wait (bounded) until everything queued is exported, stop the writers."""
         self._closing = True
@@ -250,6 +323,8 @@ class Pipeline:
         if self.queued_requests:
             log.error("drain timed out with %d requests not durable; they get 503", self.queued_requests)
             self._fail_queued(Refusal("unavailable", "collector is shutting down", self.retry_after_s))
+        if self.memory is not None:
+            await self.memory.stop()
         for lane in self._lanes.values():
             if lane.task is not None:
                 lane.task.cancel()

@@ -3,8 +3,9 @@
 HTTP and gRPC differ only in framing and in how a ``Refusal`` is spelled (status code vs. gRPC
 code); everything else happens here once, including the collector's own accounting.
 
->>> r = Receiver(pipeline=None, tokens=["s3cret"])
->>> r.authorize("Bearer s3cret")
+>>> r = Receiver(pipeline=None, tokens=["s3cret"], tenants={"team-a": ["a-token"]})
+>>> r.authorize("Bearer s3cret"), r.authorize("Bearer a-token")
+(None, 'team-a')
 >>> try:
 ...     r.authorize("Bearer guess")
 ... except Refusal as e:
@@ -15,12 +16,12 @@ unauthenticated
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import grpc
 from forewarn.collector import telemetry as m
-from forewarn.collector.otlp import Decoded, export_response
+from forewarn.collector.otlp import KEEP, Decoded, Tenant, export_response
 from forewarn.collector.pipeline import Pipeline, Refusal
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
@@ -29,20 +30,45 @@ from google.rpc import error_details_pb2, status_pb2
 class Receiver:
     """Transport-independent handling of one OTLP export request."""
 
-    def __init__(self, pipeline: Pipeline | None, tokens: Sequence[str] = ()):
+    def __init__(
+        self,
+        pipeline: Pipeline | None,
+        tokens: Sequence[str] = (),
+        tenants: Mapping[str, Sequence[str]] | None = None,
+    ):
         self.pipeline = pipeline
-        self._tokens = [f"Bearer {t}".encode() for t in tokens]
+        # (expected header, tenant); tokens of auth_tokens have no tenant
+        self._tokens: list[tuple[bytes, str | None]] = [(f"Bearer {t}".encode(), None) for t in tokens]
+        for tenant, secrets in (tenants or {}).items():
+            self._tokens += [(f"Bearer {t}".encode(), tenant) for t in secrets]
+        self.stamps_tenants = bool(tenants)
 
-    def authorize(self, authorization: str | None) -> None:
-        """Check the bearer token in constant time (every configured token is compared)."""
+    def authorize(self, authorization: str | None) -> str | None:
+        """The tenant of the bearer token (None: a token without one, or no auth configured); raises
+        unauthenticated otherwise. Constant time: every configured token is compared, always."""
         if not self._tokens:
-            return
+            return None
         given = (authorization or "").strip().encode()
+        found: str | None = None
         ok = False
-        for expected in self._tokens:
-            ok |= hmac.compare_digest(given, expected)
+        for expected, tenant in self._tokens:
+            match = hmac.compare_digest(given, expected)
+            ok |= match
+            if match:
+                found = tenant
         if not ok:
             raise Refusal("unauthenticated", "missing or invalid bearer token")
+        return found
+
+    def tenant_rule(self, tenant: str | None) -> Tenant:
+        """What decoding does with ``forewarn.tenant``: set it to the token's tenant, remove a
+        client's own (token without a tenant), or, with no tenants configured, leave it alone."""
+        return tenant if self.stamps_tenants else KEEP
+
+    def check_memory(self) -> None:
+        """Refuse (overloaded) before a body is read or decoded while memory is above its soft limit."""
+        if self.pipeline is not None:
+            self.pipeline.check_memory()
 
     async def export(self, signal: str, transport: str, decoded: Decoded) -> Message:
         """Commit the accepted items; the response carries partial success for rejected ones."""

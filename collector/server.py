@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -22,16 +20,21 @@ from forewarn.collector import telemetry
 from forewarn.collector.exporter import Exporter
 from forewarn.collector.grpc_receiver import make_server
 from forewarn.collector.http_receiver import HttpReceiver, make_app, ops_routes
+from forewarn.collector.memory import MemoryGuard
 from forewarn.collector.pipeline import Pipeline
 from forewarn.collector.receiver import Receiver
+from forewarn.collector.tls import ReloadingTLS
 from starlette.routing import Route
 
 from forewarn.config import Settings, mask_dsn
+from forewarn.net import listen_sockets
 
 if TYPE_CHECKING:
+    from forewarn.clickhouse_http import ClickHouseHTTPServer
     from forewarn.storage.gateway import Gateway
 
 log = logging.getLogger(__name__)
+_listen = listen_sockets  # its old name: the helper moved to forewarn.net
 
 
 def make_exporter(settings: Settings) -> Exporter:
@@ -51,32 +54,6 @@ class _Uvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def _listen(host: str, port: int) -> list[socket.socket]:
-    """Listening sockets on every address of ``host`` (``localhost`` may be 127.0.0.1 and ::1, and
-    clients pick either), all on one port: the first bind picks it when ``port`` is 0."""
-    socks: list[socket.socket] = []
-    seen = set()
-    try:
-        for family, kind, proto, _, addr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-            if addr[0] in seen:
-                continue
-            seen.add(addr[0])
-            sock = socket.socket(family, kind, proto)
-            socks.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((addr[0], port, *addr[2:]))
-            port = sock.getsockname()[1]
-            sock.listen(1024)
-            sock.setblocking(False)
-    except OSError:
-        for sock in socks:
-            sock.close()
-        raise
-    return socks
 
 
 class CollectorService:
@@ -102,11 +79,21 @@ class CollectorService:
             max_batch_bytes=c.max_batch_bytes,
             linger_s=c.batch_linger_ms / 1000,
             retry_after_s=c.retry_after_s,
+            memory=MemoryGuard(c.memory_limit_mib, c.memory_spike_limit_mib, retry_after_s=c.retry_after_s)
+            if c.memory_limit_mib
+            else None,
+            max_queue_wait_s=c.max_queue_wait_s,
         )
-        self.receiver = Receiver(self.pipeline, [t.get_secret_value() for t in c.auth_tokens])
+        self.receiver = Receiver(
+            self.pipeline,
+            [t.get_secret_value() for t in c.auth_tokens],
+            {name: [t.get_secret_value() for t in tokens] for name, tokens in c.tenants.items()},
+        )
+        self.tls = ReloadingTLS(c.tls) if c.tls.enabled else None  # a bad file fails here, loudly
         self._grpc: grpc.aio.Server | None = None
         self._http: list[tuple[_Uvicorn, asyncio.Task[None]]] = []
         self._gateway: Gateway | None = None
+        self.clickhouse_http: ClickHouseHTTPServer | None = None
         self._started = False
 
     def ready(self) -> bool:
@@ -121,8 +108,12 @@ class CollectorService:
         await self.pipeline.start()
 
         self._grpc = make_server(self.receiver, c.max_request_bytes)
+        address = f"{_grpc_host(self.host)}:{self.grpc_port}"
         try:
-            bound = self._grpc.add_insecure_port(f"{_grpc_host(self.host)}:{self.grpc_port}")
+            if self.tls is not None:
+                bound = self._grpc.add_secure_port(address, self.tls.grpc_credentials())
+            else:
+                bound = self._grpc.add_insecure_port(address)
         except RuntimeError:
             bound = 0
         if not bound:
@@ -134,19 +125,22 @@ class CollectorService:
             self.receiver, c.max_request_bytes, max(c.max_queue_bytes, c.max_request_bytes)
         ).routes()
         if self.metrics_port is None:
-            self.http_port = await self._serve_http(otlp + ops_routes(self.ready), self.http_port)
+            self.http_port = await self._serve_http(otlp + ops_routes(self.ready), self.http_port, self.tls)
             self.metrics_port = self.http_port
-        else:
-            self.http_port = await self._serve_http(otlp, self.http_port)
+        else:  # the separate ops port (scrapes, probes) stays plain HTTP
+            self.http_port = await self._serve_http(otlp, self.http_port, self.tls)
             self.metrics_port = await self._serve_http(ops_routes(self.ready), self.metrics_port)
         self._started = True
         log.info(
-            "collector listening: OTLP/gRPC %s:%d, OTLP/HTTP %s:%d, exporter %s",
+            "collector listening: OTLP/gRPC %s:%d, OTLP/HTTP %s:%d, exporter %s%s",
             self.host,
             self.grpc_port,
             self.host,
             self.http_port,
             self.exporter.name,
+            ""
+            if self.tls is None
+            else (", TLS" + (" with client certificates" if self.tls.cfg.client_ca_file else "")),
         )
 
     def _start_gateway(self) -> None:
@@ -158,9 +152,12 @@ class CollectorService:
 
             self._gateway = Gateway(dsn, self.settings.storage.database)
             log.info("store %s is queryable by other processes while the collector runs", mask_dsn(dsn))
+            from forewarn.clickhouse_http import serve_store
 
-    async def _serve_http(self, routes: list[Route], port: int) -> int:
-        socks = _listen(self.host, port)
+            self.clickhouse_http = serve_store(self.settings)
+
+    async def _serve_http(self, routes: list[Route], port: int, tls: ReloadingTLS | None = None) -> int:
+        socks = listen_sockets(self.host, port)
         config = uvicorn.Config(
             make_app(routes),
             log_level="warning",
@@ -168,6 +165,7 @@ class CollectorService:
             lifespan="off",
             timeout_graceful_shutdown=self.settings.collector.drain_timeout_s,
             h11_max_incomplete_event_size=1024 * 1024,
+            ssl_context_factory=(lambda _config, _default: tls.server_context()) if tls is not None else None,
         )
         server = _Uvicorn(config)
         task = asyncio.create_task(server.serve(sockets=socks), name=f"collector-http-{port}")
@@ -197,6 +195,9 @@ class CollectorService:
         if self._gateway is not None:
             self._gateway.close()
             self._gateway = None
+        if self.clickhouse_http is not None:
+            self.clickhouse_http.stop()
+            self.clickhouse_http = None
         self._started = False
         log.info("collector stopped")
 
@@ -213,21 +214,34 @@ def _grpc_host(host: str) -> str:
 
 
 async def run_until_signalled(settings: Settings) -> None:
-    """Start the collector, wait for SIGTERM/SIGINT, then drain and stop."""
+    """Start the collector, wait for SIGTERM/SIGINT, then drain and stop (a second Ctrl-C exits
+    at once). While it runs, its discovery file tells other commands where it is."""
+    from forewarn import discovery
+    from forewarn.shutdown import on_stop_signals
+
+    discovery.check_free(settings.data_dir)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signals(asyncio.get_running_loop(), stop)
+    published = None
     service = CollectorService(settings)
     try:
         await service.start()
+        published = discovery.publish(
+            settings.data_dir,
+            {
+                "command": "collector",
+                "store": discovery.store_record(settings, service),
+                "collector": discovery.collector_record(service),
+                "clickhouse_http": discovery.clickhouse_http_record(service),
+            },
+        )
     except BaseException:
         await service.stop()
         raise
     try:
         await stop.wait()
-        log.info("signal received: draining")
     finally:
+        published.remove()
         await service.stop()
 
 

@@ -60,3 +60,22 @@ QUEUE_REQUESTS = metric(
     Gauge, "forewarn_collector_queue_requests", "Requests waiting for their batch to be durable."
 )
 EXPORTER_READY = metric(Gauge, "forewarn_collector_exporter_ready", "1 when the exporter accepts data.")
+RESENDS = metric(
+    Counter,
+    "forewarn_collector_resent_requests",
+    "Requests identical to one planned within collector.dedup_window_s, by outcome: skipped (all its "
+    "rows were stored), completed (only the tables it lacked were written), stored (none of it was "
+    "stored: written in full), same_batch (a copy inside one batch, stored once).",
+    ["signal", "outcome"],
+)
+DEDUP_ERRORS = metric(
+    Counter,
+    "forewarn_collector_dedup_errors",
+    "Re-send lookups, checks or plans that failed, by stage; the requests were stored anyway.",
+    ["stage"],
+)
+MEMORY_BYTES = metric(
+    Gauge,
+    "forewarn_collector_memory_bytes",
+    "Anonymous resident memory of the collector process, as collector.memory_limit_mib bounds it.",
+)

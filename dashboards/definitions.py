@@ -131,6 +131,11 @@ def _dashboard(uid: str, title: str, description: str, panels: list[Any], extra_
         b = b.with_variable(v)
     for a in _annotations():
         b = b.annotation(a)
+    return finish(b, panels)
+
+
+def finish(b: Any, panels: list[Any]) -> dict:
+    """The dashboard's JSON: its panels numbered and laid out, the schema version pinned."""
     for i, p in enumerate(panels, start=1):
         b = b.with_panel(p.id(i))
     out = json.loads(json.dumps(b.build(), cls=JSONEncoder))

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import html
 import re
+import textwrap
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import markdown
 import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on servers and CI
@@ -30,6 +33,9 @@ from forewarn.dashboards.runner import TargetResult, iter_panels, run_dashboard
 SIZE = (9.0, 3.6)
 DPI = 100
 TABLE_ROWS = 14
+CELL_WIDTH = 44  # characters per line of a table cell in the PNG; longer text wraps
+CELL_LINES = 6  # lines per cell in the PNG; the HTML table beside it has every character
+HTML_ROWS = 200
 
 
 def _time_col(df: pd.DataFrame) -> str | None:
@@ -180,20 +186,20 @@ def draw_table(
     df = _first_frame(ax, results)
     if df is None:
         return
-    shown = df.head(TABLE_ROWS).copy()
-    for c in shown.columns:
-        if pd.api.types.is_datetime64_any_dtype(shown[c]):
-            shown[c] = shown[c].dt.strftime("%H:%M:%S")
-    cells = [[_short(v, 28) for v in row] for row in shown.itertuples(index=False)]
+    shown = _display(df.head(TABLE_ROWS))
+    cells = [[_wrap(v) for v in row] for row in shown.itertuples(index=False)]
     tab = ax.table(
         cellText=cells, colLabels=[str(c) for c in shown.columns], loc="upper center", cellLoc="left"
     )
     tab.auto_set_font_size(False)
     tab.set_fontsize(6.5)
     tab.auto_set_column_width(list(range(len(shown.columns))))
-    tab.scale(1, 1.15)
+    base = 1.0 / (len(cells) + 1)
+    for (row, _col), cell in tab.get_celld().items():  # a wrapped cell's row grows, nothing is cut
+        lines = 1 if row == 0 else max(c.count("\n") + 1 for c in cells[row - 1])
+        cell.set_height(base * 0.9 * lines)
     if len(df) > TABLE_ROWS:
-        ax.set_xlabel(f"… {len(df) - TABLE_ROWS} more rows", fontsize=7)
+        ax.set_xlabel(f"{len(df) - TABLE_ROWS} more rows in the report's table", fontsize=7)
 
 
 def draw_logs(
@@ -220,6 +226,38 @@ def _first_frame(ax: Any, results: list[TargetResult]) -> pd.DataFrame | None:
         _empty(ax)
         return None
     return df
+
+
+def _display(df: pd.DataFrame) -> pd.DataFrame:
+    """Times as wall-clock text, as Grafana's table shows them."""
+    shown = df.copy()
+    for c in shown.columns:
+        if pd.api.types.is_datetime64_any_dtype(shown[c]):
+            shown[c] = shown[c].dt.strftime("%Y-%m-%d %H:%M:%S")
+    return shown
+
+
+def _text(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _wrap(v: Any) -> str:
+    lines = textwrap.wrap(_text(v), CELL_WIDTH, break_long_words=True, break_on_hyphens=False) or [""]
+    if len(lines) > CELL_LINES:
+        lines = [*lines[: CELL_LINES - 1], lines[CELL_LINES - 1][: CELL_WIDTH - 1] + "…"]
+    return "\n".join(lines)
+
+
+def html_table(df: pd.DataFrame, max_rows: int = HTML_ROWS) -> str:
+    """The whole result as an HTML table: every column, every character (long text wraps)."""
+    shown = _display(df.head(max_rows))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_text(v))}</td>" for v in row) + "</tr>"
+        for row in shown.itertuples(index=False)
+    )
+    more = f"<p class='more'>{len(df) - max_rows} more rows not shown</p>" if len(df) > max_rows else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
 
 def _short(v: Any, n: int = 40) -> str:
@@ -253,21 +291,32 @@ def _slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")
 
 
-def render_report(client: Client, dashboards: list[dict], r: TimeRange, out: Path) -> Path:
-    """Write ``<dashboard>-<panel>[-<repeat>].png`` for every panel instance and ``index.html``."""
+def render_report(
+    client: Client, dashboards: list[dict], r: TimeRange, out: Path, progress: Any = None
+) -> Path:
+    """Write ``<dashboard>-<panel>[-<repeat>].png`` for every panel instance and ``index.html``.
+
+    Table and log panels also appear as HTML tables with their full text; text panels are
+    rendered from their markdown. ``progress`` is a ``rich.progress.Progress`` to report to.
+    """
     out.mkdir(parents=True, exist_ok=True)
     sections = []
+    overall = progress.add_task("report: dashboards", total=len(dashboards)) if progress else None
     for dash in dashboards:
+        if progress is not None:
+            progress.update(overall, description=f"report: querying {dash.get('title', dash['uid'])}")
         run = run_dashboard(client, dash, r)
         marks = {a.title.removeprefix("annotation: "): a.frame for a in run.annotations if not a.error}
         by_instance: dict[tuple[int, str | None], list[TargetResult]] = {}
         for t in run.targets:
             by_instance.setdefault((t.panel_id, t.repeat_value), []).append(t)
         items = []
+        drawing = progress.add_task("  panels", total=len(by_instance)) if progress else None
         for panel in iter_panels(dash):
             if panel.get("type") == "text":
                 items.append(
-                    f"<div class='text'><h3>{html.escape(panel['title'])}</h3><pre>{html.escape(panel['options']['content'])}</pre></div>"
+                    f"<div class='text'><h3>{html.escape(panel['title'])}</h3>"
+                    f"{markdown.markdown(panel['options']['content'])}</div>"
                 )
                 continue
             for (pid, rep), results in by_instance.items():
@@ -294,14 +343,27 @@ def render_report(client: Client, dashboards: list[dict], r: TimeRange, out: Pat
                     else:
                         DRAWERS.get(panel["type"], draw_table)(ax, panel, results, marks, r)
                     ax.set_title(title, fontsize=10, loc="left")
-                    fig.tight_layout()
+                    with warnings.catch_warnings():  # tall wrapped tables: savefig's tight bbox fits them
+                        warnings.simplefilter("ignore", UserWarning)
+                        fig.tight_layout()
                     fig.savefig(out / name, bbox_inches="tight")  # wide tables grow the image
                 finally:
                     plt.close(fig)
-                desc = html.escape(panel.get("description", ""))
-                items.append(
-                    f"<figure><img src='{name}' alt='{html.escape(title)}'><figcaption>{desc}</figcaption></figure>"
-                )
+                if progress is not None:
+                    progress.advance(drawing)
+                desc = markdown.markdown(panel.get("description", ""))
+                img = f"<img src='{name}' alt='{html.escape(title)}'>"
+                frame = results[0].frame if results else pd.DataFrame()
+                if panel["type"] in ("table", "logs") and not errors and len(frame):
+                    items.append(
+                        f"<div class='table'><h3>{html.escape(title)}</h3>{html_table(frame)}"
+                        f"<details><summary>as an image</summary>{img}</details>{desc}</div>"
+                    )
+                else:
+                    items.append(f"<figure>{img}<figcaption>{desc}</figcaption></figure>")
+        if progress is not None:
+            progress.remove_task(drawing)
+            progress.advance(overall)
         sections.append(f"<section><h2>{html.escape(run.title)}</h2>{''.join(items)}</section>")
     start, end = (
         pd.to_datetime(x, unit="s", utc=True).strftime("%Y-%m-%d %H:%M UTC") for x in (r.start, r.end)
@@ -309,7 +371,9 @@ def render_report(client: Client, dashboards: list[dict], r: TimeRange, out: Pat
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>forewarn report</title>
 <style>body{{font-family:sans-serif;margin:1.5em;background:#fafafa}}figure{{display:inline-block;margin:.5em;
 background:#fff;border:1px solid #ddd;padding:.3em;max-width:920px}}img{{max-width:100%}}figcaption{{font-size:.8em;
-color:#555}}.text pre{{white-space:pre-wrap;background:#fff;border:1px solid #ddd;padding:.6em;max-width:1820px}}</style>
+color:#555}}.text,.table{{background:#fff;border:1px solid #ddd;padding:.6em;margin:.5em;max-width:1820px}}
+table{{border-collapse:collapse;font-size:.8em}}th,td{{border:1px solid #ddd;padding:.2em .4em;text-align:left;
+vertical-align:top;overflow-wrap:anywhere}}th{{background:#f0f0f0}}</style>
 </head><body><h1>forewarn report</h1><p>{start} to {end}; orange bands: incidents, dotted blue lines:
 remediations.</p>{"".join(sections)}</body></html>"""
     index = out / "index.html"

@@ -1,4 +1,7 @@
-"""Score a ``timestamp,value`` CSV into ``timestamp,value,anomaly_score,is_anomaly,...`` in chunks.
+"""Score a ``timestamp,value`` CSV into ``timestamp,value,anomaly_score,is_anomaly,...,firing`` in chunks.
+
+``is_anomaly`` marks where an alert starts (an episode's onset); ``firing`` marks every row of an
+episode, from its alert until the series is back to its normal band.
 
 Rows are echoed as given (timestamp and value text untouched), one output row per input row in
 input order, so the output lines up with the input whatever the timestamps look like.
@@ -77,7 +80,7 @@ def detect_csv(
     with contextlib.ExitStack() as stack:
         out: TextIO = dst if hasattr(dst, "write") else stack.enter_context(open(dst, "w", newline=""))  # type: ignore[arg-type]
         w = csv.writer(out, lineterminator="\n")
-        w.writerow(OUTPUT_COLUMNS + (EXPLAIN_COLUMNS if explain else []))
+        w.writerow(OUTPUT_COLUMNS + (EXPLAIN_COLUMNS if explain else []) + ["firing"])
         for chunk in _chunks(Path(src), chunk_rows):
             ts = parse_timestamps(chunk["timestamp"])
             bad_ts += int(np.isnan(ts).sum())
@@ -103,6 +106,7 @@ def detect_csv(
                         ex.text,
                     ]
                 cols += [np.char.mod("%.9f", np.floor(block.raw[0, at] * 1e9) / 1e9), *extra.T]
+            cols.append(block.firing[0, at].astype(np.int8))
             w.writerows(zip(*cols, strict=True))
             rows += len(x)
             alerts += int(alert.sum())

@@ -7,7 +7,7 @@ and is either a moving median over a bounded window (kept as a per-series tail b
 exponential recursion (carried as filter state). Both continue exactly across calls, so scores do not
 depend on how a stream is cut into blocks: scoring 1 point at a time, 1,000 at a time, or a prefix of
 the stream gives the same numbers. The only Python-level loop runs over the (rare) candidate alerts
-to apply the refractory period.
+to follow each series' anomalous episodes (onset, firing, recovery).
 """
 
 from __future__ import annotations
@@ -43,11 +43,17 @@ class EnsembleParams:
     z_cap: float = 10.0  # a test statistic counts at most this much when learning its typical size
     half_life: float = 2000.0  # points of memory of the score calibration
     warmup: int = 120  # points seen before any alert may fire
-    refractory: int = 150  # points after an alert during which the series does not alert again
-    refractory_frac: float = 0.05  # ... or this fraction of the points seen so far, if larger
-    # > 0: alert inside the refractory period if this many times less likely than the last alert
-    escalation: float = 0.0
-    threshold: float = 0.999  # alert when the calibrated score reaches this
+    # An alert opens an *episode* that stays firing while the score keeps returning above the
+    # release level (the square root of the threshold's tail probability: half its surprise) and
+    # ends after ``quiet`` points below it; the next alert needs a recovery first. Nothing grows
+    # with history: a new anomaly after a recovery alerts again ``quiet`` points later at most.
+    quiet: int = 12
+    max_episode: int = 360  # an episode ends after this many points: what lasts is the new normal
+    refractory: int = 0  # > 0: at least this many points between two alerts of one series
+    # a young series' calibration rests on few points: until it has seen ``ramp * warmup`` points
+    # its tail probability must be smaller in proportion (half as old: half the threshold's)
+    ramp: float = 2.0
+    threshold: float = 0.995  # alert when the calibrated score reaches this (Settings.detectors.threshold)
     components: tuple[str, ...] = COMPONENTS
     rate_view: bool = False  # also test the point-to-point changes (counters, random walks)
     seasons: int = 3  # past periods whose median predicts the current point in a seasonal branch
@@ -62,16 +68,18 @@ class EnsembleParams:
     # > 0: a seasonal view decides a *spike* only on series it explains, where its mean squared
     # residual has been at most this fraction of the series' own variance (a drifting sensor's
     # "same time yesterday" predicts little, a square daily wave's almost everything). Opt-in:
-    # measured, not the default (see README)
+    # measured, not the default (see docs/detectors-history.md)
     seasonal_fit: float = 0.0
     # spikes beyond ``z_cap`` become routine after this many of them in the calibration memory
-    routine_after: float = 3.0
+    routine_after: float = 10.0
 
     def __post_init__(self) -> None:
         if self.window < 8 or self.short < 2 or self.long < self.short:
             raise ValueError("need window >= 8 and 2 <= short <= long")
         if not 0 < self.threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
+        if self.quiet < 1 or self.refractory < 0 or self.max_episode < 1:
+            raise ValueError("need quiet >= 1, max_episode >= 1 and refractory >= 0")
         if not 0 <= self.agree <= 1 or self.seasonal_margin < 1:
             raise ValueError("need 0 <= agree <= 1 and seasonal_margin >= 1")
         unknown = set(self.components) - set(COMPONENTS)
@@ -79,13 +87,56 @@ class EnsembleParams:
             raise ValueError(f"unknown components {sorted(unknown)}; choose from {COMPONENTS}")
 
 
+NO_GUARD = -2  # an episode too short to move the baselines ended: no way back to guard
+_NEVER = np.iinfo(np.int64).max // 2
+COUNT_MAX_MEAN = 30.0  # above this mean a count is near enough to Gaussian for the robust tests
+COUNT_MIN_POINTS = 30.0  # (weighted) points before a series is judged as counts
+
+
+@dataclass
+class CountModel:
+    """Small whole counts of some series: rate (``mu``) and variance learnt before each point."""
+
+    like: np.ndarray  # (series, points) bool: judged as counts
+    mu: np.ndarray
+    var: np.ndarray
+    xe: np.ndarray  # recent values then the new ones, (series, tail + points)
+    tl: int
+
+    @property
+    def any(self) -> bool:
+        return bool(self.like.any())
+
+    def tail(self, need: np.ndarray, width: int, nb: int) -> np.ndarray:
+        """Two-sided tail probability of the sum of the last ``width`` values at the ``need`` points
+        (rows are ``nb`` views per series; every view gets its series' count tail)."""
+        from scipy.stats import nbinom, poisson
+
+        k = self.like.shape[1]
+        sums = bn.move_sum(self.xe, width, min_count=1, axis=1)[:, self.tl : self.tl + k]
+        r, cidx = np.nonzero(need)
+        sr = r // nb
+        m = width * self.mu[sr, cidx]
+        v = width * self.var[sr, cidx]
+        obs = sums[sr, cidx]
+        out = np.ones(need.shape)
+        over = v > m * 1.05
+        with np.errstate(invalid="ignore", divide="ignore"):
+            n_nb = np.where(over, m * m / np.where(over, v - m, 1.0), 1.0)
+            p_nb = np.where(over, m / np.where(over, v, 1.0), 0.5)
+            hi = np.where(over, nbinom.sf(obs - 1, n_nb, p_nb), poisson.sf(obs - 1, m))
+            lo = np.where(over, nbinom.cdf(obs, n_nb, p_nb), poisson.cdf(obs, m))
+        out[r, cidx] = np.nan_to_num(np.fmin(1.0, 2.0 * np.fmin(hi, lo)), nan=1.0)
+        return out
+
+
 @dataclass
 class ScoreBlock:
     """Scores of a block of points, arrays shaped (series, points)."""
 
-    score: np.ndarray  # calibrated score in [0, 1] after alert suppression
-    raw: np.ndarray  # calibrated score before the refractory / warm-up suppression
-    alert: np.ndarray  # bool: the score reached the threshold
+    score: np.ndarray  # calibrated score in [0, 1]; held just below the threshold where it cannot alert
+    raw: np.ndarray  # calibrated score before the warm-up / episode hold
+    alert: np.ndarray  # bool: an episode starts here (a new alert)
     component: np.ndarray  # int index into ``components`` of the strongest test
     expected: np.ndarray  # the baseline the point was compared with
     observed: np.ndarray  # what was compared: the value, or the recent median for level / trend
@@ -95,6 +146,7 @@ class ScoreBlock:
     branch: np.ndarray | None = None
     views: tuple[str, ...] = ("recent values",)
     components: tuple[str, ...] = field(default=COMPONENTS)
+    firing: np.ndarray | None = None  # bool: inside an episode (from its alert until it recovers)
 
 
 def _ew(values: np.ndarray, last: np.ndarray, lam: float) -> np.ndarray:
@@ -156,11 +208,23 @@ class EnsembleCore:
             "ew_big": np.zeros((n, b)),
             # weight, sum, sum of squares of x; then weight and sum of squares of each view
             "ew_fit": np.zeros((n, 3 + 2 * b)),
+            # weight, sum, sum of squares of the values, and weight of those that are whole counts
+            "ew_cnt": np.zeros((n, 4)),
             "history": np.full((n, self._hist), np.nan),
             "last": np.full((n, 1), np.nan),
             "seen": np.zeros(n, dtype=np.int64),
+            # episodes: 1 while firing; points since the last point above the release level
+            # (firing) and since the last alert
+            "firing": np.zeros(n, dtype=np.int8),
+            "since_above": np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64),
             "since_alert": np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64),
-            "alert_p": np.ones(n),
+            # the open episode: its age (points), the view that alerted and that view's normal
+            # band at the alert, which the series must return into before the episode can end
+            "ep_age": np.zeros(n, dtype=np.int64),
+            "ep_view": np.zeros(n, dtype=np.int64),
+            "ep_band": np.zeros((n, 2)),
+            "since_end": np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64),
+            "since_hot": np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64),
         }
 
     def add_series(self, n: int) -> None:
@@ -192,8 +256,9 @@ class EnsembleCore:
         if x.shape[1] == 0:  # nothing new: nothing learnt, nothing scored
             e = np.zeros(x.shape)
             return ScoreBlock(
-                e, e, e.astype(bool), e.astype(np.intp), e, e, e, e.astype(np.intp), self.periods
-            )
+                e, e, e.astype(bool), e.astype(np.intp), e, e, e, e, e.astype(np.intp),
+                self.views, firing=e.astype(bool),
+            )  # fmt: skip
         block = self._score(st, x)
         if rows is not None:
             self.put(rows, st)
@@ -239,12 +304,15 @@ class EnsembleCore:
                 preds.append(pred)
                 branches.append(x - pred)
             st["history"] = he[:, -h:]
+        counts = self._counts(st, x)
         keys = ("tail_x", "tail_dev", "ew_w", "ew_s1", "ew_s2", "tail_z", "ew_big")
         flat = {key: st[key].reshape(n * nb, -1) for key in keys}
         xb = np.stack(branches, axis=1).reshape(n * nb, k)
-        raw, comp, expected, observed, band, scale = (
+        raw, comp, expected, observed, band, scale, band_pt = (
             a.reshape(n, nb, k)
-            for a in self._tests(flat, xb, np.repeat(run, nb, axis=0), np.repeat(p_stuck, nb, axis=0), nb)
+            for a in self._tests(
+                flat, xb, np.repeat(run, nb, axis=0), np.repeat(p_stuck, nb, axis=0), nb, counts
+            )
         )
         for key in flat:
             st[key] = flat[key].reshape(st[key].shape)
@@ -288,7 +356,10 @@ class EnsembleCore:
         exp_x = pick(expected) + offset
         obs_x = np.where(np.isfinite(x), pick(observed) + offset, x)
         raw_x = np.where(np.isfinite(x), pick(raw), 0.0)
-        score, alert = self._suppress(st, raw_x, np.isfinite(x))
+        views = np.stack(branches, axis=1)
+        score, alert, firing = self._episodes(
+            st, raw_x, np.isfinite(x), views, sel[:, 0], pick(expected), pick(band_pt)
+        )
         bw = pick(band)
         return ScoreBlock(
             score=score,
@@ -301,10 +372,17 @@ class EnsembleCore:
             upper=exp_x + bw,
             branch=sel[:, 0],
             views=self.views,
+            firing=firing,
         )
 
     def _tests(
-        self, st: dict[str, np.ndarray], x: np.ndarray, run: np.ndarray, p_stuck: np.ndarray, nb: int = 1
+        self,
+        st: dict[str, np.ndarray],
+        x: np.ndarray,
+        run: np.ndarray,
+        p_stuck: np.ndarray,
+        nb: int = 1,
+        counts: CountModel | None = None,
     ) -> tuple[np.ndarray, ...]:
         """The four tests and their calibration on rows of ``x``; updates tails and filter state."""
         p = self.params
@@ -394,6 +472,14 @@ class EnsembleCore:
                     spike_limit = _TAIL.limit(m1, m2, self._p_alert)
                     pval[0] = self._beyond_cap(st, z[0], ok[0], pval[0], pw)
             pval[c][(pw < 5.0) | ~ok[c]] = 1.0
+        if counts is not None and counts.any:
+            # small whole counts: a point must also be unlikely as a count (see ``_counts``); the
+            # level, trend and variance tests judge the sum of their recent window
+            rows = np.repeat(counts.like, nb, axis=0)
+            for c, width in ((0, 1), (1, p.short), (2, p.long), (3, p.long)):
+                need = rows & (pval[c] < 0.01)
+                if need.any():
+                    pval[c] = np.where(need, np.fmax(pval[c], counts.tail(need, width, nb)), pval[c])
         pc = pval[self._comp_idx]
         which = np.argmin(pc, axis=0)
         pmin = np.take_along_axis(pc, which[None], axis=0)[0]
@@ -406,10 +492,45 @@ class EnsembleCore:
         expected = np.select([component == 1, component == 2], [med[:, ref_m], long_med[:, ref_m2]], base)
         observed = np.select([component == 1, component == 2], [short_med[:, new], long_med[:, new]], x)
         shrink = np.select([component == 1, component == 2], [np.sqrt(m), np.sqrt(m2)], 1.0)
-        band = np.where(np.isfinite(spike_limit), spike_limit, 3.0) * scale / shrink
+        band_pt = np.where(np.isfinite(spike_limit), spike_limit, 3.0) * scale
+        band = band_pt / shrink
         st["tail_x"] = xe[:, -tl:]
         st["tail_dev"] = deve[:, -tl:]
-        return raw, component, expected, observed, band, scale
+        return raw, component, expected, observed, band, scale, band_pt
+
+    def _counts(self, st: dict[str, np.ndarray], x: np.ndarray) -> CountModel | None:
+        """Which points belong to series of small whole counts (errors per bucket, restarts), with
+        the rate and dispersion learnt before each point.
+
+        Robust medians break down on such series: a Poisson(0.1) count is 0 most of the time, so
+        three errors in six buckets move the recent median from 0 to 1, dozens of scales. A count
+        is judged instead by the negative binomial (Poisson when not overdispersed) of the series'
+        own exponentially weighted mean and variance: a point, or the sum of a test's recent window,
+        must also be that unlikely as a count. This only ever lowers surprise.
+        """
+        c = st["ew_cnt"]
+        ok = np.isfinite(x)
+        x0 = np.where(ok, x, 0.0)
+        whole = ok & (x0 >= 0) & (x0 == np.round(x0))
+
+        def before(col: int, v: np.ndarray) -> np.ndarray:
+            y = _ew(v, c[:, col], self._lam)
+            out = np.concatenate([c[:, col : col + 1], y[:, :-1]], axis=1)
+            c[:, col] = y[:, -1]
+            return out
+
+        w, s1, s2, wi = before(0, ok * 1.0), before(1, x0), before(2, x0 * x0), before(3, whole * 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu = s1 / w
+            var = np.fmax(s2 / w - mu * mu, 0.0)
+        # counts scatter at least about as much as a Poisson law: a constant or a quantised gauge
+        # (replicas, a level) is not judged as a count
+        like = ok & whole & (w >= COUNT_MIN_POINTS) & (wi >= 0.999 * w) & (mu < COUNT_MAX_MEAN)
+        like &= (mu > 0) & (var >= 0.5 * mu)
+        if not like.any():
+            return None
+        tail = st["tail_x"][:, 0, :]  # the series' own recent values (view 0)
+        return CountModel(like, mu, var, np.concatenate([tail, x], axis=1), tail.shape[1])
 
     def _explained(self, st: dict[str, np.ndarray], x: np.ndarray, views: np.ndarray) -> np.ndarray:
         """Per point and view: whether the view's mean square (a seasonal residual) has been at most
@@ -454,35 +575,119 @@ class EnsembleCore:
             floor = rate * (self._zcap / np.fmax(z, self._zcap)) ** 2
         return np.where(big, np.fmax(p, floor), p)
 
-    def _suppress(
-        self, st: dict[str, np.ndarray], raw: np.ndarray, ok: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Warm-up and refractory period: the score stays just below the threshold while suppressed."""
+    def _episodes(
+        self,
+        st: dict[str, np.ndarray],
+        raw: np.ndarray,
+        ok: np.ndarray,
+        views: np.ndarray,
+        sel: np.ndarray,
+        expected: np.ndarray,
+        band: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Alerts (episode onsets) and firing flags; the score stays just below the threshold where
+        it cannot alert (warm-up, an episode already firing, the refractory gap).
+
+        An episode opens where the score reaches the threshold on a warm series that is not firing.
+        It remembers the normal band of the view that alerted (``expected`` ± ``band``, in that
+        view's units: where a point would not have been a spike) and stays open while points fall
+        outside it. The scores cannot say that: the baselines adapt to a lasting shift within tens
+        of points, and the return to normal is itself a change, so a long outage would end its
+        episode early and its recovery would alert again. The episode ends after ``quiet`` points
+        back inside the band, or after ``max_episode`` points (what lasts that long is the new
+        normal). Only candidate points (above the release level) and open episodes are visited.
+        """
         p = self.params
         n, k = raw.shape
         seen = st["seen"][:, None] + np.cumsum(ok, axis=1)
+        release = 1.0 - min(0.5, (1.0 - p.threshold) ** 0.5)
         alert = np.zeros((n, k), dtype=bool)
-        since = st["since_alert"]
-        cand_r, cand_c = np.nonzero((raw >= p.threshold) & (seen > p.warmup))
-        last_col = np.full(n, -1, dtype=np.int64)
-        last_since = since.copy()
-        tail = st["alert_p"]  # tail probability of each series' last alert
+        firing = np.zeros((n, k), dtype=bool)
+        since_alert = st["since_alert"].copy()
+        since_active = st["since_above"].copy()
+        age = st["ep_age"].copy()
+        fire = st["firing"].astype(bool)
+
+        def extent(r: int, c0: int) -> int:
+            """Follow row r's open episode from column c0: the column where it ends (its last firing
+            point), or k when it is still open after the block; updates the row's state."""
+            v = views[r, int(st["ep_view"][r]), c0:]
+            lo, hi = st["ep_band"][r]
+            slack = 0.25 * (hi - lo)  # noise and drift around the old normal do not keep it open
+            with np.errstate(invalid="ignore"):
+                active = (v < lo - slack) | (v > hi + slack)
+            idx = np.arange(len(v))
+            last = np.maximum.accumulate(np.where(active, idx, -1 - since_active[r]))
+            gap = idx - last
+            over = (age[r] + idx + 1 >= p.max_episode) | (gap >= p.quiet)
+            end = int(np.argmax(over)) if over.any() else len(v)
+            firing[r, c0 : c0 + min(end + 1, len(v))] = True
+            if end < len(v):
+                fire[r] = False
+                # only an episode long enough to move the baselines has a way back to guard
+                end_col[r] = c0 + end if age[r] + end + 1 >= 2 * p.base else NO_GUARD
+                return c0 + end
+            since_active[r] = gap[-1]
+            age[r] += len(v)
+            return k
+
+        free = np.zeros(n, dtype=np.int64)  # first column where each row may open an episode
+        end_col = np.full(n, -1, dtype=np.int64)  # column where the row's last episode ended
+        since_end = st["since_end"]
+        guard = max(p.window, 2 * p.long)
+        for r in np.flatnonzero(fire).tolist():
+            free[r] = extent(r, 0) + 1
+        last_alert = np.full(n, -1, dtype=np.int64)
+        since_hot = st["since_hot"]
+        last_hot = np.full(n, -1, dtype=np.int64)  # last column above the release level
+        cand_r, cand_c = np.nonzero(raw >= release)
         for r, c in zip(cand_r.tolist(), cand_c.tolist(), strict=True):
-            gap = (c - last_col[r]) if last_col[r] >= 0 else last_since[r] + c + 1
-            pr = 1.0 - raw[r, c]
-            # a new alert after the refractory period, or during it if far more extreme than the
-            # last one (a false alert must not hide the real incident that follows)
-            if gap > max(p.refractory, int(p.refractory_frac * seen[r, c])) or (
-                p.escalation > 0 and pr * p.escalation <= tail[r]
+            cool = c - last_hot[r] if last_hot[r] >= 0 else since_hot[r] + c + 1
+            last_hot[r] = c
+            if c < free[r]:
+                # inside an open episode that only its band still holds (the scores have been
+                # below the release level for ``quiet`` points): a new alert well outside the band
+                # is a new anomaly (a 40x spike in a noisier regime), not the same one going on
+                lo, hi = st["ep_band"][r]
+                v = views[r, int(st["ep_view"][r]), c]
+                if cool <= p.quiet or raw[r, c] < p.threshold or lo - (hi - lo) <= v <= hi + (hi - lo):
+                    continue
+                firing[r, c:] = False  # the open episode ends here; the new one follows
+            # the way back after an episode is a change too: while the baselines still remember
+            # the episode, only a point well outside the band it left from (the old normal) alerts
+            ended = c - end_col[r] if end_col[r] >= 0 else since_end[r] + c + 1
+            if end_col[r] != NO_GUARD and ended <= guard:
+                lo, hi = st["ep_band"][r]
+                v = views[r, int(st["ep_view"][r]), c]
+                if lo - 0.5 * (hi - lo) <= v <= hi + 0.5 * (hi - lo):
+                    continue
+            young = min(1.0, seen[r, c] / (p.ramp * p.warmup)) if p.ramp > 0 else 1.0
+            gap = c - last_alert[r] if last_alert[r] >= 0 else since_alert[r] + c + 1
+            if (
+                raw[r, c] >= 1.0 - (1.0 - p.threshold) * young
+                and seen[r, c] > p.warmup
+                and gap > p.refractory
             ):
                 alert[r, c] = True
-                last_col[r] = c
-                tail[r] = pr
+                last_alert[r] = c
+                fire[r] = True
+                st["ep_view"][r] = sel[r, c]
+                st["ep_band"][r] = (expected[r, c] - band[r, c], expected[r, c] + band[r, c])
+                since_active[r] = 0
+                age[r] = 0
+                free[r] = extent(r, c) + 1
+        st["since_alert"] = np.where(last_alert >= 0, k - 1 - last_alert, since_alert + k)
+        st["since_hot"] = np.where(last_hot >= 0, k - 1 - last_hot, since_hot + k)
+        st["since_end"] = np.where(
+            end_col >= 0, k - 1 - end_col, np.where(end_col == NO_GUARD, _NEVER, since_end + k)
+        )
+        st["since_above"] = since_active
+        st["ep_age"] = age
+        st["firing"] = fire.astype(np.int8)
         st["seen"] = seen[:, -1].copy() if k else st["seen"]
-        st["since_alert"] = np.where(last_col >= 0, k - 1 - last_col, since + k)
         below = max(p.threshold - 1e-9, 0.0)  # still below the threshold when printed with 9 decimals
         score = np.where(alert | (raw < p.threshold), raw, below)
-        return score, alert
+        return score, alert, firing
 
     def memory_bytes(self) -> int:
         """Bytes of model state held per series."""

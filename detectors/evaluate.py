@@ -7,7 +7,7 @@ weighted by a scaled sigmoid of its position (early = +1); every detection outsi
 ``A_FP`` weighted by how far after the previous window it is; each missed window costs ``A_FN``. The
 corpus score is ``100 * (raw - null) / (perfect - null)`` summed over files, where *null* never fires.
 
-``python -m forewarn.detectors.evaluate`` prints the table in the README.
+``python -m forewarn.detectors.evaluate`` prints the synthetic-corpus table of docs/detectors-history.md.
 """
 
 from __future__ import annotations
@@ -28,91 +28,10 @@ from forewarn.detectors.ensemble import (
     step_of,
 )
 from forewarn.detectors.gaps import GapFiller, expand
+from forewarn.detectors.metrics import PROFILES, STANDARD, FileScore, scaled_sigmoid, score_file, windows
 from forewarn.detectors.scenarios import Scenario, make_corpus
 
-STANDARD = {"tp": 1.0, "fp": 0.11, "fn": 1.0}
-# NAB's three application profiles (A_TP, A_FP, A_FN)
-PROFILES = {
-    "standard": STANDARD,
-    "reward_low_FP_rate": {"tp": 1.0, "fp": 0.22, "fn": 1.0},
-    "reward_low_FN_rate": {"tp": 1.0, "fp": 0.11, "fn": 2.0},
-}
-
-
-def scaled_sigmoid(pos: float) -> float:
-    """NAB's weight of a detection at relative position ``pos`` (-1 = window start, 0 = end).
-
-    >>> round(scaled_sigmoid(-1.0), 4), round(scaled_sigmoid(0.0), 4), scaled_sigmoid(5.0)
-    (0.9866, 0.0, -1.0)
-    """
-    if pos > 3.0:
-        return -1.0
-    return 2.0 / (1.0 + math.exp(5.0 * pos)) - 1.0
-
-
-def windows(n: int, labels: Sequence[int]) -> list[tuple[int, int]]:
-    """NAB windows (inclusive index ranges), overlapping ones merged."""
-    if not labels:
-        return []
-    half = int(0.1 * n / len(labels)) // 2
-    out: list[tuple[int, int]] = []
-    for i in sorted(labels):
-        a, b = max(0, i - half), min(n - 1, i + half)
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-@dataclass
-class FileScore:
-    raw: float
-    perfect: float
-    null: float
-    tp: int  # windows detected
-    fn: int  # windows missed
-    fp: int  # detections outside windows (after probation)
-    delays: list[int]  # first detection minus label, per detected window (points)
-
-
-def score_file(alerts: np.ndarray, labels: Sequence[int], profile: dict[str, float] = STANDARD) -> FileScore:
-    """Score boolean ``alerts`` of one file against its labelled onsets.
-
-    >>> a = np.zeros(1000, bool); a[700] = True
-    >>> fs = score_file(a, [700]); (fs.tp, fs.fp, fs.fn, round(fs.raw, 3))
-    (1, 0, 0, 0.852)
-    """
-    n = len(alerts)
-    wins = windows(n, labels)
-    probation = min(math.floor(0.15 * n), 0.15 * 5000)
-    detected = [False] * len(wins)
-    raw = 0.0
-    fp = 0
-    delays: list[int] = []
-    label_of = [min((lab for lab in labels if a <= lab <= b), default=a) for a, b in wins]
-    for i in np.flatnonzero(alerts):
-        if i < probation:
-            continue
-        hit = next((j for j, (a, b) in enumerate(wins) if a <= i <= b), None)
-        if hit is not None:
-            if not detected[hit]:
-                a, b = wins[hit]
-                raw += profile["tp"] * scaled_sigmoid(-(b - i + 1) / (b - a + 1))
-                detected[hit] = True
-                delays.append(int(i) - label_of[hit])
-            continue
-        fp += 1
-        prev = [(a, b) for a, b in wins if b < i]
-        if prev:
-            a, b = prev[-1]
-            raw += profile["fp"] * scaled_sigmoid((i - b) / (b - a + 1))
-        else:
-            raw -= profile["fp"]
-    fn = detected.count(False)
-    raw -= profile["fn"] * fn
-    perfect = profile["tp"] * scaled_sigmoid(-1.0) * len(wins)
-    return FileScore(raw, perfect, -profile["fn"] * len(wins), len(wins) - fn, fn, fp, delays)
+__all__ = ["PROFILES", "STANDARD", "FileScore", "scaled_sigmoid", "score_file", "windows"]
 
 
 @dataclass
@@ -398,9 +317,53 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="N",
         help="score the default ensemble per family on N realistic series per family instead",
     )
+    ap.add_argument(
+        "--corpus",
+        action="append",
+        metavar="DIR",
+        help="score the default detector on labelled real CSVs under DIR (repeatable; see corpus.py)",
+    )
+    ap.add_argument(
+        "--part", choices=["tune", "hold", "all"], default="all", help="with --corpus: which part"
+    )
+    ap.add_argument("--no-families", action="store_true", help="with --corpus: totals only")
+    ap.add_argument(
+        "--threshold", type=float, help="with --corpus: alert threshold (default: the committed one)"
+    )
+    ap.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="NAME=NUMBER",
+        help="with --corpus: an ensemble parameter",
+    )
     ap.add_argument("--data-dir", type=Path, help="score your own labelled CSVs under this folder ...")
     ap.add_argument("--labels", type=Path, help="... labelled by this JSON (file -> label timestamps)")
     args = ap.parse_args(argv)
+    if args.corpus:
+        from forewarn.detectors.corpus import PARTS, CorpusError
+        from forewarn.detectors.realdata import ensemble_alerts, report
+
+        from forewarn.config import DetectorSettings
+
+        kw: dict[str, float | int] = {"threshold": args.threshold or DetectorSettings().threshold}
+        for item in args.param:
+            name, _, val = item.partition("=")
+            kw[name] = float(val) if "." in val or "e" in val else int(val)
+        try:
+            params = replace(EnsembleParams(), **kw)
+            print(
+                report(
+                    args.corpus,
+                    ensemble_alerts(params),
+                    PARTS if args.part == "all" else (args.part,),
+                    not args.no_families,
+                )
+            )
+        except (CorpusError, TypeError, ValueError) as e:
+            ap.error(str(e))
+        return
     if args.data_dir or args.labels:
         import tempfile
 

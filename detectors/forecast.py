@@ -7,12 +7,13 @@ times ``z``. ``z`` is split-conformal: the 90 % quantile of how far the slope th
 crossing was from the fitted one, in units of that spread, over simulated fill-ups with drifting
 rates (``conformal_z``), so the band is an honest 90 % band rather than a nominal 3-sigma one.
 ``python -m forewarn.detectors.evaluate --forecast`` backtests
-the coverage and lead time on other seeds and prints the figures quoted in the README.
+the coverage and lead time on other seeds and prints the figures quoted in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,7 @@ class SaturationForecast:
     current: float
     limit: float
     slope_per_s: float
+    span_s: float = math.nan  # how long a stretch the trend was fitted on (forecast_recent)
 
     def text(self, what: str | None = None) -> str:
         """``disk /data full in ~3 h 10 min (2 h 50 min – 3 h 35 min)``"""
@@ -170,9 +172,126 @@ class SaturationForecaster:
         slope_recent, _, _ = _line(tt[:, -half:], y[:, -half:], ok[:, -half:])
         return slope, now, np.sqrt(se**2 + np.nan_to_num(slope_recent - slope) ** 2), ok.sum(axis=1)
 
+    def forecast_recent(
+        self, series_ids: list[str], timestamps: np.ndarray, values: np.ndarray, alpha: float = 1e-3
+    ) -> list[SaturationForecast]:
+        """Time to the limit from the *current* trend: each series is fitted over the longest recent
+        stretch (of at least 3 points, within the last ``window``) that is still one straight line,
+        so a disk that started filling a minute ago is not averaged with the flat hour before it.
+        Stretches grow while every point stays within a few noise levels of the stretch's line (the
+        noise comes from the point-to-point differences, robustly, so a trend does not count as
+        noise; a stretch whose own differences scatter more, like a fill written in chunks, is
+        judged by its own noise). The band is the slope's ``1 - alpha`` Student-t interval, with
+        the degrees of freedom of the noise level's estimate (all the window's points: three points
+        of a clean fill are enough; the stretch's own when its noise is its own) and an error at
+        least what that noise implies; a series whose rise is not
+        significant at that level is not heading to its limit (``eta_s`` infinite). Fewer than six
+        points say nothing yet (unless the last is at the limit).
+
+        >>> t = np.arange(0.0, 600.0, 10.0)
+        >>> v = np.where(t < 480, 0.6, 0.6 + (t - 480) * 0.4 / 360)  # filling for the last 2 minutes
+        >>> f = SaturationForecaster(limit=1.0).forecast_recent(["disk"], t[None, :], v[None, :])[0]
+        >>> round(f.eta_s), f.text("disk /")
+        (250, 'disk / full in ~4 min (4 min – 4 min)')
+        >>> SaturationForecaster(limit=1.0).forecast(["disk"], t[None, :], v[None, :])[0].eta_s > 1000
+        True
+        """
+        t = np.asarray(timestamps, dtype=np.float64)[:, -self.window :]
+        y = np.asarray(values, dtype=np.float64)[:, -self.window :]
+        ok = np.isfinite(t) & np.isfinite(y)
+        tt = np.where(ok, t - t[:, -1:], 0.0)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: short histories
+            return self._recent(series_ids, tt, y, ok, alpha)
+
+    def _recent(self, series_ids, tt, y, ok, alpha) -> list[SaturationForecast]:
+        from scipy.stats import t as student
+
+        s, n = tt.shape
+        noise = _noise(y)
+        window_dof = np.maximum(ok.sum(axis=1) - 2, 1)
+        best = np.full(
+            (s, 4), np.nan
+        )  # slope, level, slope error, degrees of freedom of the longest straight stretch
+        best_n, span = np.zeros(s), np.full(s, np.nan)
+        alive = np.ones(s, dtype=bool)  # every shorter stretch was straight too
+        for length in _LENGTHS:
+            if length > n:
+                break
+            okl = ok[:, -length:]
+            sl, lv, se = _line(tt[:, -length:], y[:, -length:], okl)
+            m = okl.sum(axis=1)
+            # an irregular fill (writes in chunks) is noisier than the flat past: its own differences
+            # say how much, with the stretch's own degrees of freedom
+            local = _noise(y[:, -length:])
+            own = local > noise
+            sigma = np.fmax(noise, local)
+            with np.errstate(invalid="ignore"):
+                resid = np.where(okl, y[:, -length:] - (lv[:, None] + sl[:, None] * tt[:, -length:]), 0.0)
+                tol = (3.0 + np.sqrt(2 * np.log(np.maximum(m, 2)))) * sigma
+                straight = np.abs(resid).max(axis=1) <= tol
+                dt = np.where(
+                    okl, tt[:, -length:] - tt[:, -length:].sum(axis=1, keepdims=True) / m[:, None], 0
+                )
+                se = np.fmax(se, sigma / np.sqrt((dt**2).sum(axis=1)))
+            dof = np.where(own, np.maximum(m - 2, 1), window_dof)
+            take = alive & straight & (m >= 3) & np.isfinite(sl)
+            alive &= straight | (m < 3)
+            best[take] = np.column_stack([sl, lv, se, dof])[take]
+            best_n[take] = m[take]
+            span[take] = -np.where(okl, tt[:, -length:], 0.0).min(axis=1)[take]
+            if not alive.any():
+                break
+        slope, now, se = best[:, 0], best[:, 1], best[:, 2]
+        tcrit = student.isf(alpha, np.nan_to_num(best[:, 3], nan=1.0))
+        last = np.array([r[k][-1] if k.any() else np.nan for r, k in zip(y, ok, strict=True)])
+        reached = last >= self.limit  # at the limit now, whatever the trend
+        now = np.where(reached, last, now)
+        best_n = np.where(reached, np.maximum(best_n, 1), np.where(ok.sum(axis=1) >= _MIN_HISTORY, best_n, 0))
+        gap = self.limit - now
+        out = []
+        for i, sid in enumerate(series_ids):
+            if not best_n[i]:
+                out.append(
+                    SaturationForecast(sid, math.inf, math.inf, math.inf, float("nan"), self.limit, 0.0)
+                )
+                continue
+            lo_slope, hi_slope = slope[i] - tcrit[i] * se[i], slope[i] + tcrit[i] * se[i]
+            if gap[i] <= 0:
+                e = lo = hi = 0.0
+            elif lo_slope <= 0:  # not significantly rising
+                e = lo = hi = math.inf
+            else:
+                e, lo, hi = gap[i] / slope[i], gap[i] / hi_slope, gap[i] / lo_slope
+            out.append(SaturationForecast(sid, float(e), float(lo), float(hi), float(now[i]), self.limit,
+                                          float(slope[i]), float(span[i])))  # fmt: skip
+        return out
+
     def warnings(self, forecasts: list[SaturationForecast]) -> list[SaturationForecast]:
         """The forecasts that should raise an early warning: the limit is expected within ``warn_within_s``."""
         return [f for f in forecasts if f.eta_s <= self.warn_within_s]
+
+
+_MIN_HISTORY = 6  # points before a trend is trusted (the noise level needs a few differences)
+_LENGTHS = (3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128)  # stretches tried, in points
+
+
+def _noise(y: np.ndarray) -> np.ndarray:
+    """Robust noise level per row from point-to-point differences (a steady trend shifts them all
+    alike, so it does not count), floored at a billionth of the level and, for values that move
+    both ways in steps of a quantum (an integer percentage), at half that quantum.
+
+    >>> _noise(np.array([[60.0, 60, 60, 61, 60, 60, 60, 60, 61, 60], [1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10]]))
+    array([5.e-01, 1.e-08])
+    """
+    with np.errstate(invalid="ignore"):
+        d = np.diff(y, axis=1)
+        mad = np.nanmedian(np.abs(d - np.nanmedian(d, axis=1, keepdims=True)), axis=1)
+        floor = 1e-9 * np.nanmax(np.abs(y), axis=1, initial=0.0)
+        steps = np.where(np.isfinite(d) & (d != 0), np.abs(d), np.inf).min(axis=1, initial=np.inf)
+        both = (np.nan_to_num(d) > 0).any(axis=1) & (np.nan_to_num(d) < 0).any(axis=1)
+    quantum = np.where(both & np.isfinite(steps), steps / 2, 0.0)
+    return np.fmax.reduce([np.nan_to_num(mad * 1.4826 / np.sqrt(2)), floor, quantum])
 
 
 def _line(t: np.ndarray, y: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

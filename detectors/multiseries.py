@@ -16,7 +16,9 @@ from forewarn.detectors.ensemble import EnsembleCore, EnsembleParams, ScoreBlock
 
 FORMAT = "forewarn.detectors.ensemble"
 FORMAT_VERSION = 1
-ADDED_STATE = frozenset({"ew_big", "ew_fit"})  # state arrays newer than format version 1: may be absent
+ADDED_STATE = frozenset(
+    {"ew_big", "ew_fit", "firing", "since_above"}
+)  # state arrays newer than format version 1: may be absent
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class MultiSeriesDetector:
         self.core = EnsembleCore(0, self.params, periods)
         self.index: dict[str, int] = {}
         self.last_scores: dict[str, np.ndarray] = {}
+        self.last_firing: dict[str, np.ndarray] = {}
 
     @property
     def series_ids(self) -> list[str]:
@@ -124,6 +127,7 @@ class MultiSeriesDetector:
         rows = self._rows(list(uniq))
         found: list[Anomaly] = []
         self.last_scores = {}
+        self.last_firing = {}
         # Series with the same number of new points are scored together as one matrix.
         for k in np.unique(count):
             sel = np.flatnonzero(count == k)
@@ -131,6 +135,7 @@ class MultiSeriesDetector:
             block = self.core.update(vs[idx], rows=rows[sel])
             for j, sid in enumerate(uniq[sel]):
                 self.last_scores[str(sid)] = block.score[j]
+                self.last_firing[str(sid)] = block.firing[j]
             for r, c in zip(*np.nonzero(block.alert), strict=True):
                 ex = explain_block(block, r, c)
                 found.append(

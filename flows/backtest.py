@@ -11,46 +11,21 @@ from __future__ import annotations
 
 from collections import Counter
 
-from forewarn.flows.notify import forecast_alert, incident_alert
+from forewarn.flows.notify import forecast_labels
 from forewarn.flows.store import FlowStore
 
 
 def report(store: FlowStore, run: str, alerts_config: str | None = None) -> dict:
-    c = store.client
-    q = {"run": run}
-    kinds = dict(
-        c.query(
-            f"SELECT kind, count() FROM {store.t('anomalies')} FINAL WHERE run = {{run:String}} GROUP BY kind",
-            parameters=q,
-        ).result_rows
-    )
-    fps = c.query(
-        f"""SELECT count() FROM {store.t("anomalies")} FINAL WHERE run = {{run:String}} AND anomaly_id IN
-            (SELECT anomaly_id FROM {store.t("forewarn_feedback")} WHERE label = 'false_positive')""",
-        parameters=q,
-    ).result_rows[0][0]
-    res = c.query(f"SELECT * FROM {store.t('incidents')} FINAL WHERE run = {{run:String}}", parameters=q)
-    incidents = [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
-    alerts = [incident_alert(i, [], 0, 0)["labels"] for i in incidents if i["alert_labels"]]
-    res = c.query(
-        f"""SELECT service, name, any(labels), any(explanation), min(ts) FROM {store.t("anomalies")} FINAL
-            WHERE run = {{run:String}} AND kind = 'forecast' GROUP BY series_id, service, name""",
-        parameters=q,
-    )
-    for service, name, labels, text, first in res.result_rows:
-        fc = {
-            "service": service,
-            "name": name,
-            "labels": labels,
-            "explanation": text,
-            "first_s": first.timestamp(),
-        }
-        alerts.append(forecast_alert(fc, 0, 0)["labels"])
+    counts = store.run_counts(run)
+    incidents = store.incidents(run)
+    # the labels each notified incident was posted with, as stored (incident_labels fixed them)
+    alerts = [dict(i["alert_labels"]) for i in incidents if i["alert_labels"]]
+    alerts += [forecast_labels(w) for w in store.forecast_series(run)]
     out = {
-        "anomalies": int(kinds.get("deviation", 0)),
-        "suppressed_by_feedback": int(kinds.get("suppressed", 0)),
-        "forecasts": int(kinds.get("forecast", 0)),
-        "marked_false_positive": int(fps),
+        "anomalies": counts.get("deviation", 0),
+        "suppressed_by_feedback": counts.get("suppressed", 0),
+        "forecasts": counts.get("forecast", 0),
+        "marked_false_positive": counts["marked_false_positive"],
         "incidents": len(incidents),
         "alerts": len(alerts),
     }

@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
     anomaly_app.command("list")(anomaly_list_cmd)
     anomaly_app.command("mark")(anomaly_mark_cmd)
     app.add_typer(anomaly_app, name="anomaly")
+    from forewarn.flows import slo_cli
+
+    slo_cli.register(app)
 
 
 def parse_time(value: str, now: float | None = None) -> int:
@@ -193,29 +196,24 @@ def train_cmd(
 
 def status_cmd(ctx: typer.Context, storage: StorageOpt = None, data_dir: DataDirOpt = None) -> None:
     """Watermarks, series, cardinality overflow, models and anomaly counts, as JSON."""
-    s = _settings(ctx, storage, data_dir)
-    out = {
-        "checkpoints": _rows(s, "SELECT key, toString(argMax(watermark, committed_at)) AS watermark, "
-                                "toString(max(committed_at)) AS last_commit FROM forewarn_flow_state GROUP BY key"),
-        "series": _rows(s, "SELECT count() AS series FROM forewarn_series FINAL"),
-        "cardinality_overflow": _rows(s, "SELECT name, service, sum(rejected_series) AS series_not_admitted, "
-                                         "sum(rejected_points) AS points_not_scored, max(budget) AS budget "
-                                         "FROM forewarn_cardinality FINAL GROUP BY name, service ORDER BY 3 DESC LIMIT 50"),
-        "models": _rows(s, "SELECT name, max(version) AS version FROM forewarn_models GROUP BY name"),
-        "anomalies": _rows(s, "SELECT run, kind, count() AS n FROM anomalies FINAL GROUP BY run, kind ORDER BY run, kind"),
-    }  # fmt: skip
+    out = _from_store(_settings(ctx, storage, data_dir), lambda st: st.status())
     typer.echo(json.dumps(out, indent=2, default=str))
 
 
-def _rows(s, sql: str) -> list[dict]:
-    """Through the owning process if a running forewarn holds the embedded store."""
-    from forewarn.storage.query import run_query
+def _from_store(s, read):
+    """``read(store)`` on the store of these settings (through the process that holds an embedded
+    store, when one does), with store errors as a clear message."""
+    from forewarn.flows.store import cli_store
 
     try:
-        raw = b"".join(run_query(s, sql, "JSONEachRow"))
-    except Exception as e:
+        return read(cli_store(s))
+    except (RuntimeError, ConnectionError, ValueError) as e:
         cliutil.fail(str(e), 1)
-    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+def _plain(v):
+    """JSON-safe values: NaN as null, like ClickHouse's own JSON output."""
+    return None if isinstance(v, float) and v != v else v
 
 
 def _replay(ctx, storage, data_dir, start, end, run, threshold, warmup, inline, alerts_config=None):
@@ -284,16 +282,9 @@ def anomaly_list_cmd(
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
 ) -> None:
     """The newest anomalies, one JSON object per line."""
-    from clickhouse_connect.driver.binding import format_query_value as lit
-
     s = _settings(ctx, storage, data_dir)
-    sql = (
-        "SELECT toString(anomaly_id) AS id, toString(ts) AS ts, service, name, labels, value, expected, score, "
-        f"detector, kind, explanation, toString(incident_id) AS incident FROM anomalies FINAL WHERE run = {lit(run)} "
-        f"ORDER BY ts DESC LIMIT {int(limit)}"
-    )
-    for r in _rows(s, sql):
-        typer.echo(json.dumps(r))
+    for r in _from_store(s, lambda st: st.anomaly_list(run, int(limit))):
+        typer.echo(json.dumps({k: _plain(v) for k, v in r.items()}, default=str))
 
 
 def anomaly_mark_cmd(
@@ -310,22 +301,21 @@ def anomaly_mark_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Record feedback on an anomaly; false positives raise that series' bar in the running score flow."""
-    from clickhouse_connect.driver.binding import format_query_value as lit
-
     if false_positive == true_positive:
         cliutil.fail("give exactly one of --false-positive or --true-positive")
     if not anomaly_id.isdigit():
         cliutil.fail(f"anomaly id must be a number, not {anomaly_id!r}")
     s = _settings(ctx, storage, data_dir)
-    found = _rows(s, f"SELECT toString(series_id) AS series_id, detector FROM anomalies FINAL "
-                     f"WHERE anomaly_id = {int(anomaly_id)} LIMIT 1")  # fmt: skip
+    label = "false_positive" if false_positive else "true_positive"
+
+    def mark(store):
+        found = store.anomaly(int(anomaly_id))
+        if found:
+            store.write_feedback(int(anomaly_id), int(found["series_id"]), found["detector"], label, note[:2000],
+                                 time.time() * 1000)  # fmt: skip
+        return found
+
+    found = _from_store(s, mark)
     if not found:
         cliutil.fail(f"no anomaly {anomaly_id}", 1)
-    label = "false_positive" if false_positive else "true_positive"
-    sql = (
-        "INSERT INTO forewarn_feedback (anomaly_id, series_id, detector, label, at, note) SELECT "
-        f"{int(anomaly_id)}, {int(found[0]['series_id'])}, {lit(found[0]['detector'])}, {lit(label)}, "
-        f"now64(3), {lit(note[:2000])}"
-    )
-    _rows(s, sql)
-    typer.echo(json.dumps({"anomaly_id": anomaly_id, "series_id": found[0]["series_id"], "label": label}))
+    typer.echo(json.dumps({"anomaly_id": anomaly_id, "series_id": str(found["series_id"]), "label": label}))

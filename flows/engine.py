@@ -1,14 +1,17 @@
 """The score step: one micro-batch from the watermark to the newest closed bucket, exactly once.
 
-Each batch: signals for ``[watermark, end)`` (:mod:`~forewarn.flows.signals`, log templates),
-the cardinality guard, the detectors (:class:`forewarn.detectors.multiseries.MultiSeriesDetector`
-plus the saturation forecaster and any trained models), feedback suppression, correlation into
-incidents, then the results are written and only after them the checkpoint (new watermark and
-the state of the detectors and the template miner). The batch's window is recorded first (an
-intent), so a crash before the checkpoint replays exactly that window from the same state: the
-inserts carry the same deduplication tokens and ClickHouse drops what had already landed, and the
-rows are identical under deterministic keys anyway. Every point is scored and every anomaly stored
-exactly once. Alerts are posted after the commit.
+Each batch: the signals of ``[watermark, end)`` (:mod:`.signals`, log templates from
+:mod:`.logmining`) pass the cardinality guard and are stored; then every detector scores them
+through the one interface of :mod:`forewarn.detectors.scoring` (the streaming ensemble, cold
+start, new log templates, saturation forecasts and any trained models), false-positive feedback
+is applied, and :mod:`.incidents` groups the onsets into incidents, follows which are still
+firing, names their likely cause (:mod:`.correlate`) and resolves the quiet ones. The results
+are written and only after them the checkpoint (new watermark and every detector's state). The
+batch's window is recorded first (an intent), so a crash before the checkpoint replays exactly
+that window from the same state: the inserts carry the same deduplication tokens and ClickHouse
+drops what had already landed, and the rows are identical under deterministic keys anyway. Every
+point is scored and every anomaly stored exactly once. Alerts (:mod:`.notify`) are posted after
+the commit.
 
 Shards: a worker with ``shard=k of shards=n`` handles the services whose ``cityHash64`` is ``k``
 mod ``n``, with its own watermark and state; workers never share series.
@@ -17,7 +20,7 @@ mod ``n``, with its own watermark and state; workers never share series.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
+import json
 import logging
 import math
 import time
@@ -27,21 +30,25 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from clickhouse_connect.driver.client import Client
+from forewarn.detectors.coldstart import ColdStart, ColdStartParams
 from forewarn.detectors.ensemble import EnsembleParams
-from forewarn.detectors.forecast import SaturationForecaster
-from forewarn.detectors.multiseries import MultiSeriesDetector
-from forewarn.flows import correlate, models, seasonal
-from forewarn.flows.coldstart import ColdStart
+from forewarn.detectors.novelty import NewTemplates
+from forewarn.detectors.saturation import Saturation
+from forewarn.detectors.scoring import Finding, Result, prefixed
+from forewarn.detectors.streaming import Streaming
+from forewarn.flows import correlate, models
 from forewarn.flows.guard import CardinalityGuard
+from forewarn.flows.incidents import Incident, IncidentBook
+from forewarn.flows.lateness import Lateness
 from forewarn.flows.logmining import LogMiner, fetch_logs, mine_window
-from forewarn.flows.notify import Notifier, forecast_alert, incident_alert
-from forewarn.flows.signals import SignalQueries, Window, compute_signals, finish, is_up_only
+from forewarn.flows.notify import Notifier, forecast_alert, incident_alert, incident_labels
+from forewarn.flows.signals import COLUMNS, DIRECTION, SignalQueries, Window, compute_signals, finish
+from forewarn.flows.slo_store import SLOStore
 from forewarn.flows.store import FlowStore, decode_state, encode_state, ms_of, to_dt
 
 from forewarn.config import Settings
 
 log = logging.getLogger(__name__)
-FORECAST_POINTS = 60
 SILENT_RATES = ("red.rate", "log.rate")
 SILENCE = 60  # buckets a quiet service's rates read 0 before it counts as gone
 FP_MARGIN = 2.0  # a deviation this many times the one marked false-positive alerts again
@@ -60,6 +67,7 @@ class BatchReport:
     suppressed: int = 0
     forecasts: int = 0
     incidents: list[int] = field(default_factory=list)
+    open_incidents: int = 0
     alerts_sent: int = 0
     seconds: float = 0.0
 
@@ -89,28 +97,41 @@ class ScoreEngine:
         self.shards = f.shards if shards is None else shards
         if not 0 <= self.shard < self.shards:
             raise ValueError(f"shard {self.shard} is not in 0..{self.shards - 1}")
-        self.db = settings.storage.database
-        self.store = FlowStore(client, self.db)
-        self.queries = SignalQueries(client, self.db, int(f.counter_lookback_s * 1000))
+        self.store = FlowStore(client, settings.storage.database)
+        self.queries = SignalQueries(self.store, counter_lookback_ms=int(f.counter_lookback_s * 1000))
         self.notifier = notifier
         self.step_ms = int(f.step_s * 1000)
         self.key = f"score/{run}/{self.shard}-of-{self.shards}"
         # One committed threshold for every detector run (`forewarn detect` and the flows alike).
         self.params = EnsembleParams(warmup=f.warmup_points, threshold=settings.detectors.threshold)
-        self.models = models.ModelSet()
-        self._resolved_sent: set[int] = set()
+        self.unsent: deque[dict] = deque(maxlen=10_000)  # resolved alerts not posted yet
+        self.lateness = Lateness(f.lateness_s, f.max_lateness_s, f.step_s)
+        self._scored: tuple[int, int, int] | None = None  # the last live window and its items then
         self._dirty = False
         self._restore()
 
     # -- state ---------------------------------------------------------------------------------
+    def _fresh(self) -> None:
+        f = self.f
+        self.detectors = [
+            Streaming(self.params),
+            ColdStart(
+                ColdStartParams(
+                    f.warmup_points, f.cold_start_points, persist=max(2, math.ceil(f.persist_s / f.step_s))
+                )
+            ),
+            NewTemplates(),
+            Saturation(f.saturation_limits, f.forecast_horizon_s),
+        ]
+        self.models = models.ModelSet(self.settings.detectors.threshold)
+        self.miner = LogMiner(f.max_templates)
+        self.rates: dict[str, list] = {}  # service-level rate series: [name, service, last bucket]
+        self.book = IncidentBook(self.run, int(f.correlation_window_s * 1000), int(f.resolve_after_s * 1000),
+                                 int(f.incident_max_s * 1000), f.incident_hold_buckets * self.step_ms)  # fmt: skip
+
     def _restore(self) -> None:
         cp = self.store.load_checkpoint(self.key)
-        self.detector = MultiSeriesDetector(self.params)
-        self.miner = LogMiner(self.f.max_templates)
-        self.history: dict[str, deque] = {}  # saturation series: recent (ts_ms, value)
-        self.forecasts: dict[str, dict] = {}  # active capacity forecasts by series id
-        self.cold = ColdStart(self.f.cold_start_points)
-        self.rates: dict[str, list] = {}  # service-level rate series: [name, service, last bucket]
+        self._fresh()
         self.restored = cp is not None
         if cp is None:
             now = self.clock() * 1000 - self.f.start_lookback_s * 1000
@@ -119,16 +140,13 @@ class ScoreEngine:
         else:
             self.watermark, blob = cp
             meta, arrays = decode_state(blob)
-            det = {k[4:]: v for k, v in arrays.items() if k.startswith("det/")}
-            self.detector = MultiSeriesDetector.restore(meta["detector"], det)
+            for d in self.detectors:
+                d.load(meta.get(d.name, {}), prefixed(arrays, d.name))
+            self.models.refresh(self.store)
+            self.models.load(prefixed(arrays, "models"))
             self.miner = LogMiner.from_state(meta["miner"].encode(), self.f.max_templates)
-            self.history = {
-                k: deque(map(tuple, v), maxlen=FORECAST_POINTS) for k, v in meta["history"].items()
-            }
-            self.forecasts = meta["forecasts"]
-            cold = {k[5:]: v for k, v in arrays.items() if k.startswith("cold/")}
-            self.cold = ColdStart.restore(meta["cold"], cold, self.f.cold_start_points)
             self.rates = meta.get("rates", {})
+            self.book.load(meta.get("book", {}))
             log.info("%s: resuming at %s", self.key, to_dt(self.watermark).isoformat())
         # A batch that was cut short is replayed over exactly the same window, so its inserts carry
         # the same deduplication tokens and ClickHouse drops the rows that did land.
@@ -148,19 +166,14 @@ class ScoreEngine:
         )
 
     def _state(self) -> str:
-        meta, arrays = self.detector.snapshot()
-        cold_ids, cold = self.cold.snapshot()
-        state = {
-            "detector": meta,
-            "miner": self.miner.state().decode(),
-            "history": {k: list(v) for k, v in self.history.items()},
-            "forecasts": self.forecasts,
-            "cold": cold_ids,
-            "rates": self.rates,
-        }
-        return encode_state(
-            state, {**{f"det/{k}": v for k, v in arrays.items()}, **{f"cold/{k}": v for k, v in cold.items()}}
-        )
+        meta: dict = {"miner": self.miner.state().decode(), "rates": self.rates, "book": self.book.state()}
+        arrays: dict[str, np.ndarray] = {}
+        for d in self.detectors:
+            m, a = d.state()
+            meta[d.name] = m
+            arrays.update({f"{d.name}/{k}": v for k, v in a.items()})
+        arrays.update({f"models/{k}": v for k, v in self.models.state()[1].items()})
+        return encode_state(meta, arrays)
 
     def start_at(self, ms: int) -> None:
         """Where a fresh engine starts (a restored one keeps its watermark)."""
@@ -170,7 +183,7 @@ class ScoreEngine:
     # -- the loop ------------------------------------------------------------------------------
     def closed_until(self) -> int:
         """End of the newest bucket that is past the lateness allowance."""
-        edge = self.clock() * 1000 - self.f.lateness_s * 1000
+        edge = self.clock() * 1000 - self.lateness.wait_s * 1000
         return int(edge // self.step_ms * self.step_ms)
 
     def next_window(self, until_ms: int | None = None) -> Window | None:
@@ -190,8 +203,38 @@ class ScoreEngine:
         if self._dirty:
             self._restore()
             self._dirty = False
+        live = until_ms is None and self.replay_end is None
+        if live:
+            self._learn_lateness()
         w = self.next_window(until_ms)
-        return None if w is None else self.process(w, send_alerts)
+        if w is None:
+            return None
+        rep = self.process(w, send_alerts)
+        # what the window held when scored, counted again before the next live batch
+        then = self._arrived(w.start_ms, w.end_ms) if live else None
+        self._scored = None if then is None else (w.start_ms, w.end_ms, then)
+        return rep
+
+    def _arrived(self, start_ms: int, end_ms: int) -> int | None:
+        try:
+            return self.store.arrived(start_ms, end_ms)
+        except Exception as e:  # learning the wait is not worth failing a batch that committed
+            log.debug("%s: counting the window's items failed: %s", self.key, e)
+            return None
+
+    def _learn_lateness(self) -> None:
+        """Items that reached the last scored window after it was scored make the wait longer."""
+        if self._scored is None:
+            return
+        start, end, then = self._scored
+        self._scored = None
+        now = self._arrived(start, end)
+        if now is not None and self.lateness.observe(now - then, now):
+            log.warning(
+                "%s: %d of %d spans and log records of the last window arrived after it was scored: "
+                "waiting %.0f s after a bucket ends before scoring it (flows.max_lateness_s caps this)",
+                self.key, now - then, now, self.lateness.wait_s,
+            )  # fmt: skip
 
     def run_until(self, end_ms: int, send_alerts: bool = False) -> list[BatchReport]:
         reports = []
@@ -216,11 +259,46 @@ class ScoreEngine:
         token = f"{self.key}/{w.start_ms}-{w.end_ms}"
         rep = BatchReport(w.start_ms, w.end_ms)
         self.store.commit_checkpoint(self.key + "/intent", w.end_ms, str(w.start_ms), self.clock() * 1000)
+        sig = self._signals(w, token, rep)
+        self.book.observe_edges(self.store.service_edges(w.start_ms, w.end_ms), w.end_ms)
+        found, firing = self._score(sig)
+        for sid in set(sig.loc[sig["family"] == "shift", "series_id"].astype(int)) & set(firing):
+            del firing[sid]  # a change score: it stays high while its own past holds the change
+        detected_at = to_dt(self.clock() * 1000)
+        rows = [self._row(sig, name, f, detected_at) for name, f in found]
+        rep.suppressed = self._apply_feedback(rows, w)
+        rows.sort(key=lambda r: (r["_ts_ms"], r["anomaly_id"]))
+        for r in rows:
+            r["_drop"] = correlate.is_drop(r["name"], r["value"], r["expected"])
+        touched = self.book.assign(rows, firing, w.end_ms)
+        for r in rows:
+            if r["kind"] == "forecast":
+                self.book.warn(str(r["series_id"]), r["_warning"], r["_ts_ms"])
+        incidents = self._settle(touched, rows, w)
+        self.store.write_anomalies(
+            [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], token
+        )
+        self.store.write_incidents([_incident_row(self.run, i) for i in incidents], token)
+        self.store.commit_checkpoint(self.key, w.end_ms, self._state(), self.clock() * 1000)
+        self.watermark = w.end_ms
+        self.replay_end = None
+        rep.anomalies = sum(r["kind"] == "deviation" for r in rows)
+        rep.forecasts = sum(r["kind"] == "forecast" for r in rows)
+        rep.incidents = sorted(i.incident_id for i in incidents)
+        rep.open_incidents = len(self.book.open)
+        if send_alerts and self.notifier is not None:
+            rep.alerts_sent = self._alert(w)
+        rep.seconds = time.perf_counter() - t_start
+        return rep
+
+    def _signals(self, w: Window, token: str, rep: BatchReport) -> pd.DataFrame:
+        """The window's signals (metrics, traces, logs, silence), admitted by the guard and stored."""
         sig, hist = compute_signals(self.queries, w)
         log_sig, records, first = mine_window(self.miner, fetch_logs(self.queries, w), w)
         sig = finish([sig, log_sig]) if len(log_sig) else sig
         sig = self._fill_silence(sig, w)
         sig, new_series, rejected = self.guard.admit(sig, w.end_ms)
+        sig = sig.reset_index(drop=True)
         rep.points, rep.series = len(sig), int(sig["series_id"].nunique()) if len(sig) else 0
         rep.rejected_series = sum(r[3] for r in rejected)
         self.store.write_series(new_series, token)
@@ -228,29 +306,18 @@ class ScoreEngine:
         self.store.write_signals(sig, token)
         self.store.write_latency_hist(hist, token)
         self.store.write_log_templates(records, first, token)
+        return sig
 
-        detected_at = to_dt(self.clock() * 1000)
-        rows = self._detect(sig, detected_at) + self._forecast(sig, w, detected_at)
-        rows += self._models(sig, detected_at)
-        rep.suppressed = self._apply_feedback(rows, w)
-        since = w.start_ms - int(self.f.correlation_window_s * 1000)
-        open_inc = self.store.open_incidents(self.run, since)
-        touched = correlate.assign(rows, open_inc, self.run, int(self.f.correlation_window_s * 1000))
-        incidents = self._finish_incidents(touched, open_inc, rows, w)
-        self.store.write_anomalies(
-            [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], token
-        )
-        self.store.write_incidents(incidents, token)
-        self.store.commit_checkpoint(self.key, w.end_ms, self._state(), self.clock() * 1000)
-        self.watermark = w.end_ms
-        self.replay_end = None
-        rep.anomalies = sum(r["kind"] == "deviation" for r in rows)
-        rep.forecasts = sum(r["kind"] == "forecast" for r in rows)
-        rep.incidents = sorted(int(i["incident_id"]) for i in incidents)
-        if send_alerts and self.notifier is not None:
-            rep.alerts_sent = self._alert(w)
-        rep.seconds = time.perf_counter() - t_start
-        return rep
+    def _score(self, sig: pd.DataFrame) -> tuple[list[tuple[str, Finding]], dict[int, int]]:
+        """Every detector, called the same way on the same points: (detector, finding) pairs and
+        the newest firing point of every firing series."""
+        self.models.refresh(self.store)
+        found, firing = [], Result()
+        for d in [*self.detectors, *self.models.detectors()]:
+            res = d.score(sig)
+            found += [(d.name, f) for f in res.onsets]
+            firing.merge(Result(firing=res.firing))
+        return found, firing.firing
 
     def _apply_feedback(self, rows: list[dict], w: Window) -> int:
         """A false-positive mark suppresses the same pattern: the same series and detector family
@@ -268,33 +335,42 @@ class ScoreEngine:
                 n += 1
         return n
 
-    # -- detectors -----------------------------------------------------------------------------
-    def _row(self, sid: int, ts_ms: float, meta: dict, value: float, expected: float, score: float,
-             detector: str, kind: str, explanation: str, detected_at, version: int = 0) -> dict:  # fmt: skip
-        return {
-            "anomaly_id": correlate.stable_id(sid, int(ts_ms), detector),
+    def _row(self, sig: pd.DataFrame, source: str, f: Finding, detected_at) -> dict:
+        """The stored anomaly (or forecast) row of a finding of detector ``source``."""
+        p = sig.iloc[f.row]
+        name, labels = (f.name, {}) if f.name else (p["name"], dict(p["labels"]))
+        sid = int(f.series_id if f.series_id is not None else p["series_id"])
+        what = f"{p['service']} {name}{_fmt_labels(labels)}"
+        detector = f"{source}:{f.component}" if source == "ensemble" else source
+        ts = int(p["ts"])
+        row = {
+            "anomaly_id": correlate.stable_id(sid, ts, detector),
             "run": self.run,
-            "ts": to_dt(ts_ms),
-            "_ts_ms": int(ts_ms),
+            "ts": to_dt(ts),
+            "_ts_ms": ts,
             "detected_at": detected_at,
-            "series_id": int(sid),
-            "name": meta["name"],
-            "service": meta["service"],
-            "labels": meta["labels"],
-            "value": float(value),
-            "expected": float(expected) if math.isfinite(expected) else float("nan"),
-            "score": float(score),
+            "series_id": sid,
+            "name": name,
+            "service": p["service"],
+            "labels": labels,
+            "value": float(p["value"]),
+            "expected": float(f.expected) if math.isfinite(f.expected) else float("nan"),
+            "score": float(f.score),
             "detector": detector,
-            "kind": kind,
-            "explanation": explanation,
+            "kind": f.kind,
+            "explanation": f"{what}: {f.text}",
             "incident_id": 0,
-            "model_version": version,
+            "model_version": int(f.detail.get("version", 0)),
         }
+        if f.kind == "forecast":
+            row["_warning"] = {"service": p["service"], "name": name, "labels": labels, "explanation": row["explanation"],
+                               "eta_s": round(f.detail["eta_s"])}  # fmt: skip
+        return row
 
     def _fill_silence(self, sig: pd.DataFrame, w: Window) -> pd.DataFrame:
         """A service that stops sending has no points, which no detector can see: its service-level
-        request and log rates read 0 in the buckets without points, for up to ``SILENCE`` buckets
-        after its last real point (then a retired service falls quiet for good)."""
+        request and log rates read 0 (0 events over the bucket) in the buckets without points, for
+        up to ``SILENCE`` buckets after its last real point (then a retired service falls quiet)."""
         seen: dict[str, set[int]] = {}
         if len(sig):
             sel = sig[sig["name"].isin(SILENT_RATES) & sig["labels"].map(lambda x: not x)]
@@ -312,253 +388,140 @@ class ScoreEngine:
                 if ts in present:
                     last = ts
                 elif last is not None and ts - last <= SILENCE * w.step_ms:
-                    fill.append((int(sid), ts, 0.0, name, service, {}))
+                    family = "volume" if name == "log.rate" else "traffic"
+                    fill.append(
+                        (int(sid), ts, 0.0, name, service, {}, 0.0, math.nan, w.step_s, family,
+                         DIRECTION.get(family, 0), "1/s")
+                    )  # fmt: skip
             if last is None or w.end_ms - last > SILENCE * w.step_ms:
                 self.rates.pop(sid)
             else:
                 entry[2] = last
         if not fill:
             return sig
-        zeros = pd.DataFrame(fill, columns=["series_id", "ts", "value", "name", "service", "labels"])
+        zeros = pd.DataFrame(fill, columns=COLUMNS).astype({"direction": np.int8})
         out = pd.concat([sig, zeros], ignore_index=True) if len(sig) else zeros
         return out.sort_values(["ts", "series_id"], kind="stable").reset_index(drop=True)
 
-    def _detect(self, sig: pd.DataFrame, detected_at) -> list[dict]:
-        if sig.empty:
-            return []
-        ids = sig["series_id"].astype(str).tolist()
-        found = self.detector.update(ids, sig["ts"].to_numpy(float), sig["value"])
-        meta = sig.drop_duplicates("series_id").set_index("series_id")[["name", "service", "labels"]]
-        rows = self._cold(sig, ids, meta, detected_at)
-        for a in found:
-            sid = int(a.series_id)
-            m = meta.loc[sid]
-            ex = a.explanation
-            if is_up_only(m["name"]) and ex.observed <= ex.expected:
-                continue
-            what = f"{m['service']} {m['name']}{_fmt_labels(m['labels'])}"
-            rows.append(
-                self._row(
-                    sid,
-                    a.timestamp,
-                    m,
-                    a.value,
-                    ex.expected,
-                    a.score,
-                    f"ensemble:{ex.component}",
-                    "deviation",
-                    f"{what}: {ex.text}",
-                    detected_at,
-                )
-            )
-        return rows
-
-    def _cold(self, sig: pd.DataFrame, ids: list[str], meta: pd.DataFrame, detected_at) -> list[dict]:
-        """Gross deviations of series with fewer than ``warmup`` points (see :mod:`.coldstart`)."""
-        seen = self.detector.core.state["seen"]
-        rows = np.fromiter((self.detector.index[i] for i in ids), dtype=np.int64, count=len(ids))
-        # points each series had before this batch: seen now minus this batch's points, plus rank
-        sid = sig["series_id"].to_numpy()
-        rank = pd.Series(sid).groupby(sid).cumcount().to_numpy()
-        n_batch = pd.Series(sid).groupby(sid).transform("size").to_numpy()
-        before = seen[rows] - n_batch + rank
-        values = sig["value"].to_numpy(float)
-        hits = self.cold.check(ids, sig["name"].tolist(), values, before < self.params.warmup)
-        out = []
-        ts = sig["ts"].to_numpy()
-        names = sig["name"].to_numpy()
-        for i, med, thr, score in hits:
-            m = meta.loc[int(sid[i])]
-            v = values[i]
-            text = (
-                f"{m['service']} {names[i]}{_fmt_labels(m['labels'])}: cold start: {v:.4g} departs from the "
-                f"median {med:.4g} of its first {min(int(before[i]), 30)} points by more than {thr:.4g}"
-            )
-            out.append(
-                self._row(int(sid[i]), ts[i], m, v, med, score, "coldstart", "deviation", text, detected_at)
-            )
-        return out
-
-    def _limit(self, name: str) -> float | None:
-        for pattern, limit in self.f.saturation_limits.items():
-            if fnmatch.fnmatchcase(name, pattern):
-                return float(limit)
-        return None
-
-    def _forecast(self, sig: pd.DataFrame, w: Window, detected_at) -> list[dict]:
-        """Time-to-limit for saturation series at the end of the batch; warns within the horizon."""
-        rows: list[dict] = []
-        if sig.empty:
-            return rows
-        names = sig["name"].unique()
-        limits = {n: lim for n in names if (lim := self._limit(n)) is not None}
-        if not limits:
-            return rows
-        sat = sig[sig["name"].isin(list(limits))]
-        meta = sat.drop_duplicates("series_id").set_index("series_id")[["name", "service", "labels"]]
-        for sid, g in sat.groupby("series_id", sort=True):
-            key = str(sid)
-            h = self.history.setdefault(key, deque(maxlen=FORECAST_POINTS))
-            m = meta.loc[sid]
-            limit = limits[m["name"]]
-            fc = SaturationForecaster(limit, window=FORECAST_POINTS, warn_within_s=self.f.forecast_horizon_s)
-            what = f"{m['service']} {m['name']}{_fmt_labels(m['labels'])}"
-            # one forecast per point, so the result does not depend on how points are batched
-            for ts_ms, v in zip(g["ts"].astype(int).tolist(), g["value"].astype(float).tolist(), strict=True):
-                h.append((ts_ms, v))
-                if len(h) < 6:
-                    continue
-                arr = np.array(h, dtype=float)
-                if np.median(arr[:, 1]) > 1.5 * limit:  # not measured in that unit: no forecast
-                    continue
-                f = fc.forecast([key], arr[None, :, 0] / 1000.0, arr[None, :, 1])[0]
-                if not (f.eta_s <= self.f.forecast_horizon_s and math.isfinite(f.eta_high_s)):
-                    self.forecasts.pop(key, None)
-                    continue
-                text = f.text(what)
-                score = 1.0 - min(f.eta_s / self.f.forecast_horizon_s, 1.0) * 1e-3
-                rows.append(
-                    self._row(
-                        int(sid), ts_ms, m, v, limit, score, "saturation", "forecast", text, detected_at
-                    )
-                )
-                prev = self.forecasts.get(key)
-                self.forecasts[key] = {
-                    "service": m["service"], "name": m["name"], "labels": dict(m["labels"]), "explanation": text,
-                    "eta_s": round(f.eta_s), "first_s": prev["first_s"] if prev else ts_ms / 1000.0,
-                    "last_s": ts_ms / 1000.0,
-                }  # fmt: skip
-        return rows
-
-    def _models(self, sig: pd.DataFrame, detected_at) -> list[dict]:
-        """Trained models (loaded when ``train`` stores a new version, without a restart)."""
-        self.models.refresh(self.store)
-        rows = self._seasonal(sig, detected_at)
-        for service, ts_ms, score, text, version in self.models.score(sig):
-            sid = correlate.stable_id("iforest", service)
-            meta = {"name": "red.multivariate", "service": service, "labels": {}}
-            rows.append(self._row(sid, ts_ms, meta, score, 0.0, 0.9999, "iforest", "deviation",
-                                  f"{service}: {text}", detected_at, version))  # fmt: skip
-        return rows
-
-    def _seasonal(self, sig: pd.DataFrame, detected_at) -> list[dict]:
-        base = self.models.seasonal
-        if base is None or sig.empty:
-            return []
-        rows = []
-        for i, med, z in base.hits(sig):
-            r = sig.iloc[i]
-            m = {"name": r["name"], "service": r["service"], "labels": r["labels"]}
-            text = (
-                f"{r['service']} {r['name']}{_fmt_labels(r['labels'])}: {r['value']:.4g} is unusual for this hour "
-                f"of the week (usual ~{med:.4g}, {z:+.1f} robust sd)"
-            )
-            score = 1.0 - 1e-4 * seasonal.K / max(abs(z), seasonal.K)
-            rows.append(self._row(int(r["series_id"]), r["ts"], m, r["value"], med, score, "seasonal", "deviation",
-                                  text, detected_at, base.version))  # fmt: skip
-        return rows
-
     # -- incidents and alerts ------------------------------------------------------------------
-    def _finish_incidents(
-        self, touched: dict[int, dict], open_inc: list[dict], rows: list[dict], w: Window
-    ) -> list[dict]:
-        out = []
-        # An incident's effects reach callers and callees in adjacent buckets (exporters batch on
-        # their own clocks), so its suspects settle over a few buckets before the labels are fixed.
-        hold_ms = self.f.incident_hold_buckets * self.step_ms
-        if touched:
-            ids = list(touched)
-            past = self.store.incident_anomalies(self.run, ids)
-            new = pd.DataFrame([r for r in rows if r["incident_id"] in touched])
+    def _settle(self, touched: dict[int, Incident], rows: list[dict], w: Window) -> list[Incident]:
+        """Rank the suspects of the incidents that changed, fix the labels of those whose hold is
+        over, resolve the quiet ones; returns every incident to write."""
+        # lost traffic waits for what may still arrive late: the learnt wait, at least a bucket
+        drop_wait = max(1, math.ceil(self.lateness.wait_s * 1000 / w.step_ms)) * w.step_ms
+        due = {i.incident_id: i for i in self.book.due_labels(w.end_ms, drop_wait)}
+        rank = {**touched, **due}
+        retracted = []
+        if rank:
+            past = self.store.incident_anomalies(self.run, list(rank))
+            new = pd.DataFrame([r for r in rows if r["incident_id"] in rank])
             allan = pd.concat([past, new], ignore_index=True) if len(past) else new
+            for iid in [i for i, inc in due.items() if inc.kinds == ["drop"]]:
+                if self._arrived_late(allan[allan["incident_id"] == iid], w):
+                    retracted.append(self.book.retract(iid, w.end_ms))
+                    del due[iid], rank[iid]
             services = sorted(set(allan["service"]))
-            start = min(ms_of(i["started_at"]) for i in touched.values()) - int(
-                self.f.correlation_window_s * 1000
-            )
-            edges = correlate.call_edges(self.store.client, self.db, services, start, w.end_ms)
-            for iid, inc in touched.items():
-                sus = correlate.rank_suspects(
-                    allan[allan["incident_id"] == iid].drop_duplicates("anomaly_id"), edges
-                )
-                if sus:  # which attribute values of the top suspect carry the deviation
+            start = min(i.started_ms for i in rank.values()) - int(self.f.correlation_window_s * 1000)
+            op_edges = self.store.call_edges(services, start, w.end_ms)
+            for iid, inc in rank.items():
+                mine = allan[allan["incident_id"] == iid].drop_duplicates("anomaly_id")
+                sus = correlate.rank_suspects(mine, op_edges, set(self.book.edges))
+                if sus and iid in due:  # which attribute values of the named suspect carry the deviation
                     top = sus[0]
-                    top["attributes"] = top.get("attributes") or {}
-                    top["attribute_values"] = correlate.attribute_suspects(
-                        self.store.client, self.db, top["service"], top["operation"],
-                        ms_of(inc["started_at"]), w.end_ms, int(self.f.correlation_window_s * 1000) * 5,
-                    )  # fmt: skip
-                inc["suspects"] = sus
-                if not inc.get("alert_labels") and w.end_ms - ms_of(inc["started_at"]) >= hold_ms:
-                    inc["alert_labels"] = incident_alert(inc, sus, 0, 0)["labels"]
-                out.append(inc)
-        for inc in open_inc:  # quiet incidents: fix labels after the hold, resolve after the timeout
-            iid = int(inc["incident_id"])
-            if iid in touched:
-                continue
-            changed = False
-            if not inc.get("alert_labels") and w.end_ms - ms_of(inc["started_at"]) >= hold_ms:
-                inc["alert_labels"] = incident_alert(inc, _json(inc["suspects"]), 0, 0)["labels"]
-                changed = True
-            if w.end_ms - ms_of(inc["updated_at"]) >= self.f.resolve_after_s * 1000:
-                inc["resolved"] = True
-                changed = True
-            if changed:
-                inc["suspects"] = _json(inc["suspects"])
-                out.append(inc)
-        for inc in out:
-            if not isinstance(inc["suspects"], str):
-                inc["suspects"] = _dumps(inc["suspects"])
-            inc["updated_at"] = inc.get("updated_at") or inc["started_at"]
-        return out
+                    rows_ = self.store.attribute_values(top["service"], top["operation"], inc.started_ms, w.end_ms,
+                                                        int(self.f.correlation_window_s * 1000) * 5)  # fmt: skip
+                    top["attribute_values"] = correlate.attribute_suspects(rows_)
+                if (
+                    sus
+                    and iid not in due
+                    and inc.suspects
+                    and inc.suspects[0]["service"] == sus[0]["service"]
+                ):
+                    sus[0]["attribute_values"] = inc.suspects[0].get("attribute_values", [])
+                inc.suspects = sus
+                if iid in due:
+                    inc.labels = incident_labels(inc, sus)
+        closed = self.book.close(w.end_ms)
+        for inc in closed:
+            if inc.notified:
+                self.unsent.append(self._incident_alert(inc))
+        return [*self.book.open.values(), *closed, *retracted]
+
+    def _arrived_late(self, drops: pd.DataFrame, w: Window) -> bool:
+        """Whether the lost traffic of an incident made only of drops was late telemetry: counted
+        again now, at least half of what each drop was missing has arrived since it was scored
+        (an exporter that stalled or was told to back off and retry, not users who went away).
+        Series that cannot be counted again here (log volume) keep their drop."""
+        if not len(drops):
+            return False
+        at = [ms_of(t) for t in drops["ts"]]
+        win = Window(min(at), max(at) + w.step_ms, w.step_ms, w.shard, w.shards)
+        now = finish([self.queries.red(win), self.queries.histograms(win)])
+        got = {
+            (int(s), int(t)): float(v)
+            for s, t, v in zip(now["series_id"], now["ts"], now["value"], strict=True)
+        }
+        late = []
+        for sid, ts, value, expected, name in zip(
+            drops["series_id"], at, drops["value"], drops["expected"], drops["name"], strict=True
+        ):
+            if name == "log.rate" or not expected > value:
+                return False
+            late.append(got.get((int(sid), ts), 0.0) - value >= 0.5 * (expected - value))
+        if all(late):
+            log.info(
+                "%s: lost traffic of %s was late telemetry (counted again, it is there): not an incident",
+                self.key, ", ".join(sorted(set(drops["service"]))),
+            )  # fmt: skip
+        return all(late)
+
+    def _incident_alert(self, inc: Incident, slos: list[dict] | None = None) -> dict:
+        return incident_alert(inc, time.time(), self._hold_s(), self.f.dashboards_url or "", slos)
+
+    def _burning_slos(self, incidents: list[Incident], w: Window) -> dict[str, list[dict]]:
+        """The SLOs the incidents' services are burning, from the SLO flow's latest evaluations
+        (none when no SLO is defined or evaluated lately)."""
+        services = sorted({s for i in incidents for s in i.services})
+        if not services or self.settings.slo.dir is None:
+            return {}
+        slo = self.settings.slo
+        since = w.end_ms - 3 * int(slo.interval_s * 1000) - 2 * int(slo.step_s * 1000)
+        return SLOStore(self.store.client, self.store.db).burning(services, since)
+
+    def _hold_s(self) -> float:
+        return max(self.f.resolve_after_s, 4 * self.f.interval_s)
 
     def _alert(self, w: Window) -> int:
         now_s = time.time()  # alerts live in wall time, whatever clock decides which buckets are closed
-        hold_s = max(self.f.resolve_after_s, 4 * self.f.interval_s)
-        since = w.end_ms - int(self.f.resolve_after_s * 1000) - 2 * self.step_ms
-        alerts, resolved = [], []
-        for inc in self.store.open_incidents(self.run, since) + self._just_resolved(since):
-            if not inc.get("alert_labels"):
-                continue
-            a = incident_alert(inc, _json(inc["suspects"]), now_s, hold_s)
-            (resolved if inc["resolved"] else alerts).append(a)
-        for key, fc in list(self.forecasts.items()):
-            if (
-                now_s - fc["last_s"] > self.f.resolve_after_s
-                and w.end_ms / 1000.0 - fc["last_s"] > self.f.resolve_after_s
-            ):
-                resolved.append(forecast_alert(fc, now_s, hold_s, resolved=True))
-                self.forecasts.pop(key)
-            else:
-                alerts.append(forecast_alert(fc, now_s, hold_s))
+        links = self.f.dashboards_url or ""
+        notified = [i for i in self.book.open.values() if i.notified]
+        burning = self._burning_slos(notified, w)
+        alerts = [
+            self._incident_alert(i, [x for s in i.services for x in burning.get(s, [])]) for i in notified
+        ]
+        # expired first: a warning resolved in this batch must not also be re-posted as firing (the
+        # later post won, and the warning stayed up until its endsAt ran out)
+        for x in self.book.expired_warnings(w.end_ms):
+            self.unsent.append(forecast_alert(x, now_s, self._hold_s(), resolved=True, dashboards=links))
+        alerts += [
+            forecast_alert(x, now_s, self._hold_s(), dashboards=links) for x in self.book.warnings.values()
+        ]
+        resolved = list(self.unsent)
+        self.unsent.clear()
         ok = self.notifier.post(alerts, resolved)
         return len(alerts) + len(resolved) if ok else 0
 
-    def _just_resolved(self, since_ms: int) -> list[dict]:
-        sql = f"""SELECT * FROM {self.store.t("incidents")} FINAL WHERE run = {{run:String}} AND resolved
-                  AND updated_at >= fromUnixTimestamp64Milli({{s:Int64}}) AND length(alert_labels) > 0"""
-        res = self.store.client.query(
-            sql, parameters={"run": self.run, "s": since_ms - int(self.f.resolve_after_s * 1000)}
-        )
-        out = [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
-        sent = self._resolved_sent
-        if len(sent) > 10_000:  # bounded: older resolutions are outside the query window anyway
-            sent.clear()
-        fresh = [i for i in out if int(i["incident_id"]) not in sent]
-        sent.update(int(i["incident_id"]) for i in fresh)
-        return fresh
+
+def _incident_row(run: str, inc: Incident) -> dict:
+    end = inc.resolved_ms if inc.resolved_ms is not None else inc.last_active_ms
+    return {"incident_id": inc.incident_id, "run": run, "started_at": to_dt(inc.started_ms),
+            "updated_at": to_dt(max(end, inc.started_ms)), "services": inc.services, "anomalies": inc.anomalies,
+            "suspects": json.dumps(inc.suspects, default=str), "alert_labels": inc.labels,
+            "resolved": inc.resolved_ms is not None}  # fmt: skip
 
 
 def _fmt_labels(labels: dict) -> str:
     return "{" + ", ".join(f"{k}={v}" for k, v in sorted(dict(labels).items())) + "}" if labels else ""
 
 
-def _json(v):
-    import json
-
-    return json.loads(v) if isinstance(v, str) and v else (v or [])
-
-
-def _dumps(v) -> str:
-    import json
-
-    return json.dumps(v, default=str)
+__all__ = ["BatchReport", "ScoreEngine", "ms_of"]

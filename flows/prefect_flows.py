@@ -1,8 +1,8 @@
-"""The Prefect flows: ``forewarn-score``, ``forewarn-train``, ``forewarn-backfill``, ``forewarn-backtest``.
+"""The Prefect flows: ``forewarn-score``, ``forewarn-slo``, ``forewarn-train``, ``forewarn-backfill``, ``forewarn-backtest``.
 
 Embedded (the default), each call runs against Prefect's temporary local server, started on the
 first call; with ``PREFECT_API_URL`` set they run on that server, and a deployment of
-``score_flow`` per shard on a work pool scales scoring out (see the README). Flow parameters are
+``score_flow`` per shard on a work pool scales scoring out (see docs/flows.md). Flow parameters are
 plain values; the store and settings come from :func:`configure` (the embedding process) or,
 in a Prefect worker, from the worker's own ``FOREWARN_*`` environment / config file.
 """
@@ -50,6 +50,12 @@ def score_flow(
             break
         out.append(r.as_dict())
     return out
+
+
+@flow(name="forewarn-slo", persist_result=False, log_prints=False)
+def slo_flow(max_batches: int | None = None) -> dict:
+    """Count the SLIs of ``slo.dir`` up to the newest closed bucket, evaluate burn rates, alert."""
+    return runtime().slo(max_batches)
 
 
 @flow(name="forewarn-train", persist_result=False, log_prints=False)

@@ -38,6 +38,7 @@ class Runtime:
         self._engines: dict[tuple, ScoreEngine] = {}
         self._lock = threading.Lock()
         self._migrated = False
+        self._slo = None
 
     def client(self):
         if not self._migrated:
@@ -69,6 +70,32 @@ class Runtime:
             eng.store.client.close()
             if eng.notifier:
                 eng.notifier.close()
+
+    def slo(self, max_batches: int | None = None) -> dict:
+        """One run of the SLO flow: the files of ``slo.dir`` (re-read each run, so an edit takes
+        effect at the next one), every SLI counted up to the newest closed bucket (at most
+        ``max_batches`` catch-up batches: a new SLO's backfill then spreads over several runs
+        instead of holding up the loop), alerts posted. Raises
+        :class:`~forewarn.flows.slo_spec.SLOFileError` when a file is wrong."""
+        from forewarn.flows.slo import SLOEngine
+        from forewarn.flows.slo_spec import load_dir
+
+        if self.settings.slo.dir is None:
+            return {"slos": 0, "runs": 0}
+        slos = load_dir(self.settings.slo.dir)
+        with self._lock:
+            if self._slo is None or self._slo.slos != slos:
+                client = self._slo.flow_store.client if self._slo is not None else self.client()
+                self._slo = SLOEngine(client, self.settings, slos, self.notifier())
+            eng = self._slo
+        runs, firing = 0, {}
+        while (max_batches is None or runs < max_batches) and (st := eng.run_once()) is not None:
+            runs += 1
+            firing.update({k: v.firing for k, v in st.items()})
+        out = {"slos": len(slos), "runs": runs, "firing": {k: v for k, v in firing.items() if v}}
+        if eng.failed:
+            out["failed"] = dict(eng.failed)
+        return out
 
     def train(self, history_s: float | None = None) -> dict[str, int]:
         from forewarn.flows.models import train

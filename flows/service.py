@@ -23,6 +23,7 @@ import time
 from forewarn.config import Settings
 
 log = logging.getLogger(__name__)
+SLO_BATCHES_PER_TICK = 5  # a new SLO's backfill (a day per batch) spreads over ticks: scoring goes on
 
 
 class FlowsService:
@@ -39,6 +40,8 @@ class FlowsService:
         self._api = None
         self._api_task: asyncio.Task | None = None
         self.api_port: int | None = None
+        self._slo_runtime = None
+        self._slo_problem: str | None = None
 
     @property
     def running(self) -> bool:
@@ -118,6 +121,8 @@ class FlowsService:
         f = self.settings.flows
         score = None
         last_train = time.time()
+        last_slo = 0.0
+        summary = Summary(f.summary_interval_s)
         while not self._stop.is_set():
             t0 = time.time()
             try:
@@ -125,9 +130,16 @@ class FlowsService:
                     score = self._score_callable()
                 reps = score()
                 self.batches += len(reps or [])
+                summary.add(reps or [])
                 if time.time() - last_train >= f.train_interval_s:
                     last_train = time.time()
                     self._train()
+                if (
+                    self.settings.slo.dir is not None
+                    and time.time() - last_slo >= self.settings.slo.interval_s
+                ):
+                    last_slo = time.time()
+                    self._slo()
             except Exception as e:  # keep running: the watermark did not move, the next tick retries
                 self.errors += 1
                 self.last_error = str(e)
@@ -135,7 +147,30 @@ class FlowsService:
                 if self.orchestrator == "prefect" and _from_prefect(e):
                     # Prefect itself failing must not stop scoring: fall back to direct calls.
                     self.orchestrator, score = "inline", None
+            summary.maybe_log(self.errors)
             self._stop.wait(max(0.0, f.interval_s - (time.time() - t0)))
+
+    def _slo(self) -> None:
+        """One run of the SLO flow; a wrong SLO file is logged once (the others keep no state
+        of it) and retried at the next run."""
+        from forewarn.flows.slo_spec import SLOFileError
+
+        try:
+            if self.orchestrator == "prefect":
+                from forewarn.flows import prefect_flows
+
+                prefect_flows.slo_flow(SLO_BATCHES_PER_TICK)
+            else:
+                from forewarn.flows.runtime import Runtime
+
+                if self._slo_runtime is None:
+                    self._slo_runtime = Runtime(self.settings, self.dsn, self.alerts_url)
+                self._slo_runtime.slo(SLO_BATCHES_PER_TICK)
+            self._slo_problem = None
+        except SLOFileError as e:
+            if str(e) != self._slo_problem:
+                log.error("SLOs not evaluated: %s", e)
+            self._slo_problem = str(e)
 
     def _train(self) -> None:
         from forewarn.flows.runtime import Runtime
@@ -146,6 +181,53 @@ class FlowsService:
             prefect_flows.train_flow()
         else:
             Runtime(self.settings, self.dsn, self.alerts_url).train()
+
+
+class Summary:
+    """The periodic one-line INFO summary of what the score loop did since the last one.
+
+    >>> s = Summary(60.0, clock=lambda: 100.0)
+    >>> s.add([{"points": 30, "series": 3, "anomalies": 1, "forecasts": 0, "alerts_sent": 2,
+    ...         "open_incidents": 1, "end_ms": 95_000}])
+    >>> s.line(errors=0)
+    'flows: 1 batches scored 30 points of 3 series; 1 anomalies, 0 saturation warnings, 1 open incidents, 2 alerts posted to the router; lag 5 s'
+    """
+
+    def __init__(self, every_s: float, clock=time.time):
+        self.every_s, self.clock = every_s, clock
+        self.last = clock()
+        self.open = 0
+        self.watermark_ms: int | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.batches = self.points = self.series = self.anomalies = self.forecasts = self.alerts = 0
+
+    def add(self, reports: list[dict]) -> None:
+        for r in reports:
+            self.batches += 1
+            self.points += r["points"]
+            self.series = max(self.series, r["series"])
+            self.anomalies += r["anomalies"]
+            self.forecasts += r["forecasts"]
+            self.alerts += r["alerts_sent"]
+            self.open = r["open_incidents"]
+            self.watermark_ms = r["end_ms"]
+
+    def line(self, errors: int) -> str:
+        lag = f"{self.clock() - self.watermark_ms / 1000:.0f} s" if self.watermark_ms else "no batch yet"
+        return (
+            f"flows: {self.batches} batches scored {self.points} points of {self.series} series; "
+            f"{self.anomalies} anomalies, {self.forecasts} saturation warnings, {self.open} open incidents, "
+            f"{self.alerts} alerts posted to the router; lag {lag}"
+            + (f"; {errors} failed ticks so far" if errors else "")
+        )
+
+    def maybe_log(self, errors: int) -> None:
+        if self.clock() - self.last >= self.every_s:
+            log.info("%s", self.line(errors))
+            self.last = self.clock()
+            self._reset()
 
 
 def _from_prefect(e: BaseException) -> bool:

@@ -12,13 +12,23 @@ Series naming (``name`` + ``labels``; ``series_id`` is a stable hash of name, se
 
 * gauges: ``<metric>`` (last value in the bucket); non-monotonic cumulative sums likewise;
 * monotonic sums: ``<metric>:rate`` per second (delta or cumulative; counter resets handled);
-* histograms: ``<metric>:p50|p95|p99`` (interpolated in the buckets) and ``<metric>:rate``;
+* histograms: ``<metric>:p50|p95|p99`` (interpolated in the buckets) and ``<metric>:rate``; when
+  the points carry an HTTP or gRPC status code, also ``<metric>:error_ratio`` over the other
+  attributes (server errors of all the requests: the status-split rates alone are sparse);
 * summaries: ``<metric>:q<quantile>``;
 * traces: ``red.rate|red.error_ratio|red.p50|red.p95|red.p99`` per service (entry spans: server,
   consumer or root) and per operation (label ``operation`` = span name, all spans of the service);
   ``latency.shift``: distance of a service's latency distribution from its recent past;
 * logs (see :mod:`forewarn.flows.logmining`): ``log.rate``, ``log.error_rate``,
   ``log.template_rate`` (label ``template_id``), ``log.new_templates``.
+
+Besides its value each point carries what the value was computed from, so count statistics can
+judge it (see :mod:`forewarn.detectors.coldstart`): ``n`` (events, requests, spans or log records
+behind it), ``k`` (of those, the errors, for ratios and templates), ``dt`` (seconds of exposure,
+for rates), ``family`` (traffic, ratio, latency, quantile, shift, novelty, template, counter,
+gauge), ``direction`` (+1: only a rise is bad, -1: only a fall, 0: both) and ``unit`` (``ms`` for
+the span percentiles, the metric's own unit otherwise: a percentile in a unit of time is latency,
+one of bytes is not). A traffic surge is not an incident; lost traffic is.
 
 >>> histogram_quantile([0, 10, 0], [1.0, 2.0], 0.5)
 1.5
@@ -34,14 +44,39 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from clickhouse_connect.driver.client import Client
-
-from forewarn.storage.schema import q
+from forewarn.flows.store import FlowStore
 
 QUANTILES = (0.5, 0.95, 0.99)
 LAT_BINS = 80  # half-octave bins of span duration in ns: bin k covers [2^(k/2), 2^((k+1)/2))
-SIGNAL_COLUMNS = ["series_id", "ts", "value", "name", "service", "labels"]
+SIGNAL_COLUMNS = ["series_id", "ts", "value", "name", "service", "labels"]  # what is stored
+COUNT_COLUMNS = ["n", "k", "dt", "family", "direction", "unit"]  # what the detectors also get
+COLUMNS = [*SIGNAL_COLUMNS, *COUNT_COLUMNS]
 USAGE_METRICS = ("system.filesystem.usage", "system.memory.usage", "system.paging.usage")
-UP_ONLY = ("red.error_ratio", "red.p", "log.error_rate", "log.new_templates", "latency.shift")
+DIRECTION = {
+    "traffic": -1,
+    "errors": 1,
+    "ratio": 1,
+    "latency": 1,
+    "quantile": 1,
+    "shift": 1,
+    "novelty": 1,
+    "template": 1,
+}
+# request histograms whose count is the service's traffic (stable and older HTTP/RPC semconv)
+REQUEST_METRICS = frozenset(
+    {
+        "http.server.request.duration",
+        "http.server.duration",
+        "rpc.server.duration",
+        "rpc.server.call.duration",
+    }
+)
+LATENCY_PREFIXES = ("http.", "rpc.", "db.", "messaging.", "graphql.", "faas.")  # OTel semconv namespaces
+TIME_UNITS = ("ns", "us", "ms", "s", "min", "h")  # UCUM units of durations: their percentiles are latency
+# attributes that split a request histogram by outcome, and the values that are server errors
+STATUS_KEYS = ("http.response.status_code", "http.status_code", "rpc.grpc.status_code")
+GRPC_SERVER_ERRORS = frozenset({"2", "4", "12", "13", "14", "15"})
+NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -104,16 +139,21 @@ def histogram_quantile(counts: Sequence[float], bounds: Sequence[float], qq: flo
 
 
 class SignalQueries:
-    """The SQL of every signal family for one database; each method returns long-format rows."""
+    """The SQL of every signal family for one database, run through its
+    :class:`~forewarn.flows.store.FlowStore` (or a client and database); each method returns
+    long-format rows."""
 
-    def __init__(self, client: Client, database: str, counter_lookback_ms: int = 900_000):
-        self.client, self.db, self.lookback_ms = client, database, counter_lookback_ms
+    def __init__(
+        self, store: FlowStore | Client, database: str | None = None, counter_lookback_ms: int = 900_000
+    ):
+        self.store = store if isinstance(store, FlowStore) else FlowStore(store, str(database))
+        self.lookback_ms = counter_lookback_ms
 
     def t(self, table: str) -> str:
-        return f"{q(self.db)}.{q(table)}"
+        return self.store.t(table)
 
     def _rows(self, sql: str, w: Window, lookback: bool = False) -> pd.DataFrame:
-        return self.client.query_df(sql, parameters=w.params(self.lookback_ms if lookback else 0))
+        return self.store.frame(sql, w.params(self.lookback_ms if lookback else 0))
 
     # -- metrics ---------------------------------------------------------------------------------
     def gauges(self, w: Window) -> pd.DataFrame:
@@ -133,7 +173,9 @@ class SignalQueries:
                    {_bucket("TimeUnix")} AS ts,
                    multiIf(NOT mono AND temp = 2, argMax(Value, TimeUnix),
                            NOT mono, sum(Value),
-                           sum(dt) > 0, sum(inc) / sum(dt), nan) AS value
+                           sum(dt) > 0, sum(inc) / sum(dt), nan) AS value,
+                   if(mono, sum(inc), nan) AS n, if(mono, sum(dt), nan) AS exposure,
+                   if(mono, 'counter', 'gauge') AS family
             FROM (
                 SELECT MetricName, ServiceName AS service, Attributes AS labels, TimeUnix, Value,
                        IsMonotonic AS mono, AggregationTemporality AS temp,
@@ -157,7 +199,7 @@ class SignalQueries:
             WHERE TimeUnix >= fromUnixTimestamp64Milli({{t0:Int64}})
             GROUP BY MetricName, mono, temp, service, labels, ts
             HAVING NOT isNaN(value)"""
-        return self._rows(sql, w, lookback=True)
+        return self._rows(sql, w, lookback=True).rename(columns={"exposure": "dt"})
 
     def histogram_sources(self) -> dict[str, str]:
         """Explicit-bucket and exponential histograms as (counts, upper bounds) of one shape.
@@ -165,7 +207,7 @@ class SignalQueries:
         An exponential bucket ``i`` covers ``(base^(offset+i), base^(offset+i+1)]`` with
         ``base = 2^(2^-scale)``; the zero bucket becomes a first bucket bounded by 0 (negative
         buckets are ignored: the signals are durations and sizes)."""
-        cols = "MetricName, ServiceName, Attributes, TimeUnix, StartTimeUnix, AggregationTemporality, Count"
+        cols = "MetricName, MetricUnit, ServiceName, Attributes, TimeUnix, StartTimeUnix, AggregationTemporality, Count"
         return {
             "explicit": f"SELECT {cols}, BucketCounts, ExplicitBounds FROM {self.t('otel_metrics_histogram')}",
             "exponential": f"""SELECT {cols}, arrayConcat([ZeroCount], PositiveBucketCounts) AS BucketCounts,
@@ -184,10 +226,10 @@ class SignalQueries:
         # (unless it reset or its buckets changed); then buckets are summed per time bucket and
         # quantiles interpolated.
         sql = f"""
-            SELECT MetricName AS metric, service, labels, {_bucket("TimeUnix")} AS ts,
+            SELECT MetricName AS metric, service, labels, {_bucket("TimeUnix")} AS ts, any(MetricUnit) AS unit,
                    any(ExplicitBounds) AS bounds, sumForEach(d_counts) AS counts, sum(d_n) AS n, sum(dt) AS dt
             FROM (
-                SELECT MetricName, ServiceName AS service, Attributes AS labels, TimeUnix, ExplicitBounds,
+                SELECT MetricName, MetricUnit, ServiceName AS service, Attributes AS labels, TimeUnix, ExplicitBounds,
                        AggregationTemporality AS temp,
                        lagInFrame(BucketCounts, 1, []) OVER w AS prev_c,
                        lagInFrame(ExplicitBounds, 1, []) OVER w AS prev_b,
@@ -215,14 +257,51 @@ class SignalQueries:
             GROUP BY metric, service, labels, ts, ExplicitBounds"""
         df = self._rows(sql, w, lookback=True)
         out: list[tuple] = []
+        outcomes: dict[tuple, list[float]] = {}  # (metric, service, other labels, ts) -> [requests, errors]
         for r in df.itertuples(index=False):
+            split = status_split(dict(r.labels or {}))
             if r.dt > 0:
-                out.append((f"{r.metric}:rate", r.service, r.labels, r.ts, r.n / r.dt))
+                # the rate of failed requests is judged through the error ratio: that it drops is good news
+                if split is not None and not split[2]:
+                    family = "errors"
+                elif r.metric in REQUEST_METRICS:
+                    family = "traffic"
+                else:  # garbage collections, body sizes, outgoing calls: counts, not the service's traffic
+                    family = "counter"
+                rate = (
+                    f"{r.metric}:rate",
+                    r.service,
+                    r.labels,
+                    r.ts,
+                    r.n / r.dt,
+                    r.n,
+                    NAN,
+                    r.dt,
+                    family,
+                    "1/s",
+                )
+                out.append(rate)
             if r.n > 0:
+                # the latency of work done for someone (requests, calls, queries, messages); a
+                # runtime's garbage-collection pauses or a job's durations are not
+                latent = r.unit in TIME_UNITS and str(r.metric).startswith(LATENCY_PREFIXES)
+                family = "latency" if latent else "quantile"
                 for qq in QUANTILES:
                     v = histogram_quantile(r.counts, r.bounds, qq)
-                    out.append((f"{r.metric}:p{round(qq * 100)}", r.service, r.labels, r.ts, v))
-        return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value"])
+                    out.append((f"{r.metric}:p{round(qq * 100)}", r.service, r.labels, r.ts, v, r.n, NAN, NAN,
+                                family, r.unit))  # fmt: skip
+            if split is not None and r.n > 0:
+                rest, is_error, _ = split
+                acc = outcomes.setdefault((r.metric, r.service, rest, r.ts), [0.0, 0.0])
+                acc[0] += r.n
+                acc[1] += r.n if is_error else 0.0
+        for (metric, service, rest, ts), (n, errors) in outcomes.items():
+            out.append(
+                (f"{metric}:error_ratio", service, dict(rest), ts, errors / n, n, errors, NAN, "ratio", "1")
+            )
+        return pd.DataFrame(
+            out, columns=["name", "service", "labels", "ts", "value", "n", "k", "dt", "family", "unit"]
+        )
 
     def usage_utilization(self, w: Window) -> pd.DataFrame:
         """``<metric>.utilization`` derived from usage split by state (``system.filesystem.usage``
@@ -243,18 +322,18 @@ class SignalQueries:
             )
             GROUP BY name, service, labels, ts
             HAVING sum(v) > 0 AND countIf(st = 'used') > 0"""
-        p = w.params()
-        return self.client.query_df(sql, parameters={**p, "usage": list(USAGE_METRICS)})
+        return self.store.frame(sql, {**w.params(), "usage": list(USAGE_METRICS)})
 
     def summaries(self, w: Window) -> pd.DataFrame:
         sql = f"""
             SELECT concat(MetricName, ':q', toString(qv.1)) AS name, ServiceName AS service,
-                   Attributes AS labels, {_bucket("TimeUnix")} AS ts, argMax(qv.2, TimeUnix) AS value
+                   Attributes AS labels, {_bucket("TimeUnix")} AS ts, argMax(qv.2, TimeUnix) AS value,
+                   any(MetricUnit) AS unit, if(unit IN {{time_units:Array(String)}}, 'latency', 'quantile') AS family
             FROM {self.t("otel_metrics_summary")}
             ARRAY JOIN arrayZip(ValueAtQuantiles.Quantile, ValueAtQuantiles.Value) AS qv
             WHERE {_range("TimeUnix")}
             GROUP BY name, service, labels, ts"""
-        return self._rows(sql, w)
+        return self.store.frame(sql, {**w.params(), "time_units": list(TIME_UNITS)})
 
     # -- traces ----------------------------------------------------------------------------------
     def red(self, w: Window) -> pd.DataFrame:
@@ -273,11 +352,28 @@ class SignalQueries:
         step_s = w.step_s
         for r in df.itertuples(index=False):
             labels = {"operation": r.operation} if r.operation else {}
-            out.append(("red.rate", r.service, labels, r.ts, r.n / step_s))
-            out.append(("red.error_ratio", r.service, labels, r.ts, r.errors / r.n))
+            out.append(("red.rate", r.service, labels, r.ts, r.n / step_s, r.n, NAN, step_s, "traffic"))
+            out.append(
+                ("red.error_ratio", r.service, labels, r.ts, r.errors / r.n, r.n, r.errors, NAN, "ratio")
+            )
             for qq, v in zip(QUANTILES, r.qs, strict=True):
-                out.append((f"red.p{round(qq * 100)}", r.service, labels, r.ts, float(v)))
-        return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value"])
+                out.append(
+                    (
+                        f"red.p{round(qq * 100)}",
+                        r.service,
+                        labels,
+                        r.ts,
+                        float(v),
+                        r.n,
+                        NAN,
+                        NAN,
+                        "latency",
+                        "ms",
+                    )
+                )
+        return pd.DataFrame(
+            out, columns=["name", "service", "labels", "ts", "value", "n", "k", "dt", "family", "unit"]
+        )
 
     def latency_hist(self, w: Window) -> pd.DataFrame:
         """Per service and bucket, counts of entry spans in half-octave duration bins."""
@@ -304,7 +400,7 @@ class SignalQueries:
             WHERE ts >= fromUnixTimestamp64Milli({{lb:Int64}}) AND ts < fromUnixTimestamp64Milli({{t0:Int64}})
               AND cityHash64(service) % {{shards:UInt64}} = {{shard:UInt64}}
             ORDER BY service, ts_ms"""
-        df = self.client.query_df(sql, parameters=w.params(buckets * w.step_ms))
+        df = self.store.frame(sql, w.params(buckets * w.step_ms))
         return (
             df.rename(columns={"ts_ms": "ts"}) if len(df) else pd.DataFrame(columns=["service", "ts", "bins"])
         )
@@ -321,7 +417,7 @@ def latency_shift(
     """
     out: list[tuple] = []
     if current.empty:
-        return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value"])
+        return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value", "n", "family"])
     allh = pd.concat([history, current], ignore_index=True) if len(history) else current
     for service, g in allh.groupby("service", sort=True):
         g = g.sort_values("ts")
@@ -336,8 +432,8 @@ def latency_shift(
             if base.sum() < min_spans or cur.sum() < max(5, min_spans // 4):
                 continue
             d = np.abs(np.cumsum(cur / cur.sum()) - np.cumsum(base / base.sum())).sum() * 0.5
-            out.append(("latency.shift", service, {}, ts, float(d)))
-    return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value"])
+            out.append(("latency.shift", service, {}, ts, float(d), float(cur.sum()), "shift"))
+    return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value", "n", "family"])
 
 
 def compute_signals(
@@ -358,19 +454,25 @@ def compute_signals(
 
 
 def finish(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate signal frames, drop non-finite values and attach the stable ``series_id``."""
+    """Concatenate signal frames, drop non-finite values and attach the stable ``series_id``; the
+    count columns a family does not have are NaN, and ``direction`` follows from ``family``."""
     parts = [p for p in parts if len(p)]
     if not parts:
-        return pd.DataFrame(columns=SIGNAL_COLUMNS)
+        return pd.DataFrame(columns=COLUMNS)
     df = pd.concat(parts, ignore_index=True)
     df["value"] = df["value"].astype(float)
     df = df[np.isfinite(df["value"])].copy()
     df["ts"] = df["ts"].astype("int64")
     df["labels"] = [dict(x) if x is not None else {} for x in df["labels"]]
+    for c in ("n", "k", "dt"):
+        df[c] = df[c].astype(float) if c in df else NAN
+    df["family"] = df["family"].fillna("gauge").astype(str) if "family" in df else "gauge"
+    df["unit"] = df["unit"].fillna("").astype(str) if "unit" in df else ""
+    df["direction"] = df["family"].map(DIRECTION).fillna(0).astype(np.int8)
     df["series_id"] = [
         series_id(n, s, lab) for n, s, lab in zip(df["name"], df["service"], df["labels"], strict=True)
     ]
-    return df[SIGNAL_COLUMNS].sort_values(["ts", "series_id"], kind="stable").reset_index(drop=True)
+    return df[COLUMNS].sort_values(["ts", "series_id"], kind="stable").reset_index(drop=True)
 
 
 def series_id(name: str, service: str, labels: dict[str, str]) -> int:
@@ -385,6 +487,22 @@ def series_id(name: str, service: str, labels: dict[str, str]) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 1
 
 
-def is_up_only(name: str) -> bool:
-    """Signals where only an increase is bad (errors, latency, novelty)."""
-    return name.startswith(UP_ONLY) or name.endswith((":p50", ":p95", ":p99"))
+def status_split(labels: dict[str, str]) -> tuple[tuple, bool, bool] | None:
+    """(the other attributes, whether the status is a server error, whether it is a success) of a
+    point split by status.
+
+    >>> status_split({"http.route": "/a", "http.response.status_code": "503"})
+    ((('http.route', '/a'),), True, False)
+    >>> status_split({"http.route": "/a", "http.response.status_code": "404"})[1:]
+    (False, False)
+    >>> status_split({"http.route": "/a"}) is None
+    True
+    """
+    for key in STATUS_KEYS:
+        if key in labels:
+            code = str(labels[key])
+            rest = tuple(sorted((k, v) for k, v in labels.items() if k != key))
+            if key.startswith("rpc."):
+                return rest, code in GRPC_SERVER_ERRORS, code == "0"
+            return rest, code[:1] == "5", code[:1] in ("1", "2", "3")
+    return None

@@ -1,4 +1,5 @@
-"""Reads and writes of the flows tables (migration 250), all through parameterised clickhouse-connect calls.
+"""Every query the flows make: their own tables (migration 250), the OTel exporter tables they read
+(signals, logs, spans for the call graph), all through parameterised clickhouse-connect calls.
 
 Every insert carries a deterministic ``insert_deduplication_token`` derived from the batch, and
 every table is a ReplacingMergeTree on a deterministic key: a micro-batch replayed after a crash
@@ -61,6 +62,15 @@ class FlowStore:
 
     def t(self, name: str) -> str:
         return f"{q(self.db)}.{q(name)}"
+
+    def frame(self, sql: str, parameters: dict[str, Any]) -> pd.DataFrame:
+        """A query's result as a data frame (the signal and log readers build their SQL with
+        :meth:`t`)."""
+        return self.client.query_df(sql, parameters=parameters)
+
+    def _dicts(self, sql: str, parameters: dict[str, Any]) -> list[dict]:
+        res = self.client.query(sql, parameters=parameters)
+        return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
 
     def _insert(self, table: str, rows: list[list], columns: list[str], token: str | None) -> None:
         if not rows:
@@ -141,12 +151,10 @@ class FlowStore:
         data = [[r[c] for c in self.INCIDENT_COLUMNS] for r in rows]
         self._insert("incidents", data, self.INCIDENT_COLUMNS, token + "/incidents")
 
-    def open_incidents(self, run: str, since_ms: int) -> list[dict]:
-        sql = f"""SELECT * FROM {self.t("incidents")} FINAL
-                  WHERE run = {{run:String}} AND NOT resolved AND updated_at >= fromUnixTimestamp64Milli({{s:Int64}})
-                  ORDER BY started_at"""
-        res = self.client.query(sql, parameters={"run": run, "s": since_ms})
-        return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
+    def incidents(self, run: str) -> list[dict]:
+        return self._dicts(
+            f"SELECT * FROM {self.t('incidents')} FINAL WHERE run = {{run:String}}", {"run": run}
+        )
 
     def incident_anomalies(self, run: str, incident_ids: list[int]) -> pd.DataFrame:
         if not incident_ids:
@@ -162,11 +170,53 @@ class FlowStore:
         return self.client.query_df(sql, parameters={"run": run, "s": since_ms or 0, "lim": limit})
 
     def anomaly(self, anomaly_id: int) -> dict | None:
-        res = self.client.query(
-            f"SELECT * FROM {self.t('anomalies')} FINAL WHERE anomaly_id = {{id:UInt64}} ORDER BY detected_at LIMIT 1",
-            parameters={"id": anomaly_id},
-        )
-        return dict(zip(res.column_names, res.result_rows[0], strict=True)) if res.result_rows else None
+        sql = f"""SELECT anomaly_id, series_id, detector, service, name, kind FROM {self.t("anomalies")} FINAL
+                  WHERE anomaly_id = {{id:UInt64}} ORDER BY detected_at LIMIT 1"""
+        found = self._dicts(sql, {"id": anomaly_id})
+        return found[0] if found else None
+
+    def anomaly_list(self, run: str, limit: int) -> list[dict]:
+        """The newest anomalies of ``run``, as ``forewarn anomaly list`` prints them."""
+        sql = f"""SELECT toString(anomaly_id) AS id, toString(ts) AS ts, service, name, labels, value, expected,
+                         score, detector, kind, explanation, toString(incident_id) AS incident
+                  FROM {self.t("anomalies")} FINAL WHERE run = {{run:String}} ORDER BY ts DESC LIMIT {{lim:UInt32}}"""
+        return self._dicts(sql, {"run": run, "lim": limit})
+
+    def status(self) -> dict[str, list[dict]]:
+        """Watermarks, series, cardinality overflow, models and anomaly counts (``forewarn flows status``)."""
+        return {
+            "checkpoints": self._dicts(f"SELECT key, toString(argMax(watermark, committed_at)) AS watermark, "
+                                       f"toString(max(committed_at)) AS last_commit FROM {self.t('forewarn_flow_state')} "
+                                       "GROUP BY key ORDER BY key", {}),
+            "series": self._dicts(f"SELECT count() AS series FROM {self.t('forewarn_series')} FINAL", {}),
+            "cardinality_overflow": self._dicts(
+                f"SELECT name, service, sum(rejected_series) AS series_not_admitted, sum(rejected_points) AS "
+                f"points_not_scored, max(budget) AS budget FROM {self.t('forewarn_cardinality')} FINAL "
+                "GROUP BY name, service ORDER BY 3 DESC LIMIT 50", {}),
+            "models": self._dicts(f"SELECT name, max(version) AS version FROM {self.t('forewarn_models')} "
+                                  "GROUP BY name ORDER BY name", {}),
+            "anomalies": self._dicts(f"SELECT run, kind, count() AS n FROM {self.t('anomalies')} FINAL "
+                                     "GROUP BY run, kind ORDER BY run, kind", {}),
+        }  # fmt: skip
+
+    def run_counts(self, run: str) -> dict[str, int]:
+        """Anomaly rows by kind, and how many of them someone marked as false positives (anomaly
+        ids do not depend on the run, so marks made in the live run count in a backtest)."""
+        p = {"run": run}
+        kinds = {k: int(n) for k, n in self.client.query(
+            f"SELECT kind, count() FROM {self.t('anomalies')} FINAL WHERE run = {{run:String}} GROUP BY kind",
+            parameters=p).result_rows}  # fmt: skip
+        sql = f"""SELECT count() FROM {self.t("anomalies")} FINAL WHERE run = {{run:String}} AND anomaly_id IN
+                  (SELECT anomaly_id FROM {self.t("forewarn_feedback")} WHERE label = 'false_positive')"""
+        kinds["marked_false_positive"] = int(self.client.query(sql, parameters=p).result_rows[0][0])
+        return kinds
+
+    def forecast_series(self, run: str) -> list[dict]:
+        """One row per series that had saturation forecasts in ``run``, with its first one."""
+        sql = f"""SELECT service, name, any(labels) AS labels, any(explanation) AS explanation,
+                         min(ts) AS first FROM {self.t("anomalies")} FINAL
+                  WHERE run = {{run:String}} AND kind = 'forecast' GROUP BY series_id, service, name"""
+        return self._dicts(sql, {"run": run})
 
     # -- feedback ------------------------------------------------------------------------------
     def write_feedback(
@@ -245,3 +295,154 @@ class FlowStore:
                     AND ts < fromUnixTimestamp64Milli({{b:Int64}}) ORDER BY ts_ms"""
         df = self.client.query_df(sql, parameters={"names": names, "a": start_ms, "b": end_ms})
         return df.rename(columns={"ts_ms": "ts"})
+
+    # -- spans: the call graph -----------------------------------------------------------------
+    def arrived(self, start_ms: int, end_ms: int) -> int:
+        """Spans and log records stored so far with a timestamp in [start, end): counted again
+        later, the difference is what arrived after the window was scored."""
+        sql = f"""
+            SELECT (SELECT count() FROM {self.t("otel_traces")} WHERE Timestamp >= fromUnixTimestamp64Milli({{a:Int64}})
+                        AND Timestamp < fromUnixTimestamp64Milli({{b:Int64}}))
+                 + (SELECT count() FROM {self.t("otel_logs")} WHERE Timestamp >= fromUnixTimestamp64Milli({{a:Int64}})
+                        AND Timestamp < fromUnixTimestamp64Milli({{b:Int64}}))"""
+        return int(self.client.query(sql, parameters={"a": start_ms, "b": end_ms}).result_rows[0][0])
+
+    def service_edges(self, start_ms: int, end_ms: int, limit: int = 200_000) -> set[tuple[str, str]]:
+        """(caller, callee) service pairs from parent/child spans of the window (a bounded sample)."""
+        t = self.t("otel_traces")
+        sql = f"""
+            WITH spans AS (
+                SELECT TraceId, SpanId, ParentSpanId, ServiceName FROM {t}
+                WHERE Timestamp >= fromUnixTimestamp64Milli({{a:Int64}}) AND Timestamp < fromUnixTimestamp64Milli({{b:Int64}})
+                LIMIT {{lim:UInt64}})
+            SELECT DISTINCT p.ServiceName, c.ServiceName
+            FROM spans AS c INNER JOIN spans AS p ON c.TraceId = p.TraceId AND c.ParentSpanId = p.SpanId
+            WHERE c.ServiceName != p.ServiceName"""
+        rows = self.client.query(sql, parameters={"a": start_ms, "b": end_ms, "lim": limit}).result_rows
+        return {(str(a), str(b)) for a, b in rows}
+
+    def call_edges(
+        self, services: list[str], start_ms: int, end_ms: int, limit: int = 200_000
+    ) -> set[tuple[tuple[str, str], tuple[str, str]]]:
+        """((caller service, operation), (callee service, operation)) pairs from parent/child spans
+        of these services in the window (a bounded sample)."""
+        if not services:
+            return set()
+        t = self.t("otel_traces")
+        sql = f"""
+            WITH spans AS (
+                SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName FROM {t}
+                WHERE Timestamp >= fromUnixTimestamp64Milli({{a:Int64}}) AND Timestamp < fromUnixTimestamp64Milli({{b:Int64}})
+                  AND ServiceName IN {{svcs:Array(String)}}
+                LIMIT {{lim:UInt64}})
+            SELECT DISTINCT p.ServiceName, p.SpanName, c.ServiceName, c.SpanName
+            FROM spans AS c INNER JOIN spans AS p ON c.TraceId = p.TraceId AND c.ParentSpanId = p.SpanId
+            WHERE (c.ServiceName, c.SpanName) != (p.ServiceName, p.SpanName)"""
+        params = {"a": start_ms, "b": end_ms, "svcs": services, "lim": limit}
+        rows = self.client.query(sql, parameters=params).result_rows
+        return {((str(ps), str(po)), (str(cs), str(co))) for ps, po, cs, co in rows}
+
+    def attribute_values(
+        self,
+        service: str,
+        operation: str,
+        start_ms: int,
+        end_ms: int,
+        baseline_ms: int,
+        max_spans: int = 200_000,
+    ) -> list[tuple]:
+        """Per span/resource attribute value of ``service`` (``operation``) in the window: (key,
+        value, spans, excess latency over the baseline window's median, errors, and the window's
+        totals of those three). Values seen on fewer than 5 spans are left out (ids)."""
+        t = self.t("otel_traces")
+        op = "AND SpanName = {op:String}" if operation else ""
+        sql = f"""
+            WITH (SELECT quantileExact(0.5)(Duration) FROM {t}
+                  WHERE ServiceName = {{svc:String}} {op}
+                    AND Timestamp >= fromUnixTimestamp64Milli({{b:Int64}}) AND Timestamp < fromUnixTimestamp64Milli({{a:Int64}})
+                 ) AS base_median,
+            spans AS (
+                SELECT greatest(toFloat64(Duration) - base_median, 0) AS excess, StatusCode = 'Error' AS err,
+                       arrayConcat(arrayMap((k, v) -> (k, v), mapKeys(SpanAttributes), mapValues(SpanAttributes)),
+                                   arrayMap((k, v) -> (k, v), mapKeys(ResourceAttributes), mapValues(ResourceAttributes)))
+                           AS kv
+                FROM {t}
+                WHERE ServiceName = {{svc:String}} {op}
+                  AND Timestamp >= fromUnixTimestamp64Milli({{a:Int64}}) AND Timestamp < fromUnixTimestamp64Milli({{e:Int64}})
+                LIMIT {{lim:UInt64}})
+            SELECT pair.1 AS key, pair.2 AS value, count() AS n, sum(excess) AS ex, sum(err) AS errs,
+                   (SELECT count() FROM spans) AS total_n, (SELECT sum(excess) FROM spans) AS total_ex,
+                   (SELECT sum(err) FROM spans) AS total_err
+            FROM spans ARRAY JOIN kv AS pair
+            WHERE pair.1 NOT IN ('service.name', 'telemetry.sdk.name', 'telemetry.sdk.language', 'telemetry.sdk.version')
+            GROUP BY key, value HAVING n >= 5"""
+        params = {"svc": service, "op": operation, "a": start_ms, "e": end_ms, "b": start_ms - baseline_ms,
+                  "lim": max_spans}  # fmt: skip
+        return list(self.client.query(sql, parameters=params).result_rows)
+
+    # -- training ------------------------------------------------------------------------------
+    def seasonal_stats(self, start_ms: int, end_ms: int, min_days: int, min_points: int) -> pd.DataFrame:
+        """Per series and hour of the day (UTC): median and IQR-based sigma of the stored signals,
+        for series with history over at least ``min_days`` days and ``min_points`` points an hour."""
+        sql = f"""
+            SELECT series_id, toHour(ts, 'UTC') AS slot,
+                   median(value) AS med,
+                   (quantile(0.75)(value) - quantile(0.25)(value)) / 1.349 AS sigma, count() AS n
+            FROM {self.t("forewarn_signals")} FINAL
+            WHERE ts >= fromUnixTimestamp64Milli({{a:Int64}}) AND ts < fromUnixTimestamp64Milli({{b:Int64}})
+              AND series_id IN (
+                  SELECT series_id FROM {self.t("forewarn_signals")}
+                  WHERE ts >= fromUnixTimestamp64Milli({{a:Int64}}) AND ts < fromUnixTimestamp64Milli({{b:Int64}})
+                  GROUP BY series_id HAVING max(ts) - min(ts) >= {{days:UInt32}} * 86400)
+            GROUP BY series_id, slot HAVING n >= {{min_n:UInt32}}"""
+        return self.frame(sql, {"a": start_ms, "b": end_ms, "days": min_days, "min_n": min_points})
+
+
+def cli_store(settings) -> FlowStore:
+    """The store for a CLI command: its own client, or, when a running forewarn holds the embedded
+    store, a :class:`GatewayClient` through that process."""
+    from forewarn.storage.client import is_embedded, open_storage
+    from forewarn.storage.gateway import find_owner
+
+    dsn, db = settings.storage_dsn, settings.storage.database
+    if is_embedded(dsn) and (owner := find_owner(dsn)):
+        return FlowStore(GatewayClient(owner, db), db)
+    return FlowStore(open_storage(settings, dsn), db)
+
+
+class GatewayClient:
+    """The two calls :class:`FlowStore` makes (``query``, ``insert``) through the gateway of the
+    process that holds an embedded store; parameters are bound here as SQL literals
+    (``format_query_value``)."""
+
+    def __init__(self, owner: dict, database: str):
+        self.owner, self.database = owner, database
+
+    def _run(self, sql: str, fmt: str) -> bytes:
+        from forewarn.storage.gateway import query_owner
+
+        return b"".join(query_owner(self.owner, sql, fmt, self.database))
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None):
+        from types import SimpleNamespace
+
+        from clickhouse_connect.driver.binding import external_bind_re, format_query_value
+
+        bound = external_bind_re.sub(lambda m: str(format_query_value((parameters or {})[m.group(1)])), sql)
+        out = json.loads(self._run(bound, "JSONCompact") or b"{}")
+        names = [c["name"] for c in out.get("meta", [])]
+        return SimpleNamespace(column_names=names, result_rows=[tuple(r) for r in out.get("data", [])])
+
+    def insert(
+        self, table: str, rows: list[list], column_names: list[str], database: str, settings=None
+    ) -> None:
+        from clickhouse_connect.driver.binding import format_query_value
+
+        # INSERT ... SELECT: the gateway appends an output FORMAT, which a VALUES insert would parse as data
+        values = " UNION ALL ".join(
+            "SELECT " + ", ".join(str(format_query_value(v)) for v in r) for r in rows
+        )
+        self._run(
+            f"INSERT INTO {q(database)}.{q(table)} ({', '.join(map(q, column_names))}) {values}",
+            "TabSeparated",
+        )

@@ -16,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -59,6 +60,39 @@ def _register() -> None:
 
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(app)
+    _whole_short_help(app)
+
+
+def _first_paragraph(text: str | None) -> str | None:
+    import inspect
+
+    if not text:
+        return None
+    return " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
+
+
+def _given(value: object) -> object:
+    from typer.models import DefaultPlaceholder
+
+    return None if isinstance(value, DefaultPlaceholder) else value
+
+
+def _whole_short_help(group: typer.Typer) -> None:
+    """Command lists show each command's whole first paragraph, wrapped: click would cut it at
+    45 characters with '...', which at 80 columns left most of them unfinished."""
+    for cmd in group.registered_commands:
+        if not _given(cmd.short_help):
+            doc = _given(cmd.help) or (cmd.callback.__doc__ if cmd.callback else None)
+            cmd.short_help = _first_paragraph(doc)  # type: ignore[arg-type]
+    for sub in group.registered_groups:
+        inner = sub.typer_instance
+        if inner is None:
+            continue
+        _whole_short_help(inner)
+        if not _given(sub.short_help) and not _given(inner.info.short_help):
+            callback = inner.registered_callback.callback if inner.registered_callback else None
+            doc = _given(sub.help) or _given(inner.info.help) or (callback.__doc__ if callback else None)
+            sub.short_help = _first_paragraph(doc)  # type: ignore[arg-type]
 
 
 _register()

@@ -1,8 +1,9 @@
 """Configuration: one YAML file plus ``FOREWARN_*`` environment overrides.
 
 Precedence, highest first: command-line flags, environment (``FOREWARN_STORAGE__DSN``;
-``__`` separates nesting levels), the YAML file, defaults. Unknown keys are errors that name
-the key, because a typo silently ignored is an outage waiting to happen.
+``__`` separates nesting levels), the YAML file, defaults. Unknown keys and unknown
+``FOREWARN_<SECTION>__<KEY>`` variables are errors that name the key and the likely intended
+one, all reported at once, because a typo silently ignored is an outage waiting to happen.
 
 >>> s = load_settings(overrides={"storage": {"database": "demo"}})
 >>> s.storage.database
@@ -11,19 +12,24 @@ the key, because a typo silently ignored is an outage waiting to happen.
 ...     load_settings(overrides={"storage": {"databse": "x"}})
 ... except ConfigError as e:
 ...     print(str(e).splitlines()[1])
-  storage.databse: Extra inputs are not permitted
+  - unknown key `databse` in section `storage`; did you mean `database`? (command-line flag)
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from forewarn.validation import clean_loc, describe, suggest
 
 CONFIG_ENV = "FOREWARN_CONFIG"
 DEFAULT_CONFIG_FILES = ("forewarn.yaml", "forewarn.yml")
@@ -66,6 +72,26 @@ class StorageSettings(Section):
     insert_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class TLSSettings(Section):
+    """Server TLS in the OpenTelemetry Collector's ``tls`` block shape; off while ``cert_file`` is unset.
+
+    ``client_ca_file`` turns on mutual TLS (clients must present a certificate it signed). The
+    certificate and key are re-read when their files change, so a renewal needs no restart.
+    """
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    client_ca_file: Path | None = None
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    reload_interval_s: float = Field(
+        default=60.0, ge=0, description="how often changed files are re-read; 0: never"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
 class CollectorSettings(Section):
     host: str = Field(default="localhost", description="interface both receivers bind to")
     grpc_port: int = Field(default=4317, ge=0, le=65535)
@@ -81,8 +107,44 @@ class CollectorSettings(Section):
     auth_tokens: list[SecretStr] = Field(
         default_factory=list, description="bearer tokens accepted on ingest; empty = no auth"
     )
+    tenants: dict[str, list[SecretStr]] = Field(
+        default_factory=dict,
+        description="tenant name -> its bearer tokens; rows accepted with one get the resource "
+        "attribute forewarn.tenant; with tenants or auth_tokens set, a request needs a valid token",
+    )
+    tls: TLSSettings = Field(
+        default_factory=TLSSettings, description="TLS (and mutual TLS) for both OTLP receivers"
+    )
     exporter: Literal["clickhouse", "kafka"] = "clickhouse"
     drain_timeout_s: float = Field(default=30.0, ge=0)
+    dedup_window_s: float = Field(
+        default=3600.0,
+        ge=0,
+        le=86400,
+        description="direct path: a request identical to one committed this recently is stored once "
+        "(client re-sends); 0: off",
+    )
+    memory_limit_mib: float = Field(
+        default=500.0,
+        ge=0,
+        description="bound on the collector's anonymous resident memory; new requests get 429 / "
+        "RESOURCE_EXHAUSTED above memory_limit_mib - memory_spike_limit_mib; 0: no bound",
+    )
+    max_queue_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="a signal's queue holds at most this many seconds of work (at its recent commit "
+        "rate), beyond it 429 / RESOURCE_EXHAUSTED: answers come before the SDKs' 10 s timeout; 0: off",
+    )
+    memory_spike_limit_mib: float = Field(
+        default=100.0, ge=0, description="headroom under memory_limit_mib for what is already accepted"
+    )
+
+    @model_validator(mode="after")
+    def _spike_under_limit(self) -> CollectorSettings:
+        if self.memory_limit_mib and self.memory_spike_limit_mib >= self.memory_limit_mib:
+            raise ValueError("memory_spike_limit_mib must be below memory_limit_mib")
+        return self
 
 
 class KafkaSettings(Section):
@@ -129,10 +191,10 @@ class KafkaSettings(Section):
 
 class DetectorSettings(Section):
     threshold: float = Field(
-        default=0.999,
+        default=0.995,
         gt=0,
         le=1,
-        description="committed alert threshold on the score (tuned on synthetic data)",
+        description="committed alert threshold on the score (chosen on the tuning half of real corpora)",
     )
     seed: int = 42
 
@@ -142,8 +204,25 @@ class AlertsSettings(Section):
 
     listen: str = "127.0.0.1:9093"
     config_file: Path | None = Field(default=None, description="Alertmanager YAML of the router")
-    url: str | None = Field(default=None, description="router that forewarn's own alerts are posted to")
+    listen_fallback: bool = Field(
+        default=False,
+        description="`forewarn up`: when `listen` is taken, serve on a free port (printed and in the "
+        "discovery file) instead of failing",
+    )
+    url: str | None = Field(
+        default=None,
+        description="router that forewarn's own alerts are posted to and that `silence`/`remediation` "
+        "commands talk to (default: the running forewarn of --data-dir, else http://<listen>)",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="bearer token the commands send to the router (one of its api_tokens)"
+    )
     api_tokens: list[SecretStr] = Field(default_factory=list)
+    web_config_file: Path | None = Field(
+        default=None,
+        description="Prometheus web configuration file (tls_server_config, basic_auth_users, "
+        "http_server_config) for the router's HTTPS and basic authentication",
+    )
     external_url: str | None = Field(default=None, description="URL receivers see as externalURL")
     max_alerts: int = Field(default=1_000_000, ge=1, description="bound on alerts held in memory")
     resend_grace_s: float = Field(
@@ -165,6 +244,11 @@ class FlowsSettings(Section):
     )
     step_s: float = Field(default=10.0, gt=0, description="signal bucket width")
     lateness_s: float = Field(default=5.0, ge=0, description="a bucket is scored this long after it ends")
+    max_lateness_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="when data keeps arriving after its bucket was scored, the wait grows up to this",
+    )
     max_batch_buckets: int = Field(default=360, ge=1, description="catch-up bound per micro-batch")
     max_batch_points: int = Field(
         default=2_000_000, ge=1000, description="catch-up bound per micro-batch: buckets x known series"
@@ -181,15 +265,35 @@ class FlowsSettings(Section):
     cold_start_points: int = Field(
         default=6, ge=3, description="points before a gross deviation of a still-warming series alerts"
     )
+    persist_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="before its models are warm, a deviation counts once it lasted this long (at least 2 buckets)",
+    )
     forecast_horizon_s: float = Field(default=6 * 3600.0, gt=0, description="warn when a limit is this close")
     saturation_limits: dict[str, float] = Field(
         default_factory=lambda: {"*percent*": 100.0, "*_pct*": 100.0, "*utilization*": 1.0},
         description="series-name glob -> limit for time-to-full forecasts (first match wins)",
     )
     correlation_window_s: float = Field(
-        default=120.0, gt=0, description="anomalies this close join one incident"
+        default=30.0,
+        gt=0,
+        description="an anomaly joins an incident related to it in the call graph whose latest anomaly is this recent",
     )
-    resolve_after_s: float = Field(default=300.0, gt=0, description="an incident quiet this long is resolved")
+    resolve_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="quiet period: an incident without onsets or firing series this long is resolved",
+    )
+    incident_max_s: float = Field(
+        default=4 * 3600.0, gt=0, description="bounded lifetime: an incident this old is resolved"
+    )
+    dashboards_url: str | None = Field(
+        default=None, description="Grafana base URL that notifications link to (relative links when unset)"
+    )
+    summary_interval_s: float = Field(
+        default=60.0, gt=0, description="how often `forewarn up` logs a one-line summary of the flows"
+    )
     incident_hold_buckets: int = Field(
         default=2,
         ge=1,
@@ -213,6 +317,84 @@ class FlowsSettings(Section):
     )
 
 
+class SLOSettings(Section):
+    """Service-level objectives: where their files are and how the SLO flow counts and alerts."""
+
+    dir: Path | None = Field(
+        default=None, description="directory of OpenSLO / Sloth YAML files (off when unset)"
+    )
+    step_s: float = Field(default=60.0, ge=1, le=300, description="width of the good/total event buckets")
+    lateness_s: float = Field(default=60.0, ge=0, description="a bucket is counted this long after it ends")
+    max_batch_buckets: int = Field(
+        default=1440, ge=1, description="buckets one SLO catches up per run (a new SLO backfills its window)"
+    )
+    interval_s: float = Field(default=60.0, gt=0, description="how often the SLO flow runs")
+    hold_s: float = Field(
+        default=300.0, gt=0, description="a firing SLO alert that is not re-posted resolves after this long"
+    )
+    forecast_horizon_s: float = Field(
+        default=7 * 86400.0, gt=0,
+        description="rolling windows: warn when the budget is projected to run out within this long",
+    )  # fmt: skip
+
+
+class ClickHouseUser(Section):
+    """One user of the ClickHouse HTTP interface. Passwords are never stored in clear text: a
+    SHA-256 hex digest (``echo -n secret | sha256sum``) or the name of an environment variable."""
+
+    password_sha256_hex: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    password_env: str | None = Field(default=None, description="environment variable holding the password")
+    readonly: Literal[0, 1, 2] = Field(
+        default=1,
+        description="ClickHouse readonly level: 1 reads only (dashboards), 2 may also change settings, 0 may write",
+    )
+    disabled: bool = Field(default=False, description="refuse this user (e.g. to turn `default` off)")
+
+
+def _default_users() -> dict[str, ClickHouseUser]:
+    return {"default": ClickHouseUser()}
+
+
+class ClickHouseHTTPSettings(Section):
+    """ClickHouse's HTTP interface for the embedded store (``forewarn up`` and ``forewarn collector``)."""
+
+    host: str = Field(default="127.0.0.1", description="interface to bind; loopback unless you add passwords")
+    port: int = Field(default=8123, ge=0, le=65535, description="0: off")
+    users: dict[str, ClickHouseUser] = Field(
+        default_factory=_default_users,
+        description="user name -> password and readonly level; `default` (no password, read-only) stays unless redefined",
+    )
+    allow_passwordless_on_network: bool = Field(
+        default=False, description="let a user without password in when `host` is not a loopback address"
+    )
+    max_concurrent_queries: int = Field(
+        default=8, ge=1, description="more wait up to queue_timeout_s, then fail"
+    )
+    queue_timeout_s: float = Field(default=10.0, ge=0)
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024, gt=0, description="request body, after decompression"
+    )
+    max_result_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="formats ClickHouse cannot stream (JSON, Parquet...) are built in memory up to this",
+    )
+    max_execution_time_s: float = Field(
+        default=300.0, gt=0, description="per query, applied unless lower; read-only users cannot raise it"
+    )
+    max_memory_usage: int = Field(
+        default=4 * 1024**3, gt=0, description="bytes per query; read-only users cannot raise it"
+    )
+    readonly_settings: list[str] = Field(
+        default_factory=list,
+        description="extra settings read-only users may change (ClickHouse's changeable_in_readonly)",
+    )
+    display_name: str | None = Field(
+        default=None, description="X-ClickHouse-Server-Display-Name (default: host name)"
+    )
+    tls: TLSSettings = TLSSettings()
+
+
 class Settings(BaseSettings):
     """The whole effective configuration of one forewarn process."""
 
@@ -228,6 +410,14 @@ class Settings(BaseSettings):
     detectors: DetectorSettings = DetectorSettings()
     alerts: AlertsSettings = AlertsSettings()
     flows: FlowsSettings = FlowsSettings()
+    slo: SLOSettings = SLOSettings()
+    clickhouse_http: ClickHouseHTTPSettings = ClickHouseHTTPSettings()
+    _notices: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notices(self) -> list[str]:
+        """Warnings found while loading (deprecated names) for the command to print."""
+        return self._notices
 
     @property
     def storage_dsn(self) -> str:
@@ -261,18 +451,176 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _format_errors(err: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration ({origin}):"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"  {key}: {e['msg']}")
-    return "\n".join(lines)
+ENV_PREFIX = "FOREWARN_"
+# FOREWARN_* variables that are not configuration keys: read by commands or by Grafana's
+# provisioning files, or named by the examples of the docs (the remediation signing key).
+OTHER_ENV = frozenset(
+    {
+        "FOREWARN_CONFIG",
+        "FOREWARN_GRAFANA_URL",
+        "FOREWARN_GRAFANA_TOKEN",
+        "FOREWARN_GRAFANA_CLICKHOUSE_PASSWORD",
+        "FOREWARN_CLICKHOUSE_HOST",
+        "FOREWARN_CLICKHOUSE_PORT",
+        "FOREWARN_CLICKHOUSE_PROTOCOL",
+        "FOREWARN_CLICKHOUSE_SECURE",
+        "FOREWARN_CLICKHOUSE_USER",
+        "FOREWARN_CLICKHOUSE_PASSWORD",
+        "FOREWARN_CLICKHOUSE_DATABASE",
+        "FOREWARN_ROUTER_URL",
+        "FOREWARN_DASHBOARDS_PATH",
+        "FOREWARN_REMEDIATION_SECRET",
+    }
+)
+# Old names still read, with a warning naming the new one.
+DEPRECATED_ENV = {"FOREWARN_ALERTS_TOKEN": "FOREWARN_ALERTS__TOKEN"}
+
+
+def setting_env_names(
+    model: type[BaseModel] | None = None, prefix: str = ENV_PREFIX
+) -> dict[str, tuple[str, ...]]:
+    """Every ``FOREWARN_*`` name of a setting, mapped to its key path.
+
+    >>> setting_env_names()["FOREWARN_COLLECTOR__GRPC_PORT"]
+    ('collector', 'grpc_port')
+    """
+    model = model or Settings
+    out: dict[str, tuple[str, ...]] = {}
+    for name, field in model.model_fields.items():
+        var = prefix + name.upper()
+        out[var] = (name,)
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            for v, path in setting_env_names(sub, var + "__").items():
+                out[v] = (name, *path)
+    return out
+
+
+def _field_at(path: tuple[str, ...]) -> Any:
+    model: Any = Settings
+    field = None
+    for part in path:
+        field = model.model_fields[part]
+        model = field.annotation
+    return field
+
+
+def _env_value(path: tuple[str, ...], raw: str) -> Any:
+    """Lists and mappings come as JSON (as pydantic-settings reads them); the rest as text."""
+    from typing import get_origin
+
+    field = _field_at(path)
+    ann = field.annotation if field is not None else None
+    if get_origin(ann) in (list, dict) or ann in (list, dict):
+        return json.loads(raw)
+    return raw
+
+
+def _environment(
+    environ: dict[str, str],
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str], list[str], list[str]]:
+    """``FOREWARN_*`` variables as nested settings, their origins, errors and warnings."""
+    known = setting_env_names()
+    data: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    errors: list[str] = []
+    warnings: list[str] = []
+    upper = {k.upper(): (k, v) for k, v in environ.items() if k.upper().startswith(ENV_PREFIX)}
+    for var in sorted(upper):
+        name, raw = upper[var]
+        if var in OTHER_ENV:
+            continue
+        if var in DEPRECATED_ENV:
+            new = DEPRECATED_ENV[var]
+            if new in upper:
+                warnings.append(f"{name} is deprecated and ignored because {new} is set")
+                continue
+            warnings.append(f"{name} is deprecated; use {new}")
+            var = new
+        path = known.get(var)
+        if path is None:
+            if "__" in var:
+                errors.append(_unknown_env(name, known))
+            elif (hint := suggest(var, [*known, *OTHER_ENV], cutoff=0.85)) or (
+                hint := _single_underscore_form(var, known)
+            ):
+                errors.append(f"unknown environment variable {name}; did you mean {hint}?")
+            # else: a FOREWARN_* name of the user's own (e.g. a hook secret named by secret_env)
+            continue
+        if known.get(var) and _is_section(path):
+            errors.append(f"{name}: `{'.'.join(path)}` is a section; set its keys, e.g. {var}__<KEY>")
+            continue
+        try:
+            value = _env_value(path, raw)
+        except ValueError as e:
+            errors.append(f'{name} must be JSON (a list or mapping), e.g. \'["a", "b"]\': {e}')
+            continue
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+        origins[path] = f"environment variable {name}"
+    return data, origins, errors, warnings
+
+
+def _is_section(path: tuple[str, ...]) -> bool:
+    ann = _field_at(path).annotation
+    return isinstance(ann, type) and issubclass(ann, BaseModel)
+
+
+def _single_underscore_form(var: str, known: dict[str, tuple[str, ...]]) -> str | None:
+    """``FOREWARN_COLLECTOR_GRPC_PORT`` (one underscore where two belong) -> the real name."""
+    flat = {k.replace("__", "_"): k for k in known if "__" in k}
+    return flat.get(var)
+
+
+def _unknown_env(name: str, known: dict[str, tuple[str, ...]]) -> str:
+    var = name.upper()
+    head, _, rest = var[len(ENV_PREFIX) :].partition("__")
+    sections = sorted({p[0].upper() for p in known.values() if len(p) > 1})
+    if head not in sections:
+        hint = suggest(head, sections)
+        fixed = f"; did you mean {ENV_PREFIX}{hint}__{rest}?" if hint else ""
+        return f"unknown environment variable {name}: no section `{head.lower()}`{fixed}"
+    hint = suggest(var, known)
+    return f"unknown environment variable {name}" + (f"; did you mean {hint}?" if hint else "")
+
+
+def _merge(into: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+    return into
+
+
+def _paths(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for k, v in d.items():
+        yield (*prefix, k)
+        if isinstance(v, dict):
+            yield from _paths(v, (*prefix, k))
+
+
+def _origin(loc: tuple[Any, ...], origins: dict[tuple[str, ...], str], default: str) -> str:
+    path = tuple(str(p) for p in loc if not isinstance(p, int))
+    while path:
+        if path in origins:
+            return origins[path]
+        path = path[:-1]
+    return default
 
 
 def load_settings(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Build the effective settings; raises ConfigError naming each bad key."""
+    """Build the effective settings; raises ConfigError naming every problem at once."""
     file = _find_config_file(path)
     file_data = _read_yaml(file) if file else {}
+    env_data, origins, errors, warnings = _environment(dict(os.environ))
+    flags = _prune_none(overrides or {})
+    for p in _paths(flags):
+        origins[p] = "command-line flag"
+    where_file = f"in {file}" if file else "in the configuration"
+    merged = _merge(_merge(copy.deepcopy(file_data), env_data), flags)
 
     class _Loaded(Settings):
         @classmethod
@@ -284,27 +632,20 @@ def load_settings(path: Path | str | None = None, overrides: dict[str, Any] | No
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, _DictSource(settings_cls, file_data))
+            return (init_settings,)  # the environment was read above, with its own checks
 
-    origin = f"file {file}, FOREWARN_* environment" if file else "FOREWARN_* environment, flags"
+    settings = None
     try:
-        return _Loaded(**_prune_none(overrides or {}))
+        settings = _Loaded(**merged)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, origin)) from None
-
-
-class _DictSource(PydanticBaseSettingsSource):
-    """The YAML file's contents as the lowest-priority settings source."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
+        for err in e.errors():
+            line = describe(dict(err), Settings)
+            errors.append(f"{line} ({_origin(clean_loc(err['loc']), origins, where_file)})")
+    if errors:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {e}" for e in dict.fromkeys(errors)))
+    assert settings is not None
+    settings._notices = warnings
+    return settings
 
 
 def _prune_none(d: dict[str, Any]) -> dict[str, Any]:

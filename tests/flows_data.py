@@ -130,7 +130,7 @@ def scenario(
 ) -> None:
     """Three services (web calls db; api alone) with steady traffic and logs, then from bucket
     ``incident_at`` a latency regression of db's ``SELECT orders`` (seen by web too), an error burst
-    in web and a new error log template in db; plus a disk of ``api`` that fills up throughout."""
+    in web and a new error log template in db; plus a disk of ``api`` that fills up throughout (full about 18 minutes after the last bucket)."""
     rng = random.Random(seed)
     spans, logs, disk = [], [], []
     for b in range(buckets):
@@ -173,14 +173,17 @@ def scenario(
             ("db", t0_ms + b * step_ms + 300, 9, f"checkpoint complete: wrote {rng.randint(10, 99)} buffers")
         )
         if bad:
-            logs.append(("db", t0_ms + b * step_ms + 500, 17, f"deadlock detected on table orders tx {b}"))
+            logs += [
+                ("db", t0_ms + b * step_ms + 500 + i, 17, f"deadlock detected on table orders tx {b}{i}")
+                for i in range(3)
+            ]
         disk.append(
             (
                 "api",
                 "system.filesystem.utilization",
                 {"device": "/dev/sda1"},
                 t0_ms + b * step_ms + 100,
-                0.5 + 0.0004 * b + rng.random() * 0.0002,
+                0.5 + 0.003 * b + rng.random() * 0.0002,
             )
         )
     insert_spans(client, db, spans)

@@ -314,13 +314,13 @@ def test_unreachable_receiver_keeps_router_running(sink: WebhookSink) -> None:
     )
     with RouterThread(config) as r:
         httpx.post(r.url + "/api/v2/alerts", json=[{"labels": {"alertname": "Lost?"}}]).raise_for_status()
-        time.sleep(1.5)  # the first flush fails and retries in the background
+        failed = 'forewarn_alerts_notifications_failed_total{integration="webhook"}'
+        deadline = time.monotonic() + 20  # the first flush (+0.2 s) fails and retries in the background
+        while time.monotonic() < deadline and failed not in httpx.get(r.url + "/metrics").text:
+            time.sleep(0.05)
         assert httpx.get(r.url + "/-/healthy").status_code == 200
         assert httpx.get(r.url + "/api/v2/alerts").json()[0]["labels"] == {"alertname": "Lost?"}
-        assert (
-            'forewarn_alerts_notifications_failed_total{integration="webhook"}'
-            in httpx.get(r.url + "/metrics").text
-        )
+        assert failed in httpx.get(r.url + "/metrics").text
 
 
 def test_api_tokens(sink: WebhookSink) -> None:
@@ -360,6 +360,21 @@ def test_reload_keeps_running_config_on_error(sink: WebhookSink) -> None:
         bad = httpx.post(r.url + "/-/reload")
         assert bad.status_code == 500 and "bogus_top_level: unsupported key" in bad.text
         assert [x["name"] for x in httpx.get(r.url + "/api/v2/receivers").json()] == ["hook", "dead"]
+        # Loads, but cannot be built (a TLS file it names is missing): refused, and the running
+        # config keeps routing (the old dispatcher used to be stopped before the new one failed).
+        cfg.write_text(
+            good.replace(
+                '[{url: "' + sink.url + '/hook"}]',
+                '[{url: "' + sink.url + '/hook", http_config: {tls_config: {ca_file: /nonexistent/ca.pem}}}]',
+            )
+        )
+        bad = httpx.post(r.url + "/-/reload")
+        assert bad.status_code == 500 and "cannot load ca_file" in bad.text, bad.text
+        post_alerts(r.url, [{"labels": {"alertname": "StillRouted", "service": "s"}}])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not _group_notes(sink, "StillRouted"):
+            time.sleep(0.05)
+        assert _group_notes(sink, "StillRouted")
         cfg.write_text(good.replace("name: dead", "name: renamed"))
         assert httpx.post(r.url + "/-/reload").status_code == 200
         assert [x["name"] for x in httpx.get(r.url + "/api/v2/receivers").json()] == ["hook", "renamed"]
@@ -474,3 +489,24 @@ def test_silence_queries_like_alertmanager(fw: RouterThread, am: Alertmanager | 
         diffs: list[str] = []
         diff_value(a, f, str(extra), diffs)
         assert not diffs, diffs
+
+
+def test_old_alerts_posted_together_flush_together(sink: WebhookSink, fw: RouterThread) -> None:
+    """Old alerts (startsAt + group_wait past) flush their new group at once; forewarn inserts a
+    request's alerts before any flush can run, so the first notification carries all of them.
+    (Alertmanager may send only the first ones then: its dispatcher inserts them one by one
+    while the group's goroutine already flushes; the differential tests avoid that race.)"""
+    body = [
+        {"labels": {"alertname": "OldBatch", "service": "s", "i": str(i)}, "startsAt": "2026-01-01T00:00:00Z"}
+        for i in range(5)
+    ]
+    httpx.post(fw.url + "/api/v2/alerts", json=body).raise_for_status()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not _group_notes(sink, "OldBatch"):
+        time.sleep(0.05)
+    first = _group_notes(sink, "OldBatch")[0]
+    assert sorted(a["labels"]["i"] for a in first.body["alerts"]) == ["0", "1", "2", "3", "4"]
+
+
+def _group_notes(sink: WebhookSink, alertname: str) -> list:  # type: ignore[type-arg]
+    return [r for r in sink.received("/hook") if r.body["groupLabels"].get("alertname") == alertname]

@@ -91,9 +91,24 @@ receivers:
         }
         for e in ("prod", "dev")
     ]
-    steps = [(0.0, post(*crit)), (0.1, post(*fe)), (0.5, post({"labels": {"alertname": "Other", "x": "1"}}))]
-    am, fw, t0 = run_both(config, steps, duration=8.5)
+    # One old alert alone first: its group flushes at once, with exactly that alert. The other
+    # two join the flushed group half a second later and wait for its group_interval (+2 s),
+    # and the repeat comes 5 s after that, at the +8 s flush. Posting the three old alerts in
+    # one request would race Alertmanager against itself: its API hands a request's alerts to
+    # the dispatcher one by one over a channel, and the group's goroutine, started by the first
+    # alert with its timer at zero, may flush before the others are inserted (+0/1 alert,
+    # +2, +8 s) or after (+0/all, +6 s); forewarn inserts a request's alerts atomically.
+    steps = [
+        (0.0, post(crit[0])),
+        (0.1, post(*fe)),
+        (0.5, post({"labels": {"alertname": "Other", "x": "1"}})),
+        (0.5, post(*crit[1:])),
+    ]
+    am, fw, t0 = run_both(config, steps, duration=9.5)
     assert len(am) >= 8
+    ops = [r for r in am if r.path == "/ops"]
+    # The scenario does what it says (its times are compared with forewarn's by assert_same).
+    assert [(len(r.body["alerts"]), r.body["truncatedAlerts"]) for r in ops] == [(1, 0), (2, 1), (2, 1)]
     assert_same(am, fw, t0)
 
 
@@ -118,18 +133,21 @@ receivers:
 """
 
     def alert(i: int, end: float | None = None) -> dict[str, Any]:
-        a: dict[str, Any] = {"labels": {"alertname": "Err", "pod": f"p{i}"}, "startsAt": at(-5)}
+        # Not old (startsAt + group_wait is ahead): both alerts are in the first flush at +1 s.
+        # Two old alerts in one request would race Alertmanager's immediate flush against its
+        # own insertion of the second one (see test_routing_grouping_continue_max_alerts_and_repeat).
+        a: dict[str, Any] = {"labels": {"alertname": "Err", "pod": f"p{i}"}, "startsAt": at(0)}
         if end is not None:
             a["endsAt"] = at(end)
         return a
 
     steps = [
         (0.0, post(alert(1, 600), alert(2, 600))),
-        (1.5, post(alert(1, 1.5))),  # partial resolution (flushes at +0, +3, +6, ...: steps far from them)
-        (4.5, post(alert(2, 4.5))),  # all resolved
-        (7.5, post(alert(3, 600))),  # re-fire in the same group
+        (2.5, post(alert(1, 2.5))),  # partial resolution (flushes at +1, +4, +7, ...: steps far from them)
+        (5.5, post(alert(2, 5.5))),  # all resolved
+        (8.5, post(alert(3, 600))),  # re-fire in the same group
     ]
-    am, fw, t0 = run_both(config, steps, duration=10.5)
+    am, fw, t0 = run_both(config, steps, duration=11.5)
     assert any(r.body["status"] == "resolved" for r in am if r.path == "/loud")
     assert_same(am, fw, t0)
 
@@ -233,7 +251,10 @@ receivers:
 
 
 def test_repost_dedup_merge_and_resolve_timeout() -> None:
-    config = grouped_config(top="global:\n  resolve_timeout: 3s")
+    # 3.5 s keeps every resolution half a second from a flush (group_wait 1 s, group_interval 2 s):
+    # with 3 s the Timeout alert (posted at +2) resolved at +5.0, on its group's second flush, and
+    # which side of that instant each router landed on decided when the resolution was sent
+    config = grouped_config(top="global:\n  resolve_timeout: 3500ms")
     a = {"labels": {"alertname": "Flappy", "host": "h1"}, "annotations": {"v": "1"}, "startsAt": at(-2)}
     steps = [
         (0.0, post(a)),
@@ -285,13 +306,13 @@ receivers:
         {
             "labels": {"alertname": "Down", "severity": "critical", "instance": f"i{i}"},
             "annotations": {"summary": "gone"},
-            "startsAt": at(-30),
+            "startsAt": at(0),  # not old: both are in the first flush (+1 s), no race with the insert
             "generatorURL": "http://prom/graph",
         }
         for i in range(2)
     ]
-    steps = [(0.0, post(*alerts)), (1.0, post(*({**a, "endsAt": at(1.0)} for a in alerts)))]
-    am, fw, t0 = run_both(config, steps, duration=3.0)
+    steps = [(0.0, post(*alerts)), (1.5, post(*({**a, "endsAt": at(1.5)} for a in alerts)))]
+    am, fw, t0 = run_both(config, steps, duration=4.0)
     assert {r.path for r in am} == {"/slack", "/pd"} and len(am) == 4
     assert_same(am, fw, t0)
 
@@ -394,6 +415,7 @@ def test_time_layouts_and_offsets_like_alertmanager() -> None:
         Alertmanager(config.replace("SINK", am_sink.url)) as am,
         RouterProcess(config.replace("SINK", fw_sink.url)) as fw,
     ):
+        accepted: set[str] = set()
         for i, s in enumerate(TIME_INPUTS):
             alerts = [{"labels": {"alertname": "T", "i": str(i)}, "startsAt": s}]
             if i == 0:  # a resolved alert keeps its endsAt's offset too
@@ -409,13 +431,22 @@ def test_time_layouts_and_offsets_like_alertmanager() -> None:
                 for u in (am.url, fw.url)
             ]
             assert codes[0] == codes[1], (s, codes)
-        time.sleep(1.5)
-        shown = [
-            {
-                a["labels"]["i"]: (a["startsAt"], a["endsAt"])
-                for r in sink.received()
-                for a in r.body["alerts"]
-            }
-            for sink in (am_sink, fw_sink)
-        ]
-    assert len(shown[0]) > 5 and shown[0] == shown[1]
+            if codes[0] == 200:
+                accepted.update(a["labels"]["i"] for a in alerts)
+
+        def shown() -> list[dict[str, tuple[str, str]]]:
+            return [
+                {
+                    a["labels"]["i"]: (a["startsAt"], a["endsAt"])
+                    for r in sink.received()
+                    for a in r.body["alerts"]
+                }
+                for sink in (am_sink, fw_sink)
+            ]
+
+        # Until both have notified every accepted alert (a flush every second), not a fixed sleep.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(s.keys() != accepted for s in shown()):
+            time.sleep(0.05)
+        am_shown, fw_shown = shown()
+    assert len(am_shown) > 5 and am_shown == fw_shown

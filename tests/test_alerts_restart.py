@@ -3,12 +3,14 @@ resolve), a busy port or bad config is a clear error, ``forewarn silence`` talks
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -152,7 +154,7 @@ route:
   repeat_interval: 1h
   routes:
     - matchers: [alertname=R]
-      repeat_interval: 6s
+      repeat_interval: 7s500ms
 receivers:
   - name: hook
     webhook_configs: [{url: "SINK/hook"}, {url: "SINK/quiet", send_resolved: false}]
@@ -167,9 +169,14 @@ receivers:
         }
 
     def both(at: float, *alerts: dict[str, object]) -> None:
+        """Post to both at once (one after the other, a slow first answer delays the second)."""
         time.sleep(max(0.0, at - time.time()))
-        for url in (am.url, fw.url):
+
+        def post(url: str) -> None:
             httpx.post(url + "/api/v2/alerts", json=list(alerts), trust_env=False).raise_for_status()
+
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(post, (am.url, fw.url)))
 
     with WebhookSink() as am_sink, WebhookSink() as fw_sink:
         am_cfg, fw_cfg = config.replace("SINK", am_sink.url), config.replace("SINK", fw_sink.url)
@@ -181,30 +188,43 @@ receivers:
             firing = [alert("A", 1), alert("A", 2), alert("B", 1), alert("R", 1)]
             both(t0, *firing)
             time.sleep(max(0.0, t0 + 1.8 - time.time()))  # notified at +1 s, logged
+            # ... and, on a loaded machine, not stopped before both have sent all six.
+            _wait(lambda: len(am_sink.received()) >= 6 and len(fw_sink.received()) >= 6, timeout=20)
+            time.sleep(0.3)  # the notification log is written right after the receiver answers
         assert not diff_notifications(am_sink.received(), fw_sink.received(), t0)
         n = len(am_sink.received())
         assert n == 6, [r.path for r in am_sink.received()]
+        # R's notification, logged just after: its repeat interval (7.5 s, not a multiple of the
+        # 3 s group interval) runs from here.
+        tn = max(r.t for s in (am_sink, fw_sink) for r in s.received() if '"R"' in r.body["groupKey"])
         with (
             Alertmanager(am_cfg, data_dir=tmp_path / "am") as am,
             RouterProcess(fw_cfg, data_dir=tmp_path / "fw") as fw,
         ):
-            # The same alerts again at t0 + 5.5 s (before: groups flushed at +1, +4, +7, ...):
-            # their groups flush at once and send nothing (R's repeat interval, 6 s from +1 s,
-            # has not passed at t1; it has at t1 + 3 s), then every 3 s from t1.
-            t1 = max(time.time(), t0 + 5.5)
+            # The same alerts again at t1, however long the restart took: t1 is a whole multiple
+            # of 3 s after tn, so R's groups, re-created at t1 and flushed at once then every 3 s,
+            # decide its repeat 1.5 s away from the 7.5 s (3 s after tn: at t1 + 6; 6 s after:
+            # at t1 + 3; 9 s or more: at once). The A and B groups send nothing at t1 (already
+            # notified), then report the changes posted at t1 + 1 and t1 + 3.5.
+            t1 = tn + 3 * math.ceil((time.time() + 0.5 - tn) / 3)
+            r_at = max(0, round(9 - (t1 - tn)))
             both(t1, *firing)
             both(t1 + 1.0, alert("A", 2, time.time()), alert("A", 3))  # reported at t1 + 3 s
             both(t1 + 3.5, alert("B", 2))  # reported at t1 + 6 s
             time.sleep(max(0.0, t1 + 7.0 - time.time()))
-        after_am, after_fw = am_sink.received()[n:], fw_sink.received()[n:]
+            # What both sent in the window, read before they stop: stopping takes seconds on a
+            # loaded machine, and the one still running would send R's next repeat (t1 + 9).
+            after_am, after_fw = am_sink.received()[n:], fw_sink.received()[n:]
         diffs = diff_notifications(after_am, after_fw, t1)
         assert not diffs, "\n".join(diffs)
         got = sorted((round(r.t - t1), r.path, r.body["groupKey"]) for r in after_am)
-        assert got == [
-            (3, "/hook", '{}/{alertname="R"}:{alertname="R"}'),
-            (3, "/hook", '{}:{alertname="A"}'),
-            (3, "/quiet", '{}/{alertname="R"}:{alertname="R"}'),
-            (3, "/quiet", '{}:{alertname="A"}'),
-            (6, "/hook", '{}:{alertname="B"}'),
-            (6, "/quiet", '{}:{alertname="B"}'),
-        ], got
+        assert got == sorted(
+            [
+                (r_at, "/hook", '{}/{alertname="R"}:{alertname="R"}'),
+                (3, "/hook", '{}:{alertname="A"}'),
+                (r_at, "/quiet", '{}/{alertname="R"}:{alertname="R"}'),
+                (3, "/quiet", '{}:{alertname="A"}'),
+                (6, "/hook", '{}:{alertname="B"}'),
+                (6, "/quiet", '{}:{alertname="B"}'),
+            ]
+        ), (t1 - tn, got)

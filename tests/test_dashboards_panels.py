@@ -129,6 +129,52 @@ def test_report_renders_every_panel_instance(sample, tmp_path):
     assert img.shape[0] > 200 and img.shape[1] > 600 and img[..., :3].std() > 0.05  # not a blank canvas
 
 
+def test_report_incidents_show_their_real_state_not_all_firing(sample, tmp_path):
+    """`report` listed every incident as "firing": an incident quiet for longer than the
+    correlation window dropped out of the score flow's view before resolve_after_s, so it was never
+    resolved. Incidents quiet for resolve_after_s are resolved, and the report says so."""
+    from forewarn.dashboards.report import render_report
+
+    client, info = sample
+    # the last micro-batch ends up to a bucket plus the lateness before the sample's end
+    quiet_since = info.end_ms - 300_000 - 60_000
+    resolved, stuck = client.query(
+        "SELECT countIf(resolved), groupArrayIf(toString(updated_at), NOT resolved AND "
+        f"toUnixTimestamp64Milli(updated_at) < {quiet_since}) FROM incidents FINAL WHERE run = 'live'"
+    ).result_rows[0]
+    assert resolved > 0 and stuck == [], (stuck, info.end_ms)
+    r = TimeRange(info.start_ms / 1000, info.end_ms / 1000 + 60, interval_s=60)
+    page = render_report(client, [DASHBOARDS["forewarn-alerts"]], r, tmp_path / "r").read_text()
+    assert "<td>resolved</td>" in page
+
+
+def test_report_tables_keep_their_text_html_from_markdown_and_progress(sample, tmp_path):
+    """`report` tables cut their text off, its HTML showed raw markdown and a 30-second run
+    printed nothing."""
+    import io
+
+    from forewarn.dashboards.report import render_report
+    from rich.console import Console
+    from rich.progress import Progress
+
+    client, info = sample
+    r = TimeRange(info.start_ms / 1000, info.end_ms / 1000 + 60, interval_s=60)
+    dashboards = [DASHBOARDS["forewarn-alerts"], DASHBOARDS["forewarn-anomalies"]]
+    progress = Progress(console=Console(file=io.StringIO(), force_terminal=True, width=80))
+    with progress:
+        page = render_report(client, dashboards, r, tmp_path / "r", progress=progress).read_text()
+    overall = progress.tasks[0]
+    assert overall.total == 2 and overall.completed == 2
+    assert "<strong>silences</strong>" in page and "**silences**" not in page  # markdown rendered
+    longest = client.query(
+        "SELECT toString(alert_labels) FROM incidents FINAL WHERE run = 'live' ORDER BY length(toString(alert_labels)) DESC LIMIT 1"
+    ).result_rows[0][0]
+    assert len(longest) > 40
+    import html as html_mod
+
+    assert f"<td>{html_mod.escape(longest)}</td>" in page  # the whole cell, not cut at 28 characters
+
+
 def test_check_and_report_commands(sample, tmp_path):
     from typer.testing import CliRunner
 
@@ -145,3 +191,118 @@ def test_check_and_report_commands(sample, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "r" / "index.html").exists() and len(list((tmp_path / "r").glob("*.png"))) > 30
+
+
+@pytest.fixture(scope="module")
+def via_http(sample):
+    """The sample store behind the ClickHouse HTTP interface, read by clickhouse-connect over HTTP
+    as the dashboard user (``default``, read-only): the route Grafana takes to ``forewarn up``."""
+    import clickhouse_connect
+
+    from forewarn.clickhouse_http import ClickHouseHTTPServer
+
+    client, _ = sample
+    srv = ClickHouseHTTPServer(load_settings().clickhouse_http, SAMPLE_DSN[0], client.database, port=0)
+    srv.start()
+    yield clickhouse_connect.get_client(host="127.0.0.1", port=srv.port, database=client.database)
+    srv.stop()
+
+
+@pytest.mark.parametrize("uid", sorted(DASHBOARDS))
+def test_every_panel_query_runs_through_the_clickhouse_http_interface(sample, via_http, uid):
+    client, info = sample
+    r = TimeRange(info.start_ms / 1000, info.end_ms / 1000 + 60, interval_s=60)
+    direct = run_dashboard(client, DASHBOARDS[uid], r)
+    over_http = run_dashboard(via_http, DASHBOARDS[uid], r)
+    errors = {t.key: f"{t.error}\n{t.sql}" for t in [*over_http.targets, *over_http.annotations] if t.error}
+    assert not errors, errors
+    assert over_http.options == direct.options
+    for a, b in zip(
+        [*direct.targets, *direct.annotations], [*over_http.targets, *over_http.annotations], strict=True
+    ):
+        assert a.key == b.key and a.sql == b.sql
+        assert list(a.frame.columns) == list(b.frame.columns), a.key
+        assert len(a.frame) == len(b.frame), a.key
+        assert [str(t) for t in a.frame.dtypes] == [str(t) for t in b.frame.dtypes], a.key
+
+
+def _grafana_otel_queries(db: str, start_s: int, end_s: int, trace_id: str) -> dict[str, str]:
+    """The SQL the Grafana ClickHouse plugin (v4, OTel mode, version latest) sends for its trace
+    search, trace view, log view, log volume and trace-to-logs link, macros already expanded."""
+    tf = f"toDateTime({start_s})", f"toDateTime({end_s})"
+    return {
+        "trace search": f"""SELECT "TraceId" as traceID, "ServiceName" as serviceName, "SpanName" as traceName,
+            "Timestamp" as startTime, multiply("Duration", 0.000001) as duration FROM "{db}"."otel_traces"
+            WHERE ( Timestamp >= {tf[0]} AND Timestamp <= {tf[1]} ) AND ( ParentSpanId = '' ) AND ( Duration > 0 )
+            ORDER BY Timestamp DESC, Duration DESC LIMIT 1000""",
+        "trace view": f"""WITH '{trace_id}' as trace_id,
+            (SELECT min(Start) FROM "{db}"."otel_traces_trace_id_ts" WHERE TraceId = trace_id) as trace_start,
+            (SELECT max(End) + 1 FROM "{db}"."otel_traces_trace_id_ts" WHERE TraceId = trace_id) as trace_end
+            SELECT "TraceId" as traceID, "SpanId" as spanID, "ParentSpanId" as parentSpanID,
+              "ServiceName" as serviceName, "SpanName" as operationName,
+              multiply(toUnixTimestamp64Nano("Timestamp"), 0.000001) as startTime,
+              multiply("Duration", 0.000001) as duration,
+              arrayMap(key -> map('key', key, 'value',"SpanAttributes"[key]), mapKeys("SpanAttributes")) as tags,
+              arrayMap(key -> map('key', key, 'value',"ResourceAttributes"[key]), mapKeys("ResourceAttributes")) as serviceTags,
+              arrayMap((name, timestamp, attributes) -> tuple(name, toString(toUnixTimestamp64Milli(timestamp)),
+                arrayMap( key -> map('key', key, 'value', attributes[key]), mapKeys(attributes)))::Tuple(name String,
+                timestamp String, fields Array(Map(String, String))), "Events.Name", "Events.Timestamp", "Events.Attributes") AS logs,
+              arrayMap((traceID, spanID, attributes) -> tuple(traceID, spanID, arrayMap(key -> map('key', key, 'value',
+                attributes[key]), mapKeys(attributes)))::Tuple(traceID String, spanID String, tags Array(Map(String, String))),
+                "Links.TraceId", "Links.SpanId", "Links.Attributes") AS references,
+              "StatusCode" as statusCode, "StatusMessage" as statusMessage, "SpanKind" as kind, "TraceState" as traceState
+            FROM "{db}"."otel_traces" WHERE traceID = trace_id AND "Timestamp" >= trace_start AND "Timestamp" <= trace_end
+              AND ( Duration > 0 ) LIMIT 1000""",
+        "log view": f"""SELECT Timestamp as "timestamp", Body as "body", SeverityText as "level",
+            LogAttributes as "labels", TraceId as "traceID", SpanId as "spanID" FROM "{db}"."otel_logs"
+            WHERE ( timestamp >= {tf[0]} AND timestamp <= {tf[1]} ) ORDER BY timestamp DESC LIMIT 1000""",
+        "log volume": f"""SELECT toStartOfInterval("Timestamp", INTERVAL 60 second) as "time",
+            sum(multiSearchAny(toString("SeverityText"), ['critical','fatal','crit','alert','emerg','CRITICAL','FATAL','CRIT','ALERT','EMERG'])) as critical,
+            sum(multiSearchAny(toString("SeverityText"), ['error','err','eror','ERROR','ERR','EROR'])) as error,
+            sum(multiSearchAny(toString("SeverityText"), ['warn','warning','WARN','WARNING'])) as warn,
+            sum(multiSearchAny(toString("SeverityText"), ['info','information','informational','INFO','INFORMATION','INFORMATIONAL'])) as info,
+            sum(multiSearchAny(toString("SeverityText"), ['debug','DEBUG'])) as debug,
+            sum(multiSearchAny(toString("SeverityText"), ['trace','TRACE'])) as trace,
+            sum(multiSearchAny(toString("SeverityText"), ['unknown','UNKNOWN'])) as unknown
+            FROM "{db}"."otel_logs" WHERE ( Timestamp >= {tf[0]} AND Timestamp <= {tf[1]} )
+            GROUP BY time ORDER BY time ASC""",
+        "logs of a trace": f"""SELECT Timestamp as "timestamp", Body as "body", SeverityText as "level",
+            TraceId as "traceID" FROM "{db}"."otel_logs" WHERE ( traceID = '{trace_id}' )
+            AND ( Timestamp >= {tf[0]} AND Timestamp <= {tf[1]} ) ORDER BY timestamp DESC LIMIT 1000""",
+        "columns": f'DESC TABLE "{db}"."otel_traces"',
+        "tables": f'SHOW TABLES FROM "{db}"',
+        "databases": "SHOW DATABASES",
+        "version": "SELECT version()",
+    }
+
+
+def test_grafana_plugin_otel_queries_through_the_clickhouse_http_interface(sample, via_http):
+    client, info = sample
+    trace_id = client.command(
+        "SELECT TraceId FROM otel_traces WHERE ParentSpanId = '' AND Duration > 0 LIMIT 1"
+    )
+    queries = _grafana_otel_queries(
+        client.database, info.start_ms // 1000, info.end_ms // 1000 + 60, trace_id
+    )
+    for name, sql in queries.items():
+        got = via_http.query(sql)
+        want = client.query(sql)
+        assert got.column_names == want.column_names, name
+        assert got.row_count == want.row_count and got.row_count > 0, name
+    spans = via_http.query(queries["trace view"]).named_results()
+    assert {s["traceID"] for s in spans} == {trace_id}
+
+
+def test_the_dashboard_user_cannot_write_over_http(sample, via_http):
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    client, _ = sample
+    before = client.command("SELECT count() FROM otel_traces")
+    for sql in (
+        "TRUNCATE TABLE otel_traces",
+        "INSERT INTO otel_logs (Body) VALUES ('x')",
+        "DROP TABLE otel_logs",
+    ):
+        with pytest.raises(DatabaseError, match="READONLY"):
+            via_http.command(sql)
+    assert client.command("SELECT count() FROM otel_traces") == before

@@ -145,9 +145,16 @@ def test_cli_push(grafana, store, settings):
     assert "dashboard forewarn-service-overview: http://127.0.0.1" in res.output
     assert "annotations written: anomaly 3, incident 1, remediation 1" in res.output
     assert len(fake.dashboards) == 5
-    # An embedded store cannot be Grafana's data source: say so instead of provisioning a broken one.
+    # An embedded store: Grafana reads it through forewarn's ClickHouse HTTP interface, as the
+    # read-only default user; with the interface off, say so instead of provisioning a broken one.
     res = runner.invoke(app, ["grafana", "push", "--url", url], env=env)
-    assert res.exit_code == 2 and "--clickhouse-url" in res.output
+    assert res.exit_code == 0, res.output
+    ds = fake.datasources["forewarn-clickhouse"]["jsonData"]
+    assert (ds["host"], ds["port"], ds["protocol"], ds["username"]) == ("127.0.0.1", 8123, "http", "default")
+    res = runner.invoke(
+        app, ["grafana", "push", "--url", url], env={**env, "FOREWARN_CLICKHOUSE_HTTP__PORT": "0"}
+    )
+    assert res.exit_code == 2 and "--clickhouse-url" in res.output and "interface is off" in res.output
     res = runner.invoke(
         app, ["grafana", "push", "--url", url, "--clickhouse-url", "ftp://u:hunter2@ch:21"], env=env
     )
@@ -187,3 +194,24 @@ def test_follow_writes_new_annotations_as_they_happen(grafana, store, settings):
     assert len(tags) == len(set(tags)), "an event was annotated twice"
     assert sum(1 for a in fake.annotations if "anomaly" in a["tags"]) == 3
     assert sum(r.get("anomaly", 0) for r in rounds) == 3
+
+
+def test_push_includes_a_dashboard_per_slo(grafana, store, settings, tmp_path):
+    """With slo.dir set, `forewarn grafana push` adds one dashboard per SLO to the five."""
+    from test_slo_cli import SLO_FILE
+
+    fake, url = grafana
+    d = tmp_path / "slos"
+    d.mkdir()
+    (d / "api.yaml").write_text(SLO_FILE)
+    env = {"FOREWARN_STORAGE__DSN": settings.storage_dsn, "FOREWARN_STORAGE__DATABASE": settings.storage.database,
+           "FOREWARN_GRAFANA_TOKEN": TOKEN, "FOREWARN_SLO__DIR": str(d)}  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        ["grafana", "push", "--url", url, "--clickhouse-url", "http://ch:8123", "--no-annotations"],
+        env=env,
+    )
+    assert res.exit_code == 0, res.output
+    assert "dashboard forewarn-slo-api-availability: http://127.0.0.1" in res.output
+    assert len(fake.dashboards) == 6
+    assert fake.dashboards["forewarn-slo-api-availability"]["dashboard"]["title"] == "SLO · api availability"

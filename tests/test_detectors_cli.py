@@ -75,7 +75,7 @@ def test_detect_options_and_errors(tmp_path: Path) -> None:
         "--no-explain",
     )
     assert r.returncode == 0, r.stderr
-    assert dst.read_text().splitlines()[0] == "timestamp,value,anomaly_score,is_anomaly"
+    assert dst.read_text().splitlines()[0] == "timestamp,value,anomaly_score,is_anomaly,firing"
     bad = tmp_path / "bad.csv"
     bad.write_text("time,val\n1,2\n")
     r = _run("detect", "-i", str(bad), "-o", str(dst))
@@ -153,3 +153,45 @@ def test_labelled_folder_scores_like_the_direct_path(tmp_path: Path) -> None:
     direct = evaluate("direct", ensemble_detector(), corpus)
     assert via_csv.nab == pytest.approx(direct.nab, abs=1e-9)  # files summed in another order
     assert via_csv.recall == direct.recall and via_csv.precision == direct.precision
+
+
+def test_evaluate_corpus_reads_labelled_folders_and_prints_every_metric(tmp_path, capsys) -> None:
+    """``evaluate --corpus DIR``: labelled CSVs (plain or gzipped, any header case) in family
+    folders, the fixed tune/hold split, and a table with NAB-style, KPI F1 and event columns."""
+    import gzip
+
+    from forewarn.detectors.corpus import load_corpus
+    from forewarn.detectors.evaluate import main
+
+    rng = np.random.default_rng(4)
+    for fam, k in (("web", 3), ("db", 2)):
+        (tmp_path / fam).mkdir()
+        for i in range(k):
+            n = 6000 if (fam, i) == ("db", 0) else 1500
+            v = rng.normal(100, 2, n)
+            lab = np.zeros(n, int)
+            for at in (n // 3, 2 * n // 3):
+                v[at : at + 20] += 40
+                lab[at : at + 20] = 1
+            text = "TimeStamp,Value,Label\n" + "".join(
+                f"{1_600_000_000 + 60 * j},{v[j]:.3f},{lab[j]}\n" for j in range(n)
+            )
+            if i == 1:
+                with gzip.open(tmp_path / fam / f"s{i}.csv.gz", "wt") as f:
+                    f.write(text)
+            else:
+                (tmp_path / fam / f"s{i}.csv").write_text(text)
+    series = load_corpus(tmp_path)
+    parts = {s.name: s.ranges() for s in series}
+    assert parts["db/s0.csv"] == {"tune": (0, 3000), "hold": (3000, 6000)}  # long: cut in time
+    short = [next(iter(r)) for name, r in sorted(parts.items()) if name != "db/s0.csv"]
+    assert set(short) == {"tune", "hold"}  # short ones dealt to both parts
+    main(["--corpus", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| NAB standard | low FP | low FN |" in out and "KPI F1 (P / R)" in out
+    rows = [line for line in out.splitlines() if line.startswith(f"| **{tmp_path.name} ·")]
+    assert len(rows) == 2  # tune and hold
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        found, total = map(int, cells[7].split("/"))
+        assert total > 0 and found == total  # 40-sigma bumps: every event found

@@ -5,7 +5,8 @@ Steady traffic first, then an incident: a latency regression in db's ``SELECT or
 web's ``GET /checkout`` calls), an error burst in web, a new error log template in db, and the
 disk of api filling up. Expected: one grouped incident naming db / SELECT orders, delivered by the
 router to the webhook, and the disk forecast before the disk is full. Buckets are 1 s here so the
-test takes about a minute; nothing else differs from production settings.
+test takes about a minute; durations counted in buckets (the persistence of a deviation before
+models are warm) are scaled with them, and nothing else differs from production settings.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def test_sdk_incident_becomes_one_routed_incident_and_disk_warns_early(settings,
     s = settings.model_copy(deep=True)
     s.flows.step_s, s.flows.lateness_s, s.flows.interval_s = 1.0, 1.5, 0.5
     s.flows.correlation_window_s, s.flows.orchestrator = 20.0, "inline"
+    s.flows.persist_s = 2.0  # 2 buckets, as the default 20 s is at 10-s buckets
     with WebhookSink() as sink, RunningCollector(s) as collector:
         config = (
             "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n"

@@ -73,3 +73,23 @@ def test_flows_service_scores_through_prefect(prefect_server, store, settings):
     finally:
         svc.stop_thread()
     assert svc.orchestrator == "prefect" and svc.batches >= 2 and svc.errors == 0, svc.last_error
+
+
+def test_slo_flow_as_a_prefect_flow_run(prefect_server, store, settings, tmp_path):
+    """``forewarn-slo``: the SLO files of ``slo.dir`` counted, evaluated (a page) as a flow run."""
+    from forewarn.flows import prefect_flows
+    from test_slo_alerts import stream
+    from test_slo_cli import SLO_FILE
+
+    d = tmp_path / "slos"
+    d.mkdir()
+    (d / "api.yaml").write_text(SLO_FILE.replace("service: api\n", "service: api\nslo_period: 7d\n"))
+    s = settings.model_copy(deep=True)
+    s.slo.dir = d
+    now = int(time.time()) // 60 * 60_000
+    stream(store, s.storage.database, now - 70 * 60_000, 68, lambda i: 40)
+    prefect_flows.configure(s, s.storage_dsn)
+    state = prefect_flows.slo_flow(return_state=True)
+    assert state.is_completed()
+    out = state.result()
+    assert out["slos"] == 1 and out["runs"] >= 1 and out["firing"] == {"api-availability": ["page", "ticket"]}

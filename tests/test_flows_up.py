@@ -27,7 +27,8 @@ def test_forewarn_up_delivers_one_incident_and_the_disk_warning(tmp_path: Path):
         )
         grpc_port, http_port = free_port(), free_port()
         env = {**os.environ, "FOREWARN_FLOWS__STEP_S": "1", "FOREWARN_FLOWS__LATENESS_S": "1.5",
-               "FOREWARN_FLOWS__INTERVAL_S": "0.5", "FOREWARN_ALERTS__LISTEN": f"127.0.0.1:{free_port()}"}  # fmt: skip
+               "FOREWARN_FLOWS__INTERVAL_S": "0.5", "FOREWARN_FLOWS__PERSIST_S": "2", "FOREWARN_FLOWS__SUMMARY_INTERVAL_S": "5",
+               "FOREWARN_ALERTS__LISTEN": f"127.0.0.1:{free_port()}"}  # fmt: skip
         with open(tmp_path / "up.log", "wb") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
                 [FOREWARN, "up", "--data-dir", str(tmp_path / "data"), "--grpc-port", str(grpc_port),
@@ -71,3 +72,6 @@ def test_forewarn_up_delivers_one_incident_and_the_disk_warning(tmp_path: Path):
     assert len(ids) == 1
     assert "ForewarnSaturationForecast" in got and disk_at_warning < 1.0
     assert "scoring inline" not in text  # the flows ran through Prefect
+    # up says what it is doing: a summary line of the score loop, and no "no receiver" warning here
+    assert "flows: " in text and " batches scored " in text and "alerts posted to the router" in text
+    assert "alerts go to no receiver" not in text

@@ -133,7 +133,9 @@ def test_config_file_env_and_flags(tmp_path, monkeypatch) -> None:
     assert (s.storage.database, s.storage.ttl_days.logs, s.storage.ttl_days.traces) == ("fromfile", 5, 0)
     assert (s.collector.grpc_port, s.collector.http_port) == (2222, 3333)
     f.write_text("storage:\n  ttl_dayz: 3\n")
-    with pytest.raises(ConfigError, match=r"storage\.ttl_dayz"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key `ttl_dayz` in section `storage`; did you mean `ttl_days`"
+    ):
         load_settings(f)
     f.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
@@ -152,6 +154,7 @@ def test_config_show_masks_secrets(tmp_path) -> None:
 
 def test_query_formats_from_a_fresh_data_dir(tmp_path) -> None:
     dsn = f"chdb://{tmp_path / 'store'}"
+    subprocess.run([*FOREWARN, "migrate", "--storage", dsn], capture_output=True, check=True)
     sql = "SELECT number AS n, toString(number) AS s, toUInt64(number) * 1000000000000 AS big FROM numbers(2)"
     out = subprocess.run(
         [*FOREWARN, "query", "--storage", dsn, "--format", "json", sql],
@@ -177,6 +180,41 @@ def test_query_formats_from_a_fresh_data_dir(tmp_path) -> None:
     assert "0" in out.stdout  # the fresh store was migrated
     bad = subprocess.run([*FOREWARN, "query", "--storage", dsn, "SELEC 1"], capture_output=True, text=True)
     assert bad.returncode == 1 and "Syntax error" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_query_syntax_error_points_at_text_the_user_wrote(tmp_path) -> None:
+    """`query` used to append its own FORMAT clause, so an error quoted text the user never wrote."""
+    dsn = f"chdb://{tmp_path / 'store'}"
+    subprocess.run([*FOREWARN, "migrate", "--storage", dsn], capture_output=True, check=True)
+    for fmt in ("table", "json", "csv"):
+        bad = subprocess.run(
+            [*FOREWARN, "query", "--storage", dsn, "-f", fmt, "SELECT 1 FROM numbers(1) WHERE"],
+            capture_output=True,
+            text=True,
+        )
+        assert bad.returncode == 1 and "Syntax error" in bad.stderr
+        assert "FORMAT" not in bad.stderr and "JSONEachRow" not in bad.stderr, bad.stderr
+    # a FORMAT clause of the user's own wins over --format
+    out = subprocess.run(
+        [*FOREWARN, "query", "--storage", dsn, "-f", "json", "SELECT number FROM numbers(2) FORMAT CSV"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["0", "1"]
+
+
+def test_query_on_a_directory_without_a_store_says_so_and_creates_nothing(tmp_path) -> None:
+    """`forewarn query` run from another directory quietly created an empty store and printed 0."""
+    data = tmp_path / "elsewhere"
+    out = subprocess.run(
+        [*FOREWARN, "query", "--data-dir", str(data), "SELECT count() FROM otel_traces"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1 and out.stdout == ""
+    assert "no forewarn store in" in out.stderr and str(data) in out.stderr
+    assert not data.exists()
 
 
 def test_query_through_the_process_that_owns_the_store(tmp_path) -> None:

@@ -41,7 +41,10 @@ def test_documented_example_parses() -> None:
 @pytest.mark.parametrize(
     ("change", "path"),
     [
-        (lambda r: r["hooks"][0].update(urll="x"), "remediations.hooks[0].urll"),
+        (
+            lambda r: r["hooks"][0].update(urll="x"),
+            "unknown key `urll` in section `remediations.hooks[0]`; did you mean `url`?",
+        ),
         (lambda r: r["hooks"][0].update(url="ftp://x/"), "remediations.hooks[0].url"),
         (lambda r: r["hooks"][0].update(timeout="5 parsecs"), "remediations.hooks[0].timeout"),
         (lambda r: r["hooks"][0].update(matchers=["service=~(["]), "remediations.hooks[0].matchers"),
@@ -53,12 +56,15 @@ def test_documented_example_parses() -> None:
             lambda r: r["hooks"][0].update(tls_config={"cert_file": "/c.pem"}),
             "remediations.hooks[0].tls_config",
         ),
-        (lambda r: r["hooks"][0].update(tls_config={"ca": "/c.pem"}), "remediations.hooks[0].tls_config.ca"),
+        (
+            lambda r: r["hooks"][0].update(tls_config={"ca": "/c.pem"}),
+            "unknown key `ca` in section `remediations.hooks[0].tls_config`",
+        ),
         (lambda r: r.update(allowlist=["not a url"]), "remediations.allowlist[0]"),
         (lambda r: r.update(window="-1s"), "remediations.window"),
         (lambda r: r.update(max_executions=-1), "remediations.max_executions"),
-        (lambda r: r.update(blast_radius=3), "remediations.blast_radius"),
-        (lambda r: r.pop("secret_env"), "remediations: Value error, hooks need a signing key"),
+        (lambda r: r.update(blast_radius=3), "unknown key `blast_radius` in section `remediations`"),
+        (lambda r: r.pop("secret_env"), "remediations: hooks need a signing key"),
         (lambda r: r["hooks"].append(dict(r["hooks"][0])), "hook names must be unique: restart-checkout"),
     ],
 )
@@ -74,7 +80,7 @@ def test_secret_is_read_from_env_or_file_and_never_echoed(tmp_path, monkeypatch)
     raw = yaml.safe_load(EXAMPLE)["remediations"]
     cfg = parse_remediations(raw)
     monkeypatch.delenv("FOREWARN_REMEDIATION_SECRET", raising=False)
-    with pytest.raises(ValueError, match="FOREWARN_REMEDIATION_SECRET is empty"):
+    with pytest.raises(ValueError, match="FOREWARN_REMEDIATION_SECRET is not set"):
         cfg.read_secret()
     monkeypatch.setenv("FOREWARN_REMEDIATION_SECRET", "hunter2")
     assert cfg.read_secret() == b"hunter2"

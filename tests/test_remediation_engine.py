@@ -80,7 +80,16 @@ def test_refluses_do_not_reexecute_and_restart_mid_retry_keeps_the_key(store, se
     assert [r["outcome"] for r in rows].count("success") == 1
     assert len(rows) == receiver.count()  # one audit row for every attempt that reached the receiver
     assert {r["idempotency_key"] for r in rows} == keys
-    assert [r["status_code"] for r in rows] == [r.status for r in receiver.requests]
+    # The first run stops as soon as the receiver has seen two attempts; on a loaded machine the
+    # second one can still be in flight then (answered, but not yet read by the engine), and is
+    # audited as interrupted with no status: every other attempt carries the receiver's status.
+    interrupted = [r["outcome"] == "interrupted" for r in rows]
+    assert sum(interrupted) <= 1 and all(
+        r["status_code"] == 0 for r, i in zip(rows, interrupted, strict=True) if i
+    )
+    assert [r["status_code"] for r, i in zip(rows, interrupted, strict=True) if not i] == [
+        q.status for q, i in zip(receiver.requests, interrupted, strict=True) if not i
+    ]
     assert len(audit_rows(store, "event = 'succeeded'")) == 1
 
 

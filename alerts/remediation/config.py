@@ -15,7 +15,7 @@ naming its path, never a hook that quietly runs without its brakes.
 ...     parse_remediations({"hooks": [{"name": "x", "matchers": ["a=b"], "url": "ftp://h/"}]})
 ... except ValueError as e:
 ...     print(str(e).splitlines()[1])
-  remediations.hooks[0].url: Value error, must be an absolute http(s) URL, got 'ftp://h/'
+  remediations.hooks[0].url: must be an absolute http(s) URL, got 'ftp://h/'
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from forewarn.validation import problems
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -242,7 +244,9 @@ class RemediationsConfig(_Model):
         if self.secret_env:
             value = os.environ.get(self.secret_env, "")
             if not value:
-                raise ValueError(f"remediations.secret_env: environment variable {self.secret_env} is empty")
+                raise ValueError(
+                    f"remediations.secret_env: environment variable {self.secret_env} is not set (or empty)"
+                )
             return value.encode()
         if self.secret_file:
             try:
@@ -254,16 +258,39 @@ class RemediationsConfig(_Model):
             return value.encode()
         raise ValueError("remediations: no signing key configured (secret_env or secret_file)")
 
+    def startup_problems(self) -> list[str]:
+        """What the router checks when it starts (or reloads) with this section, beyond the
+        schema: a readable signing key, loadable TLS files, hook URLs inside the allowlist (a hook
+        outside it would have every call refused)."""
+        from forewarn.alerts.remediation.sender import allowed
+
+        out: list[str] = []
+        if self.hooks:
+            try:
+                self.read_secret()
+            except ValueError as e:
+                out.append(str(e))
+        for i, h in enumerate(self.hooks):
+            try:
+                h.tls_config.ssl_context()
+            except ValueError as e:
+                out.append(f"remediations.hooks[{i}].{e}")
+            targets = [("url", h.url)] + ([("on_resolve.url", h.on_resolve.url)] if h.on_resolve else [])
+            for key, url in targets:
+                if not allowed(url, self.allowlist):
+                    out.append(
+                        f"remediations.hooks[{i}].{key}: {url} is outside the allowlist "
+                        f"({', '.join(self.allowlist) or 'empty'}); every call would be refused"
+                    )
+        return out
+
 
 class RemediationConfigError(ValueError):
     """A ``remediations:`` section that cannot be used; each line names one bad key path."""
 
-
-def _path(loc: tuple[Any, ...]) -> str:
-    out = "remediations"
-    for p in loc:
-        out += f"[{p}]" if isinstance(p, int) else f".{p}"
-    return out
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 def parse_remediations(raw: Any) -> RemediationsConfig:
@@ -275,7 +302,6 @@ def parse_remediations(raw: Any) -> RemediationsConfig:
     try:
         return RemediationsConfig.model_validate(raw)
     except ValidationError as e:
-        lines = ["invalid remediations configuration:"]
-        for err in e.errors():
-            lines.append(f"  {_path(tuple(err['loc']))}: {err['msg']}")
-        raise RemediationConfigError("\n".join(lines)) from None
+        found = problems(e, RemediationsConfig, root=("remediations",))
+        message = "invalid remediations configuration:\n" + "\n".join(f"  {p}" for p in found)
+        raise RemediationConfigError(message, found) from None

@@ -3,7 +3,8 @@
 chDB is the ClickHouse engine inside one process, and it locks its data directory. While
 ``forewarn collector`` or ``forewarn up`` holds it, ``forewarn query`` on the same directory
 sends its SQL here instead: a loopback-only HTTP endpoint whose address and random token are in
-an owner file next to the data directory, readable only by the same user.
+an owner file next to the store directory (and in the data directory's discovery file, see
+:mod:`forewarn.discovery`), readable only by the same user.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from forewarn.storage.client import chdb_path, connect
+from forewarn.discovery import alive, read_json, start_ticks, write_private_json
+from forewarn.storage.client import chdb_path
 
 log = logging.getLogger(__name__)
 MAX_SQL_BYTES = 1 << 20
@@ -36,41 +36,21 @@ def owner_file(dsn: str) -> Path | None:
     return path.parent / f".{path.name}.forewarn-owner.json"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def find_owner(dsn: str) -> dict[str, Any] | None:
     """The live owner of this embedded store, if another process holds it."""
     f = owner_file(dsn)
-    if f is None or not f.is_file():
+    if f is None:
         return None
-    try:
-        info = json.loads(f.read_text())
-    except (OSError, ValueError):
-        return None
-    if info.get("pid") == os.getpid() or not _alive(int(info.get("pid", 0))):
+    info = read_json(f)
+    if info is None or info.get("pid") == os.getpid() or not alive(info):
         return None
     return info
 
 
 def query_owner(info: dict[str, Any], sql: str, fmt: str, database: str) -> Iterator[bytes]:
-    with httpx.stream(
-        "POST",
-        info["url"],
-        content=sql.encode(),
-        headers={"Authorization": f"Bearer {info['token']}", "X-Format": fmt, "X-Database": database},
-        timeout=httpx.Timeout(10.0, read=None),
-    ) as r:
-        if r.status_code != 200:
-            raise RuntimeError(r.read().decode(errors="replace").strip())
-        yield from r.iter_bytes()
+    from forewarn.storage.query import GatewayReader
+
+    yield GatewayReader(info, database).execute(sql, fmt)
 
 
 class Gateway:
@@ -80,7 +60,9 @@ class Gateway:
         self.dsn, self.database = dsn, database
         self._token = secrets.token_urlsafe(32)
         self._lock = threading.Lock()
-        self._client = connect(dsn)
+        from forewarn.storage.query import ChdbReader
+
+        self._reader = ChdbReader(chdb_path(dsn), database)
         gw = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -97,7 +79,8 @@ class Gateway:
                 sql = self.rfile.read(length).decode()
                 fmt = self.headers.get("X-Format", "TabSeparated")
                 try:
-                    body = gw.run(sql, fmt, self.headers.get("X-Database") or gw.database)
+                    params = json.loads(self.headers.get("X-Params") or "{}")
+                    body = gw.run(sql, fmt, self.headers.get("X-Database") or gw.database, params)
                 except Exception as e:
                     return self._reply(500, str(e).encode())
                 self._reply(200, body)
@@ -112,19 +95,27 @@ class Gateway:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="store-gateway", daemon=True)
         self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/query"
         self._file = owner_file(dsn)
         if self._file is not None:
-            url = f"http://127.0.0.1:{self._server.server_address[1]}/query"
-            tmp = self._file.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"pid": os.getpid(), "url": url, "token": self._token}, fh)
-            os.replace(tmp, self._file)
+            write_private_json(self._file, self.record())
 
-    def run(self, sql: str, fmt: str, database: str) -> bytes:
+    def record(self) -> dict[str, Any]:
+        """Where and how to query this store (for the owner file and the discovery file)."""
+        path = chdb_path(self.dsn)
+        return {
+            "pid": os.getpid(),
+            "pid_start": start_ticks(os.getpid()),
+            "url": self.url,
+            "token": self._token,
+            "path": str(path.resolve()) if path is not None else None,
+            "database": self.database,
+        }
+
+    def run(self, sql: str, fmt: str, database: str, params: dict[str, Any] | None = None) -> bytes:
         with self._lock:
-            self._client.database = database
-            return self._client.raw_query(sql, fmt=fmt, settings=output_settings(fmt))
+            self._reader.database = database
+            return self._reader.execute(sql, fmt, params)
 
     def close(self) -> None:
         self._server.shutdown()
@@ -132,9 +123,4 @@ class Gateway:
         if self._file is not None:
             with contextlib.suppress(FileNotFoundError):
                 self._file.unlink()
-        self._client.close()
-
-
-def output_settings(fmt: str) -> dict[str, Any]:
-    """Same output whichever process runs the query: 64-bit integers as JSON numbers."""
-    return {"output_format_json_quote_64bit_integers": 0} if fmt.startswith("JSON") else {}
+        self._reader.close()

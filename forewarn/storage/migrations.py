@@ -17,8 +17,22 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 
 from forewarn.config import TTLSettings
-from forewarn.storage.schema import TABLES, Schema, q
-from forewarn.storage.tables import AUDIT, FLOW_TABLES, INGEST_SEEN, INGEST_TABLES, seen_view_ddl
+from forewarn.storage.schema import SIGNAL_TABLES, TABLES, Schema, q
+from forewarn.storage.tables import (
+    AUDIT,
+    BATCH_COLUMN,
+    BATCH_COLUMN_TYPE,
+    BATCH_INDEX,
+    COLLECTOR_SEEN,
+    FLOW_TABLES,
+    INGEST_SEEN,
+    INGEST_TABLES,
+    SLO_BUCKETS,
+    SLO_BUCKETS_TTL_DAYS,
+    SLO_STATUS,
+    SLO_STATUS_TTL_DAYS,
+    seen_view_ddl,
+)
 
 log = logging.getLogger(__name__)
 MIGRATIONS_TABLE = "forewarn_schema_migrations"
@@ -42,11 +56,34 @@ def _v1_otel_tables(schema: Schema, ttl: TTLSettings) -> list[str]:
     return stmts
 
 
+def _v2_resend_dedup(schema: Schema, ttl: TTLSettings) -> list[str]:
+    """The hidden group id on every row the collector writes, and the requests it planned."""
+    stmts: list[str] = []
+    for name in (n for names in SIGNAL_TABLES.values() for n in names):
+        local = schema.fq(schema.local_name(name))
+        stmts.append(
+            f"ALTER TABLE {local}{schema.on_cluster()} ADD COLUMN IF NOT EXISTS {q(BATCH_COLUMN)} {BATCH_COLUMN_TYPE}"
+        )
+        stmts.append(f"ALTER TABLE {local}{schema.on_cluster()} ADD INDEX IF NOT EXISTS {BATCH_INDEX}")
+        if schema.cluster:  # inserts go through the Distributed table: it needs the column too
+            stmts.append(
+                f"ALTER TABLE {schema.fq(name)}{schema.on_cluster()} "
+                f"ADD COLUMN IF NOT EXISTS {q(BATCH_COLUMN)} {BATCH_COLUMN_TYPE}"
+            )
+    return stmts + schema.create_table(COLLECTOR_SEEN, 1)
+
+
 def _v250_flows_tables(schema: Schema, ttl: TTLSettings) -> list[str]:
     stmts: list[str] = []
     for t in FLOW_TABLES:
         stmts += schema.create_table(t, getattr(ttl, t.ttl_signal) if t.ttl_signal else 0)
     return stmts
+
+
+def _v260_slo_buckets(schema: Schema, ttl: TTLSettings) -> list[str]:
+    return schema.create_table(SLO_BUCKETS, SLO_BUCKETS_TTL_DAYS) + schema.create_table(
+        SLO_STATUS, SLO_STATUS_TTL_DAYS
+    )
 
 
 def _v300_ingest_tables(schema: Schema, ttl: TTLSettings) -> list[str]:
@@ -75,8 +112,10 @@ def _v150_remediation_audit(schema: Schema, ttl: TTLSettings) -> list[str]:
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "OpenTelemetry exporter tables", _v1_otel_tables),
+    Migration(2, "collector: insert group id on rows; requests planned (re-send dedup)", _v2_resend_dedup),
     Migration(150, "remediation audit table", _v150_remediation_audit),
     Migration(250, "flows: signals, anomalies, incidents, checkpoints, models, feedback", _v250_flows_tables),
+    Migration(260, "SLOs: good and total events per SLI and bucket; each evaluation", _v260_slo_buckets),
     Migration(300, "ingest: batch plans and dead letters", _v300_ingest_tables),
     Migration(301, "ingest: plans record ranges inserted record by record", _v301_isolated_ranges),
     Migration(302, "ingest: plans record dropped duplicates; records seen by the group", _v302_ingest_dedup),

@@ -213,6 +213,55 @@ FLOW_TABLES: tuple[Table, ...] = (
 )
 
 
+# --- 260: SLOs. Good and total events per SLI and short bucket, counted once by the SLO flow, so
+# an SLO window of 30 days is a sum over a few ten thousand rows instead of a scan of the spans.
+# ``sli_key`` is the SLO id plus a digest of its queries: a changed query starts a new series.
+SLO_BUCKETS = Table(
+    "forewarn_slo_buckets",
+    (
+        ("sli_key", "LowCardinality(String)"),
+        ("ts", "DateTime64(3)"),
+        ("good", "Float64"),
+        ("total", "Float64"),
+    ),
+    order_by="(sli_key, ts)",
+    partition_by="toYYYYMM(ts)",
+    engine="ReplacingMergeTree",
+    ttl_column="toDateTime(ts)",
+    settings={**_RMT, "ttl_only_drop_parts": "1"},
+    shard_key="cityHash64(sli_key)",
+)
+# days kept: the longest window (31 days) and the forecast's two weeks of history fit in the
+# buckets' 90; the evaluations stay a year and a month for the dashboards
+SLO_BUCKETS_TTL_DAYS, SLO_STATUS_TTL_DAYS = 90, 400
+# Each SLO's evaluation by the flow (one row per run, per SLO): what dashboards and
+# `forewarn slo status` history show; burn rates per alert window, inf = never for the forecast.
+SLO_STATUS = Table(
+    "forewarn_slo_status",
+    (
+        ("slo_id", "LowCardinality(String)"),
+        ("ts", "DateTime64(3)"),
+        ("service", "LowCardinality(String)"),
+        ("sli_key", "LowCardinality(String)"),
+        ("objective", "Float64"),
+        ("good", "Float64"),
+        ("total", "Float64"),
+        ("budget_remaining", "Float64"),
+        ("burn", "Map(LowCardinality(String), Float64)"),
+        ("firing", "Array(LowCardinality(String))"),
+        ("eta_s", "Float64"),
+        ("eta_low_s", "Float64"),
+        ("eta_high_s", "Float64"),
+    ),
+    order_by="(slo_id, ts)",
+    partition_by="toYYYYMM(ts)",
+    engine="ReplacingMergeTree",
+    ttl_column="toDateTime(ts)",
+    settings={**_RMT, "ttl_only_drop_parts": "1"},
+    shard_key="cityHash64(slo_id)",
+)
+
+
 # --- 300-399: Kafka ingest ---
 # forewarn_ingest_batches records each partition range an ingester is about to insert, before the
 # insert: a replay after a crash re-forms exactly these ranges, so their deduplication tokens
@@ -290,3 +339,39 @@ def seen_view_ddl(schema: Schema) -> str:
         f"FROM {schema.fq(schema.local_name('forewarn_ingest_batches'))}\n"
         "ARRAY JOIN kept_hashes AS hash, kept_offsets AS offset"
     )
+
+
+# --- 2-99 (telemetry): the direct path's re-send deduplication (collector/resend_dedup.py) ---
+# Every row the collector inserts carries the id of its insert group in a hidden column
+# (MATERIALIZED: not in SELECT *, not needed by positional or named inserts of other writers), so
+# whether a group's rows are in a table is a fact of the table itself, atomic with the rows.
+BATCH_COLUMN = "_forewarn_batch"
+BATCH_COLUMN_TYPE = "UInt128 MATERIALIZED 0 CODEC(ZSTD(1))"
+BATCH_INDEX = f"idx{BATCH_COLUMN} {BATCH_COLUMN} TYPE minmax GRANULARITY 1"  # ids are time-ordered
+
+# One row per request the direct path planned to insert, written before the group's rows: which
+# group should hold it and how many rows that group writes per table. Lookups filter on
+# seen_at >= now - collector.dedup_window_s; hourly partitions keep them to the window, and whole
+# hours are dropped after a day (the window's upper bound).
+COLLECTOR_SEEN = Table(
+    "forewarn_collector_seen",
+    (
+        ("signal", "LowCardinality(String)"),
+        ("hash", "UInt128"),  # blake2b-128 of the request bytes, as on the Kafka path
+        ("batch", "UInt128"),  # the insert group (BATCH_COLUMN of its rows)
+        ("rows", "Map(LowCardinality(String), UInt64)"),  # rows the group writes, per table
+        ("seen_at", "DateTime64(3) DEFAULT now64(3)"),
+    ),
+    order_by="(signal, hash, batch)",
+    partition_by="toStartOfHour(seen_at)",
+    engine="ReplacingMergeTree",
+    ttl_column="toDateTime(seen_at)",
+    # packed parts (one file each): a plan is a few rows written once per group commit, and a part
+    # of many small files costs 3x the CPU to write (measured: 12.7 vs 4.1 ms per plan in chDB)
+    settings={
+        "index_granularity": "1024",
+        "ttl_only_drop_parts": "1",
+        "min_bytes_for_full_part_storage": "1073741824",
+    },
+    shard_key="cityHash64(hash)",
+)

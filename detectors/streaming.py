@@ -1,0 +1,74 @@
+"""The default streaming ensemble (:class:`.multiseries.MultiSeriesDetector`) behind the scoring
+interface: every series of the batch, once warm, against its own past.
+
+Onsets in the harmless direction of their signal (``direction`` +1: only a rise is bad, -1: only a
+fall) are dropped, and so is the rest of that episode. Which series are firing comes from the
+ensemble's ``last_firing`` flags; an ensemble without them counts an onset's own time as the only
+activity of its episode.
+
+>>> import numpy as np, pandas as pd
+>>> det = Streaming()
+>>> v = 10 + np.sin(np.arange(400) / 50) + np.random.default_rng(1).normal(0, 0.1, 400)
+>>> v[350] = 13
+>>> pts = pd.DataFrame({"series_id": 9, "ts": np.arange(400) * 1000, "value": v, "direction": 0})
+>>> [(f.row, f.component) for f in det.score(pts).onsets]
+[(350, 'spike')]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from forewarn.detectors.ensemble import EnsembleParams
+from forewarn.detectors.multiseries import MultiSeriesDetector
+from forewarn.detectors.scoring import Finding, Result
+
+
+class Streaming:
+    name = "ensemble"
+
+    def __init__(self, params: EnsembleParams | None = None, periods: tuple[int, ...] = ()):
+        self.det = MultiSeriesDetector(params, periods)
+        self.muted: set[str] = set()  # series inside an episode that went the harmless way
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta, arrays = self.det.snapshot()
+        return {"detector": meta, "muted": sorted(self.muted)}, arrays
+
+    def load(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        if "detector" in meta:
+            self.det = MultiSeriesDetector.restore(meta["detector"], arrays)
+            self.muted = set(meta.get("muted", []))
+
+    def score(self, points: pd.DataFrame) -> Result:
+        out = Result()
+        if points.empty:
+            return out
+        ids = points["series_id"].astype(str).to_numpy()
+        ts = points["ts"].to_numpy(np.int64)
+        found = self.det.update(ids, ts.astype(float), points["value"].to_numpy(float))
+        row_of = {(s, int(t)): i for i, (s, t) in enumerate(zip(ids, ts, strict=True))}
+        direction = dict(zip(ids, points["direction"].to_numpy(int), strict=True))
+        for a in found:
+            ex = a.explanation
+            d = direction.get(a.series_id, 0)
+            if (d > 0 and ex.observed <= ex.expected) or (d < 0 and ex.observed >= ex.expected):
+                self.muted.add(a.series_id)
+                continue
+            self.muted.discard(a.series_id)
+            row = row_of[(a.series_id, int(a.timestamp))]
+            out.onsets.append(Finding(row, float(a.score), float(ex.expected), ex.component, ex.text))
+            out.firing[int(a.series_id)] = int(a.timestamp)
+        firing = getattr(self.det, "last_firing", None)
+        if firing is not None:
+            series_ts = pd.Series(ts).groupby(ids)
+            for sid, flags in firing.items():
+                flags = np.asarray(flags, dtype=bool)
+                if not flags.any() or sid in self.muted:
+                    if not flags[-1:].any():
+                        self.muted.discard(sid)
+                    continue
+                times = np.sort(series_ts.get_group(sid).to_numpy())
+                out.firing[int(sid)] = max(out.firing.get(int(sid), 0), int(times[np.flatnonzero(flags)[-1]]))
+        out.onsets.sort(key=lambda f: f.row)
+        return out

@@ -1,0 +1,307 @@
+"""Incidents: which anomalies belong together, and when an incident starts, is notified and ends.
+
+* **Grouping.** An onset joins an open incident when it comes within ``window_ms`` of the
+  incident's latest onset and the onset's service is one of the incident's services or calls, or
+  is called by, one of them in the service graph (parent/child spans); latency or error-type
+  evidence relates only to services of the incident with that kind of evidence (lost traffic does
+  not make a neighbour fail). A series that keeps firing
+  keeps its incident open, but does not make it absorb what happens minutes later (on the test
+  bed, faults a minute apart chained into one incident when it did). Onsets of one bucket that relate to no incident group with each other the same way;
+  each group opens an incident (its id derives from its first anomaly, so a replay finds the same
+  id). An unrelated anomaly, or one after the incident went quiet, opens a new incident.
+* **Lifecycle.** An incident's labels (and its named cause) are fixed ``hold_ms`` after it starts,
+  when the anomalies that follow the first one have had time to arrive; from then on it is
+  notified. It resolves when nothing of it has happened (no onset, no firing series) for
+  ``quiet_ms``, or when it reaches ``max_ms`` (after which its series' new onsets start a new one).
+* **Saturation warnings** (forecasts) are not incidents: each warning series is one alert, active
+  while it warns and resolved after half of ``quiet_ms`` without a warning.
+
+State (open incidents, the service graph, active warnings) travels in the score flow's checkpoint.
+
+>>> book = IncidentBook("live", window_ms=60_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
+>>> book.observe_edges({("web", "db")}, 0)
+>>> a = [{"anomaly_id": 1, "_ts_ms": 0, "service": "db", "series_id": 11, "kind": "deviation"},
+...      {"anomaly_id": 2, "_ts_ms": 0, "service": "web", "series_id": 12, "kind": "deviation"},
+...      {"anomaly_id": 3, "_ts_ms": 0, "service": "batch", "series_id": 13, "kind": "deviation"}]
+>>> touched = book.assign(a, firing={11: 50_000})
+>>> len(touched), a[0]["incident_id"] == a[1]["incident_id"] != a[2]["incident_id"]
+(2, True)
+>>> [i.resolved_ms for i in book.close(200_000)]
+[170000, 120000]
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+from forewarn.flows.correlate import stable_id
+
+YOUNG = 2  # correlation windows after its start during which an incident takes new kinds of evidence
+THIN = 2  # latency on this many series or fewer must last before it is notified
+MAX_NAMES = 32  # signal names an incident remembers (enough to tell a lone tail percentile)
+MAX_EDGES = 10_000  # service graph bound: the most recently seen pairs are kept
+EDGE_TTL_MS = 7 * 86_400_000
+
+
+@dataclass
+class Incident:
+    incident_id: int
+    started_ms: int
+    last_active_ms: int  # newest onset or firing point of its series
+    last_onset_ms: int = 0
+    services: list[str] = field(default_factory=list)
+    rising: list[str] = field(default_factory=list)  # services with latency/error-type evidence
+    kinds: list[str] = field(default_factory=list)  # kinds of evidence (see evidence_kind)
+    series: list[int] = field(default_factory=list)
+    anomalies: int = 0
+    labels: dict[str, str] = field(default_factory=dict)  # fixed once notified
+    suspects: list[dict] = field(default_factory=list)
+    resolved_ms: int | None = None
+    found_ms: int = 0  # end of the batch that opened it: when its first evidence was scored
+    names: list[str] = field(default_factory=list)  # signal names of its anomalies (the first few)
+
+    @property
+    def notified(self) -> bool:
+        return bool(self.labels)
+
+
+def evidence_kind(a: dict) -> str:
+    """What an anomaly says happened: ``drop`` (lost traffic), ``errors``, ``logs`` (new
+    templates), ``latency`` or ``other``.
+
+    >>> evidence_kind({"name": "red.error_ratio", "detector": "coldstart"})
+    'errors'
+    >>> evidence_kind({"name": "red.rate", "detector": "coldstart", "_drop": True})
+    'drop'
+    """
+    name, detector = str(a.get("name", "")), str(a.get("detector", ""))
+    if a.get("_drop"):
+        return "drop"
+    if "error" in name:
+        return "errors"
+    if detector.startswith("novelty") or name.startswith("log.template"):
+        return "logs"
+    if (
+        any(name.endswith(s) for s in (":p50", ":p95", ":p99", ".p50", ".p95", ".p99"))
+        or name == "latency.shift"
+    ):
+        return "latency"
+    return "other"
+
+
+class IncidentBook:
+    """Open incidents of one run and shard, and the service graph they are grouped on."""
+
+    def __init__(self, run: str, window_ms: int, quiet_ms: int, max_ms: int, hold_ms: int):
+        self.run, self.window_ms, self.quiet_ms = run, window_ms, quiet_ms
+        self.max_ms, self.hold_ms = max_ms, hold_ms
+        self.open: dict[int, Incident] = {}
+        self.edges: dict[tuple[str, str], int] = {}  # (caller, callee) -> last seen (ms)
+        self.warnings: dict[str, dict] = {}  # saturation series id -> its active warning
+        self._now_ms: int | None = None
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"open": [asdict(i) for i in self.open.values()],
+                "edges": [[a, b, t] for (a, b), t in self.edges.items()], "warnings": self.warnings}  # fmt: skip
+
+    def load(self, state: dict) -> None:
+        self.open = {int(d["incident_id"]): Incident(**d) for d in state.get("open", [])}
+        self.edges = {(a, b): int(t) for a, b, t in state.get("edges", [])}
+        self.warnings = state.get("warnings", {})
+
+    # -- the service graph ---------------------------------------------------------------------
+    def observe_edges(self, edges: set[tuple[str, str]], now_ms: int) -> None:
+        for e in edges:
+            self.edges[e] = now_ms
+        if len(self.edges) > MAX_EDGES or any(now_ms - t > EDGE_TTL_MS for t in self.edges.values()):
+            keep = sorted(self.edges.items(), key=lambda kv: -kv[1])[:MAX_EDGES]
+            self.edges = {e: t for e, t in keep if now_ms - t <= EDGE_TTL_MS}
+
+    def neighbours(self, service: str) -> set[str]:
+        return {b for a, b in self.edges if a == service} | {a for a, b in self.edges if b == service}
+
+    def related(self, a: dict, inc: Incident, ts: int | None = None) -> bool:
+        """Whether anomaly ``a`` can belong to ``inc``: its service is one of the incident's or a
+        direct caller or callee of one; for latency and error-type evidence (not a drop:
+        ``a["_drop"]``), one of the incident's services with that kind of evidence too (lost
+        traffic does not make a service fail). A kind of evidence the incident has not shown
+        joins only while the incident is young (``YOUNG`` windows after its start, at ``ts``): the
+        symptoms of one cause appear together, and errors a minute after a slowdown ended are a
+        new fault. A young incident also takes any evidence from a service it already holds (an
+        outage's callee whose latency shifts as its traffic falls away)."""
+        young = ts is None or ts - inc.started_ms <= YOUNG * self.window_ms
+        if not young and evidence_kind(a) not in inc.kinds:
+            return False
+        near = set(inc.services) if a.get("_drop") else set(inc.rising)
+        if a["service"] in near or bool(self.neighbours(a["service"]) & near):
+            return True
+        return young and a["service"] in inc.services
+
+    # -- grouping ------------------------------------------------------------------------------
+    def assign(
+        self, anomalies: list[dict], firing: dict[int, int], now_ms: int | None = None
+    ) -> dict[int, Incident]:
+        """Set ``incident_id`` on each deviation (in time order) and record which incidents are
+        still active; returns the incidents that gained anomalies. ``now_ms``: the end of the
+        batch (when the new incidents were found)."""
+        self._now_ms = now_ms
+        touched: dict[int, Incident] = {}
+        by_ts: dict[int, list[dict]] = defaultdict(list)
+        for a in anomalies:
+            if a["kind"] == "deviation":
+                by_ts[int(a["_ts_ms"])].append(a)
+        for ts in sorted(by_ts):
+            # a series firing at the end of the batch has fired since its onset: within a long
+            # (catch-up) batch its incident is active at every earlier bucket too
+            self._firing(firing, until_ms=ts)
+            self._bucket(ts, sorted(by_ts[ts], key=lambda a: a["anomaly_id"]), touched)
+        self._firing(firing)
+        return touched
+
+    def _firing(self, firing: dict[int, int], until_ms: int | None = None) -> None:
+        owner = {s: inc for inc in self.open.values() if inc.resolved_ms is None for s in inc.series}
+        for sid, ts in firing.items():
+            inc = owner.get(int(sid))
+            at = int(ts) if until_ms is None else min(int(ts), until_ms)
+            if inc is not None and at >= inc.started_ms:
+                inc.last_active_ms = max(inc.last_active_ms, at)
+
+    def _bucket(self, ts: int, group: list[dict], touched: dict[int, Incident]) -> None:
+        active = [
+            i for i in self.open.values() if i.resolved_ms is None and ts - i.last_onset_ms <= self.window_ms
+        ]
+        # incidents past their window whose series still fire take more of the same symptom at a
+        # service that already shows it (the slowdown's caller whose p99 crossed the line later)
+        lasting = [
+            i for i in self.open.values()
+            if i.resolved_ms is None and i not in active and ts - i.last_active_ms <= self.window_ms
+        ]  # fmt: skip
+        left = list(group)
+        changed = True
+        while left and changed:  # join until nothing more relates (chains through new members)
+            changed = False
+            for a in list(left):
+                near = [i for i in active if self.related(a, i, ts)] or [
+                    i for i in lasting
+                    if not a.get("_drop") and evidence_kind(a) in i.kinds and a["service"] in i.rising
+                ]  # fmt: skip
+                if near:  # the one with this kind of evidence already, else the latest
+                    best = max(
+                        near, key=lambda i: (evidence_kind(a) in i.kinds, i.last_onset_ms, i.incident_id)
+                    )
+                    self._join(best, a, touched)
+                    left.remove(a)
+                    changed = True
+        while left:  # the rest: connected groups of their own
+            first = left.pop(0)
+            inc = Incident(stable_id(self.run, first["anomaly_id"]), ts, ts, ts)
+            inc.found_ms = ts if self._now_ms is None else self._now_ms
+            self.open[inc.incident_id] = inc
+            self._join(inc, first, touched)
+            grew = True
+            while grew:
+                grew = False
+                for a in list(left):
+                    if self.related(a, inc):
+                        self._join(inc, a, touched)
+                        left.remove(a)
+                        grew = True
+            active.append(inc)
+
+    @staticmethod
+    def _join(inc: Incident, a: dict, touched: dict[int, Incident]) -> None:
+        a["incident_id"] = inc.incident_id
+        inc.last_active_ms = max(inc.last_active_ms, int(a["_ts_ms"]))
+        kind = evidence_kind(a)
+        if kind != "drop" or "drop" in inc.kinds[:1]:
+            # a dip in traffic joins but does not hold the door open for what comes next, unless
+            # lost traffic is what the incident is about (noisy rates chained faults together)
+            inc.last_onset_ms = max(inc.last_onset_ms, int(a["_ts_ms"]))
+        if kind not in inc.kinds:
+            inc.kinds = [*inc.kinds, kind]
+        if a["service"] not in inc.services:
+            inc.services = sorted({*inc.services, a["service"]})
+        if not a.get("_drop") and a["service"] not in inc.rising:
+            inc.rising = sorted({*inc.rising, a["service"]})
+        if int(a["series_id"]) not in inc.series:
+            inc.series.append(int(a["series_id"]))
+        name = str(a.get("name", ""))
+        if name and name not in inc.names and len(inc.names) < MAX_NAMES:
+            inc.names.append(name)
+        inc.anomalies += 1
+        touched[inc.incident_id] = inc
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def due_labels(self, now_ms: int, drop_wait_ms: int = 0) -> list[Incident]:
+        """Open incidents whose hold is over, whose labels are not fixed yet and that are
+        :meth:`confirmed`. One made only of lost traffic waits ``drop_wait_ms`` more after it
+        was found, for telemetry that was only late to arrive (see ``ScoreEngine._arrived_late``)."""
+        return [i for i in self.open.values() if i.resolved_ms is None and not i.labels
+                and now_ms - i.started_ms >= self.hold_ms and self.confirmed(i)
+                and (i.kinds != ["drop"] or now_ms - i.found_ms >= drop_wait_ms)]  # fmt: skip
+
+    def confirmed(self, inc: Incident) -> bool:
+        """Whether the incident is worth a notification. Lost traffic alone is, when it reaches a
+        service no outside caller keeps calling (an entry service, or one whose callers all lost
+        traffic too); a callee whose callers go on calling it without any deviation of their own
+        lost its telemetry (an export that failed, a restart of its exporter), not its traffic.
+        Such an incident waits: evidence of another kind, or a caller's drop, confirms it.
+        Thin latency evidence (latency alone, on at most ``THIN`` series, or a lone p99) is, once
+        it has lasted a correlation window: a busy minute lifts the slowest requests of a route
+        for a bucket or two (a traffic surge, a pause), a regression keeps them up.
+
+        >>> book = IncidentBook("live", 30_000, 120_000, 3_600_000, 20_000)
+        >>> book.observe_edges({("checkout", "payments")}, 0)
+        >>> book.confirmed(Incident(1, 0, 0, services=["payments"], kinds=["drop"]))
+        False
+        >>> book.confirmed(Incident(2, 0, 0, services=["checkout", "payments"], kinds=["drop"]))
+        True
+        >>> tail = Incident(3, 0, 10_000, kinds=["latency"], series=[7], names=["red.p99"])
+        >>> book.confirmed(tail), book.confirmed(Incident(**{**asdict(tail), "last_active_ms": 30_000}))
+        (False, True)
+        """
+        lone_tail = len(inc.series) == 1 and inc.names and all(n.endswith("p99") for n in inc.names)
+        if inc.kinds == ["latency"] and (lone_tail or len(inc.series) <= THIN):
+            return inc.last_active_ms - inc.started_ms >= self.window_ms
+        if inc.kinds != ["drop"]:
+            return True
+        mine = set(inc.services)
+        return any(not ({a for a, b in self.edges if b == s} - mine) for s in mine)
+
+    def retract(self, incident_id: int, now_ms: int) -> Incident:
+        """Take an incident out before it was notified (its evidence did not hold); returns it,
+        resolved, for its last state to be written."""
+        inc = self.open.pop(incident_id)
+        inc.resolved_ms = now_ms
+        return inc
+
+    def close(self, now_ms: int) -> list[Incident]:
+        """Resolve the incidents that went quiet or reached their lifetime; returns them (they
+        leave the book: their last state is written and, if notified, their resolution posted)."""
+        done = []
+        for inc in list(self.open.values()):
+            quiet = now_ms - inc.last_active_ms >= self.quiet_ms
+            if quiet or now_ms - inc.started_ms >= self.max_ms:
+                inc.resolved_ms = inc.last_active_ms + self.quiet_ms if quiet else now_ms
+                done.append(self.open.pop(inc.incident_id))
+        return done
+
+    # -- saturation warnings -------------------------------------------------------------------
+    def warn(self, key: str, info: dict, ts_ms: int) -> None:
+        """A warning point of a saturation series (``info``: service, name, labels, explanation, eta_s)."""
+        prev = self.warnings.get(key)
+        self.warnings[key] = {
+            **info,
+            "first_s": prev["first_s"] if prev else ts_ms / 1000.0,
+            "last_s": ts_ms / 1000.0,
+        }
+
+    def expired_warnings(self, now_ms: int) -> list[dict]:
+        """Warnings without a new warning point for half the quiet period (a forecast is one series,
+        with no callers to settle): resolved, and forgotten."""
+        gone = [
+            k for k, w in self.warnings.items() if now_ms / 1000.0 - w["last_s"] >= self.quiet_ms / 2000.0
+        ]
+        return [self.warnings.pop(k) for k in gone]
