@@ -268,8 +268,10 @@ class ScoreEngine:
         rows = [self._row(sig, name, f, detected_at) for name, f in found]
         rep.suppressed = self._apply_feedback(rows, w)
         rows.sort(key=lambda r: (r["_ts_ms"], r["anomaly_id"]))
+        saturation = next(d for d in self.detectors if isinstance(d, Saturation))
         for r in rows:
             r["_drop"] = correlate.is_drop(r["name"], r["value"], r["expected"])
+            r["_resource"] = saturation.limit(r["name"]) is not None
         touched = self.book.assign(rows, firing, w.end_ms)
         for r in rows:
             if r["kind"] == "forecast":

@@ -67,8 +67,9 @@ class Incident:
 
 
 def evidence_kind(a: dict) -> str:
-    """What an anomaly says happened: ``drop`` (lost traffic), ``errors``, ``logs`` (new
-    templates), ``latency`` or ``other``.
+    """What an anomaly says happened: ``drop`` (lost traffic), ``resource`` (a series with a
+    saturation limit: ``a["_resource"]``), ``errors``, ``logs`` (new templates), ``latency`` or
+    ``other``.
 
     >>> evidence_kind({"name": "red.error_ratio", "detector": "coldstart"})
     'errors'
@@ -78,6 +79,8 @@ def evidence_kind(a: dict) -> str:
     name, detector = str(a.get("name", "")), str(a.get("detector", ""))
     if a.get("_drop"):
         return "drop"
+    if a.get("_resource"):
+        return "resource"
     if "error" in name:
         return "errors"
     if detector.startswith("novelty") or name.startswith("log.template"):
@@ -250,7 +253,9 @@ class IncidentBook:
         Such an incident waits: evidence of another kind, or a caller's drop, confirms it.
         Thin latency evidence (latency alone, on at most ``THIN`` series, or a lone p99) is, once
         it has lasted a correlation window: a busy minute lifts the slowest requests of a route
-        for a bucket or two (a traffic surge, a pause), a regression keeps them up.
+        for a bucket or two (a traffic surge, a pause), a regression keeps them up. Resource use
+        alone (a disk or memory filling) is not: the saturation forecast warns of it, saying when
+        the limit is reached; a page for the same disk would say it twice.
 
         >>> book = IncidentBook("live", 30_000, 120_000, 3_600_000, 20_000)
         >>> book.observe_edges({("checkout", "payments")}, 0)
@@ -261,7 +266,12 @@ class IncidentBook:
         >>> tail = Incident(3, 0, 10_000, kinds=["latency"], series=[7], names=["red.p99"])
         >>> book.confirmed(tail), book.confirmed(Incident(**{**asdict(tail), "last_active_ms": 30_000}))
         (False, True)
+        >>> book.confirmed(Incident(4, 0, 60_000, kinds=["resource"])), book.confirmed(
+        ...     Incident(5, 0, 0, kinds=["resource", "errors"]))
+        (False, True)
         """
+        if inc.kinds == ["resource"]:
+            return False
         lone_tail = len(inc.series) == 1 and inc.names and all(n.endswith("p99") for n in inc.names)
         if inc.kinds == ["latency"] and (lone_tail or len(inc.series) <= THIN):
             return inc.last_active_ms - inc.started_ms >= self.window_ms

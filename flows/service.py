@@ -123,12 +123,17 @@ class FlowsService:
         last_train = time.time()
         last_slo = 0.0
         summary = Summary(f.summary_interval_s)
+        began, ready = time.time(), False
         while not self._stop.is_set():
             t0 = time.time()
             try:
                 if score is None:
                     score = self._score_callable()
                 reps = score()
+                if not ready:  # Prefect's temporary server can take a minute to start on a busy machine
+                    ready = True
+                    log.info("flows: scoring (%s), first tick done %.0f s after start", self.orchestrator,
+                             time.time() - began)  # fmt: skip
                 self.batches += len(reps or [])
                 summary.add(reps or [])
                 if time.time() - last_train >= f.train_interval_s:

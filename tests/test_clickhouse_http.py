@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from forewarn.storage import open_storage
 
 ADMIN_PASSWORD = "s3cret-admin"
 READER_ENV = "FOREWARN_TEST_CH_READER_PASSWORD"
+# a query that runs 5 s: long enough for a loaded machine to act while it runs
+# (two sleeps one after the other: one may last 3 s at most)
+SLOW = "SELECT sleep(2.5) + x FROM (SELECT sleep(2.5) AS x)"
 
 
 @pytest.fixture(scope="module")
@@ -436,22 +440,19 @@ def test_request_body_and_concurrency_are_bounded(store):
         def slow() -> None:
             started.set()
             results.append(
-                httpx.get(
-                    f"{srv.url}/", params={"query": "SELECT sleep(2)", "query_id": "slow-one"}, timeout=30
-                )
+                httpx.get(f"{srv.url}/", params={"query": SLOW, "query_id": "slow-one"}, timeout=30)
             )
 
         t = threading.Thread(target=slow)
         t.start()
         started.wait()
         while (
-            srv.engine.query_text(
-                "SELECT count() FROM system.processes WHERE query = 'SELECT sleep(2)'"
-            ).strip()
+            srv.engine.query_text("SELECT count() FROM system.processes WHERE query LIKE 'SELECT sleep(2.5) + x%'").strip()
             == "0"
         ):
             if not t.is_alive():
                 break
+            time.sleep(0.01)
         r = httpx.get(f"{srv.url}/", params={"query": "SELECT 1"})
         t.join()
         assert results[0].status_code == 200
@@ -467,14 +468,16 @@ def test_queries_do_not_block_writes_into_the_same_engine(server, store):
     done: list[float] = []
 
     def slow() -> None:
-        httpx.get(f"{server.url}/", params={"query": "SELECT sleep(2)"}, timeout=30)
+        httpx.get(f"{server.url}/", params={"query": SLOW}, timeout=60)
         done.append(1)
 
     threads = [threading.Thread(target=slow) for _ in range(3)]
     for t in threads:
         t.start()
-    while direct.command("SELECT count() FROM system.processes WHERE query LIKE 'SELECT sleep(2)%'") < 3:
-        pass
+    while (
+        direct.command("SELECT count() FROM system.processes WHERE query LIKE 'SELECT sleep(2.5) + x%'") < 3
+    ):
+        time.sleep(0.01)
     direct.insert("ingest_probe", [[1], [2]], column_names=["a"])
     inserted_while_running = not done
     for t in threads:

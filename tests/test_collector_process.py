@@ -159,7 +159,7 @@ def test_storage_going_away_mid_load_loses_nothing_acknowledged(settings, store)
     acked: set[str] = set()
     refusals: list[int | str] = []
     lock = threading.Lock()
-    stop_at = time.monotonic() + 60
+    stop_at = time.monotonic() + 240  # a liveness bound: a loaded machine is slow, not lossy
 
     with RunningCollector(settings) as svc:
 
@@ -214,7 +214,7 @@ def test_storage_going_away_mid_load_loses_nothing_acknowledged(settings, store)
             time.sleep(0.5)
             store.command("RENAME TABLE otel_traces_away TO otel_traces")
             for f in futures:
-                f.result(90)
+                f.result(300)
 
     assert refusals, "the outage was not noticed by any client"
     assert len(acked) == 4 * 25 * 40

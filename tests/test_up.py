@@ -40,7 +40,7 @@ class Webhook:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def wait_until(pred, timeout: float = 60.0, step: float = 0.2):
+def wait_until(pred, timeout: float = 180.0, step: float = 0.2):  # a liveness bound
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -127,7 +127,7 @@ def test_up_serves_otlp_alerts_and_queries_then_stops_cleanly(tmp_path: Path) ->
 
         alert = [{"labels": {"alertname": "UpTest", "service": "checkout"}}]
         assert httpx.post(f"http://127.0.0.1:{am_port}/api/v2/alerts", json=alert).status_code == 200
-        wait_until(lambda: hook.payloads, timeout=30)
+        wait_until(lambda: hook.payloads, timeout=60)
         assert hook.payloads[0]["alerts"][0]["labels"]["alertname"] == "UpTest"
     finally:
         proc.send_signal(signal.SIGTERM)
