@@ -33,13 +33,12 @@ State (open incidents, the service graph, active warnings) travels in the score 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from forewarn.flows.correlate import stable_id
 
 YOUNG = 2  # correlation windows after its start during which an incident takes new kinds of evidence
 THIN = 2  # latency on this many series or fewer must last before it is notified
-MAX_NAMES = 32  # signal names an incident remembers (enough to tell a lone tail percentile)
 MAX_EDGES = 10_000  # service graph bound: the most recently seen pairs are kept
 EDGE_TTL_MS = 7 * 86_400_000
 
@@ -59,7 +58,6 @@ class Incident:
     suspects: list[dict] = field(default_factory=list)
     resolved_ms: int | None = None
     found_ms: int = 0  # end of the batch that opened it: when its first evidence was scored
-    names: list[str] = field(default_factory=list)  # signal names of its anomalies (the first few)
 
     @property
     def notified(self) -> bool:
@@ -110,7 +108,11 @@ class IncidentBook:
                 "edges": [[a, b, t] for (a, b), t in self.edges.items()], "warnings": self.warnings}  # fmt: skip
 
     def load(self, state: dict) -> None:
-        self.open = {int(d["incident_id"]): Incident(**d) for d in state.get("open", [])}
+        known = {f.name for f in fields(Incident)}  # a checkpoint may hold fields no longer kept
+        self.open = {
+            int(d["incident_id"]): Incident(**{k: v for k, v in d.items() if k in known})
+            for d in state.get("open", [])
+        }
         self.edges = {(a, b): int(t) for a, b, t in state.get("edges", [])}
         self.warnings = state.get("warnings", {})
 
@@ -230,9 +232,6 @@ class IncidentBook:
             inc.rising = sorted({*inc.rising, a["service"]})
         if int(a["series_id"]) not in inc.series:
             inc.series.append(int(a["series_id"]))
-        name = str(a.get("name", ""))
-        if name and name not in inc.names and len(inc.names) < MAX_NAMES:
-            inc.names.append(name)
         inc.anomalies += 1
         touched[inc.incident_id] = inc
 
@@ -251,7 +250,7 @@ class IncidentBook:
         traffic too); a callee whose callers go on calling it without any deviation of their own
         lost its telemetry (an export that failed, a restart of its exporter), not its traffic.
         Such an incident waits: evidence of another kind, or a caller's drop, confirms it.
-        Thin latency evidence (latency alone, on at most ``THIN`` series, or a lone p99) is, once
+        Thin latency evidence (latency alone, on at most ``THIN`` series: a lone p99 among them) is, once
         it has lasted a correlation window: a busy minute lifts the slowest requests of a route
         for a bucket or two (a traffic surge, a pause), a regression keeps them up. Resource use
         alone (a disk or memory filling) is not: the saturation forecast warns of it, saying when
@@ -263,7 +262,7 @@ class IncidentBook:
         False
         >>> book.confirmed(Incident(2, 0, 0, services=["checkout", "payments"], kinds=["drop"]))
         True
-        >>> tail = Incident(3, 0, 10_000, kinds=["latency"], series=[7], names=["red.p99"])
+        >>> tail = Incident(3, 0, 10_000, kinds=["latency"], series=[7])
         >>> book.confirmed(tail), book.confirmed(Incident(**{**asdict(tail), "last_active_ms": 30_000}))
         (False, True)
         >>> book.confirmed(Incident(4, 0, 60_000, kinds=["resource"])), book.confirmed(
@@ -272,8 +271,7 @@ class IncidentBook:
         """
         if inc.kinds == ["resource"]:
             return False
-        lone_tail = len(inc.series) == 1 and inc.names and all(n.endswith("p99") for n in inc.names)
-        if inc.kinds == ["latency"] and (lone_tail or len(inc.series) <= THIN):
+        if inc.kinds == ["latency"] and len(inc.series) <= THIN:
             return inc.last_active_ms - inc.started_ms >= self.window_ms
         if inc.kinds != ["drop"]:
             return True

@@ -189,6 +189,31 @@ def test_a_lone_tail_percentile_is_paged_only_when_it_lasts():
     assert broad[0]["incident_id"] in [i.incident_id for i in book.due_labels(920_000)]
 
 
+def test_a_resource_filling_alone_is_left_to_the_forecast_and_joins_an_incident_with_other_evidence():
+    """Seen in the flows e2e test on a loaded machine: when the streaming models came out of their
+    warm-up, the filling disk's utilization deviated ("trend change") and was paged as a second,
+    critical incident beside the forecast's warning for the same disk."""
+    book = IncidentBook("live", window_ms=30_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
+    book.observe_edges({("api", "db")}, 0)
+    disk = {**anomaly(1, 0, "api", 1), "name": "system.filesystem.utilization", "_resource": True}
+    book.assign([disk], {1: 100_000})
+    assert book.due_labels(100_000) == []  # still firing, never paged on its own
+    errors = {**anomaly(2, 10_000, "api", 2), "name": "red.error_ratio"}
+    book.assign([errors], {1: 110_000, 2: 110_000})
+    assert errors["incident_id"] == disk["incident_id"]
+    assert [i.incident_id for i in book.due_labels(110_000)] == [disk["incident_id"]]
+
+
+def test_incidents_of_an_older_checkpoint_load():
+    book = IncidentBook("live", window_ms=30_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
+    book.assign([anomaly(1, 0, "api", 1)], {})
+    state = json.loads(json.dumps(book.state()))
+    state["open"][0]["names"] = ["red.p99"]  # a field checkpoints of an earlier version held
+    again = IncidentBook("live", window_ms=30_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
+    again.load(state)
+    assert list(again.open) == list(book.open)
+
+
 def test_a_slowdown_s_late_symptom_joins_it_while_its_series_still_fire():
     """Seen on the JS test bed: 50 s into a 75 s slowdown of payments, checkout's p99 crossed the
     line; past the correlation window it opened a lone incident and paged on its own."""
