@@ -447,7 +447,9 @@ def test_request_body_and_concurrency_are_bounded(store):
         t.start()
         started.wait()
         while (
-            srv.engine.query_text("SELECT count() FROM system.processes WHERE query LIKE 'SELECT sleep(2.5) + x%'").strip()
+            srv.engine.query_text(
+                "SELECT count() FROM system.processes WHERE query LIKE 'SELECT sleep(2.5) + x%'"
+            ).strip()
             == "0"
         ):
             if not t.is_alive():
