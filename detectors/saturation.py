@@ -1,8 +1,8 @@
 """Saturation warnings on a stream: time to the limit of every series that has one, point by point.
 
 Series whose name matches a glob of ``limits`` (``*utilization*`` -> 1, ``*percent*`` -> 100; not
-processor time, which is load rather than a resource that fills; of a series split by state only
-the ``used`` part) keep their last ``history`` points; after each point :meth:`.SaturationForecaster.forecast_recent`
+processor time or a runtime's event loop, which are load rather than a resource that fills; of a
+series split by state only the ``used`` part) keep their last ``history`` points; after each point :meth:`.SaturationForecaster.forecast_recent`
 fits the current trend (the longest recent straight stretch, so a fill that began a minute ago is
 seen as soon as it is significant) and the series warns while even the slow end of the band
 reaches the limit within ``horizon_s`` (a rise that is barely there warns no one) and within
@@ -19,6 +19,8 @@ it needs no warm-up. One forecast per point, so batching does not change the res
 >>> res = sat.score(pts)
 >>> res.onsets[0].row, round(res.onsets[0].detail["eta_s"])
 (53, 310)
+>>> sat.limit("nodejs.eventloop.utilization") is None, sat.limit("system.memory.utilization")
+(True, 1.0)
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from forewarn.detectors.forecast import SaturationForecaster, human_duration
 from forewarn.detectors.scoring import Finding, Result
 
 EXTRAPOLATION = 8.0
+# utilizations that measure load: processor time, and a runtime's event loop (Node.js's
+# nodejs.eventloop.utilization rose with a x3 traffic surge on the test bed and was "forecast full")
+LOAD = ("cpu", "eventloop")
 
 
 class Saturation:
@@ -48,7 +53,7 @@ class Saturation:
         self._fc: dict[float, SaturationForecaster] = {}
 
     def limit(self, name: str) -> float | None:
-        if "cpu" in name:  # processor time is load, not a resource that fills up
+        if any(k in name for k in LOAD):  # load, not a resource that fills up
             return None
         for pattern, limit in self.limits.items():
             if fnmatch.fnmatchcase(name, pattern):
