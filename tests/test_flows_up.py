@@ -7,9 +7,11 @@ width is shortened (1 s) through the environment so the test takes about a minut
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from flows_data import Services
@@ -46,22 +48,22 @@ def test_forewarn_up_delivers_one_incident_and_the_disk_warning(tmp_path: Path):
             wait_log(proc, tmp_path / "up.log", b"flows: scoring", 240)
             time.sleep(max(25 - (time.time() - began), 10))
             svc.incident = True
+            onset = time.time()
             got: dict[str, dict] = {}
             disk_at_warning = None
             deadline = time.time() + 120
             while time.time() < deadline and not {"ForewarnIncident", "ForewarnSaturationForecast"} <= set(
                 got
             ):
-                for r in sink.received("/hook"):
-                    for a in r.body["alerts"]:
-                        got.setdefault(a["labels"]["alertname"], a)
+                for a in since(sink.received("/hook"), onset):
+                    got.setdefault(a["labels"]["alertname"], a)
                 if disk_at_warning is None and "ForewarnSaturationForecast" in got:
                     disk_at_warning = svc.disk
                 time.sleep(0.5)
             # what arrived while the services ran: once the test stops their traffic, every
             # service goes silent at once, which forewarn rightly pages as lost traffic if it
             # scores those buckets before it stops (it did, twice, on a loaded machine)
-            seen = sink.received("/hook")
+            seen = since(sink.received("/hook"), onset)
         finally:
             if svc is not None:
                 svc.stop_traffic()
@@ -72,9 +74,8 @@ def test_forewarn_up_delivers_one_incident_and_the_disk_warning(tmp_path: Path):
     assert "ForewarnIncident" in got, text[-3000:]
     assert got["ForewarnIncident"]["labels"]["service"] == "db"
     assert got["ForewarnIncident"]["labels"]["operation"] == "SELECT orders"
-    ids = {a["labels"]["incident"] for r in seen for a in r.body["alerts"]
-           if a["labels"]["alertname"] == "ForewarnIncident"}  # fmt: skip
-    assert len(ids) == 1, [a["labels"] for r in seen for a in r.body["alerts"]]
+    ids = {a["labels"]["incident"] for a in seen if a["labels"]["alertname"] == "ForewarnIncident"}
+    assert len(ids) == 1, [a["labels"] for a in seen]
     assert "ForewarnSaturationForecast" in got and disk_at_warning < 1.0, disk_at_warning
     assert "scoring inline" not in text  # the flows ran through Prefect
     # up says what it is doing: a summary line of the score loop, and no "no receiver" warning here
@@ -88,3 +89,11 @@ def wait_log(proc: subprocess.Popen, log: Path, marker: bytes, timeout_s: float)
     while marker not in log.read_bytes():
         assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
         time.sleep(0.2)
+
+
+def since(received: list, onset: float) -> list[dict]:
+    """The alerts of the notifications that started at the fault's onset or later. On a machine
+    loaded enough (CI beside a soak: Prefect's first tick came 234 s after start), the test's own
+    traffic thread starved before the fault, and forewarn rightly paged that drop."""
+    return [a for r in received for a in r.body["alerts"]
+            if datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", a["startsAt"])).timestamp() >= onset - 2]  # fmt: skip
