@@ -3,6 +3,7 @@ one embedded store directory and each test isolates itself in its own database."
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,19 @@ import pytest
 
 from forewarn.config import Settings, load_settings
 from forewarn.storage import open_storage
+
+
+@pytest.fixture(autouse=True)
+def _own_prefect_home() -> Iterator[None]:
+    """A test that runs the flows in process sets PREFECT_HOME to its data dir (flows/runtime.py);
+    without this, every `forewarn up` a later test of the same worker starts would inherit it and
+    share that Prefect home instead of its own data dir's."""
+    before = os.environ.get("PREFECT_HOME")
+    yield
+    if before is None:
+        os.environ.pop("PREFECT_HOME", None)
+    else:
+        os.environ["PREFECT_HOME"] = before
 
 
 @pytest.fixture(scope="session")
