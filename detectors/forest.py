@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from forewarn.detectors.multivariate import MultivariateDetector
-from forewarn.detectors.scoring import Episodes, Finding, Result
+from forewarn.detectors.scoring import EpisodicDetector, Finding, Result
 
 FEATURES = ("red.rate", "red.error_ratio", "red.p95")
 SCALE_FLOOR = np.array([0.05, 0.01, 0.05])  # log-rate, ratio, log-ms
@@ -61,20 +61,14 @@ def fit_service(wide: pd.DataFrame, seed: int) -> MultivariateDetector:
     return det
 
 
-class RedForests:
+class RedForests(EpisodicDetector):
     """The trained forests by service, with their versions; a :class:`.scoring.Detector`."""
 
     name = "iforest"
 
     def __init__(self, models: dict[str, tuple[MultivariateDetector, int]], threshold: float = 0.999):
+        super().__init__()
         self.models, self.threshold = models, threshold
-        self.episodes = Episodes()
-
-    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        return self.episodes.state()
-
-    def load(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-        self.episodes.load(meta, arrays)
 
     def score(self, points: pd.DataFrame) -> Result:
         out = Result()

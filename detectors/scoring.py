@@ -99,6 +99,22 @@ class Episodes:
         }
 
 
+class EpisodicDetector:
+    """Base of the detectors whose only state is their :class:`Episodes` (their models are
+    trained elsewhere and loaded read-only), so that a checkpoint holds just that."""
+
+    name = ""
+
+    def __init__(self) -> None:
+        self.episodes = Episodes()
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return self.episodes.state()
+
+    def load(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        self.episodes.load(meta, arrays)
+
+
 def score_of(p_value: float) -> float:
     """A p-value as a score in [0, 1) (1 - p, kept below 1 so its weight stays finite).
 

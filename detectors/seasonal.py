@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from forewarn.detectors.scoring import Episodes, Finding, Result
+from forewarn.detectors.scoring import EpisodicDetector, Finding, Result
 
 K = 8.0
 MIN_DAYS = 2
@@ -78,20 +78,14 @@ class SeasonalBaseline:
             return med, (v - med) / scale
 
 
-class SeasonalDetector:
+class SeasonalDetector(EpisodicDetector):
     """Hour-of-day baselines on the stream, with episodes; a :class:`.scoring.Detector`."""
 
     name = "seasonal"
 
     def __init__(self, baseline: SeasonalBaseline, version: int = 0):
+        super().__init__()
         self.baseline, self.version = baseline, version
-        self.episodes = Episodes()
-
-    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        return self.episodes.state()
-
-    def load(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-        self.episodes.load(meta, arrays)
 
     def score(self, points: pd.DataFrame) -> Result:
         out = Result()
