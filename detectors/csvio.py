@@ -18,7 +18,15 @@ from typing import TextIO
 
 import numpy as np
 import pandas as pd
-from forewarn.detectors.ensemble import EnsembleCore, EnsembleParams, seasonal_periods, step_of
+from forewarn.detectors.ensemble import (
+    EnsembleCore,
+    EnsembleParams,
+    per_time_score,
+    seasonal_periods,
+    step_factor,
+    step_of,
+    step_threshold,
+)
 from forewarn.detectors.gaps import GapFiller, expand
 from forewarn.detectors.multiseries import explain_block
 
@@ -87,14 +95,17 @@ def detect_csv(
             x = pd.to_numeric(chunk["value"].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
             if core is None:  # daily / weekly periods from the sampling step of the first rows
                 step = step_of(ts)
-                core = EnsembleCore(1, params, seasonal_periods(step, params.max_period) if seasonal else ())
+                periods = seasonal_periods(step, params.max_period) if seasonal else ()
+                factor = step_factor(params, step)  # the threshold is a rarity per params.per_s
+                core = EnsembleCore(1, step_threshold(params, step), periods)
                 # seasonal views count time: missing sampling slots become NaN points
                 gaps = GapFiller(step if core.periods else float("nan"))
             xe, at = expand(x, gaps.slots(ts))
             block = core.update(xe[None, :])
             # rounded down, so the printed score compares with the threshold like the real one
-            score = np.floor(np.clip(block.score[0, at], 0.0, 1.0) * 1e9) / 1e9
             alert = block.alert[0, at]
+            score = per_time_score(np.clip(block.score[0, at], 0.0, 1.0), factor)
+            score = np.floor(np.where(alert, np.maximum(score, params.threshold), score) * 1e9) / 1e9
             cols = [chunk["timestamp"], chunk["value"], np.char.mod("%.9f", score), alert.astype(np.int8)]
             if explain:
                 extra = np.full((len(x), 5), "", dtype=object)
@@ -105,7 +116,8 @@ def detect_csv(
                         *(f"{v:.6g}" for v in (ex.expected, ex.lower, ex.upper)),
                         ex.text,
                     ]
-                cols += [np.char.mod("%.9f", np.floor(block.raw[0, at] * 1e9) / 1e9), *extra.T]
+                raw = per_time_score(np.clip(block.raw[0, at], 0.0, 1.0), factor)
+                cols += [np.char.mod("%.9f", np.floor(raw * 1e9) / 1e9), *extra.T]
             cols.append(block.firing[0, at].astype(np.int8))
             w.writerows(zip(*cols, strict=True))
             rows += len(x)

@@ -12,7 +12,7 @@ to follow each series' anomalous episodes (onset, firing, recovery).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import bottleneck as bn
 import numpy as np
@@ -72,6 +72,12 @@ class EnsembleParams:
     seasonal_fit: float = 0.0
     # spikes beyond ``z_cap`` become routine after this many of them in the calibration memory
     routine_after: float = 10.0
+    # Where the sampling step is known (``forewarn detect``), the threshold is a rarity per this
+    # many seconds of the series rather than per point: a 1-minute series must be 5 times rarer
+    # per point, an hourly one may be up to ``max_per_step`` times less rare (see ``step_threshold``).
+    # 0: per point, whatever the step.
+    per_s: float = 300.0
+    max_per_step: float = 12.0
 
     def __post_init__(self) -> None:
         if self.window < 8 or self.short < 2 or self.long < self.short:
@@ -80,6 +86,8 @@ class EnsembleParams:
             raise ValueError("threshold must be in (0, 1]")
         if self.quiet < 1 or self.refractory < 0 or self.max_episode < 1:
             raise ValueError("need quiet >= 1, max_episode >= 1 and refractory >= 0")
+        if self.per_s < 0 or self.max_per_step < 1:
+            raise ValueError("need per_s >= 0 and max_per_step >= 1")
         if not 0 <= self.agree <= 1 or self.seasonal_margin < 1:
             raise ValueError("need 0 <= agree <= 1 and seasonal_margin >= 1")
         unknown = set(self.components) - set(COMPONENTS)
@@ -715,6 +723,45 @@ def step_of(timestamps: np.ndarray) -> float:
     d = np.diff(np.asarray(timestamps, dtype=np.float64)[:64])
     d = d[np.isfinite(d) & (d > 0)]
     return float(np.median(d)) if len(d) >= 8 else float("nan")
+
+
+def step_factor(params: EnsembleParams, step_s: float) -> float:
+    """How many times more often than per point a series sampled every ``step_s`` seconds may
+    alert, for ``params.threshold`` to be a rarity per ``params.per_s`` seconds (1: per point).
+
+    A per-point tail probability alone alerts more often per day on faster series: 0.5 % of the
+    points is 7 alerts a day at 1-minute steps and one every 8 days at hourly ones, so one
+    threshold was too eager on minute data and too timid on hourly data (measured on both real
+    corpora: docs/detectors.md). An unknown step keeps the threshold per point.
+
+    >>> step_factor(EnsembleParams(), 60), step_factor(EnsembleParams(), 3600), step_factor(EnsembleParams(), float("nan"))
+    (0.2, 12.0, 1.0)
+    """
+    if not params.per_s > 0 or not np.isfinite(step_s) or step_s <= 0:
+        return 1.0
+    factor = min(step_s / params.per_s, params.max_per_step)
+    return min(factor, 0.5 / (1.0 - params.threshold)) if params.threshold < 1 else factor
+
+
+def step_threshold(params: EnsembleParams, step_s: float) -> EnsembleParams:
+    """``params`` with the per-point threshold that :func:`step_factor` asks for.
+
+    >>> step_threshold(EnsembleParams(), 60).threshold, step_threshold(EnsembleParams(), 3600).threshold
+    (0.999, 0.94)
+    """
+    f = step_factor(params, step_s)
+    return params if f == 1.0 else replace(params, threshold=round(1.0 - (1.0 - params.threshold) * f, 12))
+
+
+def per_time_score(score: np.ndarray, factor: float) -> np.ndarray:
+    """Per-point scores as rarities per ``per_s`` seconds: ``1 - (1 - score) / factor``, so that
+    a score reaches the committed threshold exactly where the per-point one reaches
+    :func:`step_threshold`'s.
+
+    >>> per_time_score(np.array([0.94, 0.5]), 12.0).round(4).tolist()
+    [0.995, 0.9583]
+    """
+    return score if factor == 1.0 else 1.0 - np.minimum(1.0, (1.0 - score) / factor)
 
 
 def params_dict(params: EnsembleParams) -> dict:

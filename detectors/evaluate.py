@@ -22,13 +22,10 @@ from pathlib import Path
 import numpy as np
 from forewarn.detectors.ensemble import (
     COMPONENTS,
-    EnsembleCore,
     EnsembleParams,
-    seasonal_periods,
-    step_of,
 )
-from forewarn.detectors.gaps import GapFiller, expand
 from forewarn.detectors.metrics import PROFILES, STANDARD, FileScore, scaled_sigmoid, score_file, windows
+from forewarn.detectors.realdata import ensemble_alerts
 from forewarn.detectors.scenarios import Scenario, make_corpus
 
 __all__ = ["PROFILES", "STANDARD", "FileScore", "scaled_sigmoid", "score_file", "windows"]
@@ -75,14 +72,9 @@ Detector = Callable[[Scenario], np.ndarray]
 
 
 def ensemble_detector(params: EnsembleParams | None = None, seasonal: bool = True) -> Detector:
-    def run(s: Scenario) -> np.ndarray:
-        step = step_of(s.timestamps)
-        periods = seasonal_periods(step) if seasonal else ()
-        slots = GapFiller(step).slots(s.timestamps) if periods else np.zeros(len(s.values), np.int64)
-        x, at = expand(s.values, slots)
-        return EnsembleCore(1, params, periods).update(x[None, :]).alert[0, at]
-
-    return run
+    """``forewarn detect``'s alerts on a synthetic scenario."""
+    run = ensemble_alerts(params, seasonal)
+    return lambda s: run(s.timestamps, s.values)
 
 
 def zscore_detector(window: int = 96, z: float = 6.0, refractory: int = 150) -> Detector:
@@ -343,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.corpus:
         from forewarn.detectors.corpus import PARTS, CorpusError
-        from forewarn.detectors.realdata import ensemble_alerts, report
+        from forewarn.detectors.realdata import report
 
         from forewarn.config import DetectorSettings
 

@@ -17,6 +17,31 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*FOREWARN, *args], capture_output=True, text=True, timeout=120)
 
 
+def test_the_threshold_is_a_rarity_per_time_whatever_the_sampling_step(tmp_path: Path) -> None:
+    """The same values sampled every minute, 5 minutes or hour: the faster series needs rarer
+    points to alert (0.5 % of the points would be 7 alerts a day at 1-minute steps), and
+    is_anomaly stays exactly the committed threshold applied to the printed anomaly_score."""
+    from forewarn.config import DetectorSettings
+
+    rng = np.random.default_rng(3)
+    v = 100 + rng.standard_t(3, 4000)
+    alerts = {}
+    for step in (60, 300, 3600):
+        src, dst = tmp_path / f"in{step}.csv", tmp_path / f"out{step}.csv"
+        with open(src, "w", newline="") as f:
+            csv.writer(f).writerows(
+                [("timestamp", "value"), *((1_600_000_000 + step * i, f"{x:.4f}") for i, x in enumerate(v))]
+            )
+        assert _run("detect", "--input", str(src), "--output", str(dst)).returncode == 0
+        with open(dst, newline="") as f:
+            out = list(csv.reader(f))[1:]
+        score = np.array([float(o[2]) for o in out])
+        flag = np.array([o[3] == "1" for o in out])
+        assert ((score >= DetectorSettings().threshold) == flag).all()
+        alerts[step] = int(flag.sum())
+    assert alerts[60] < alerts[300] < alerts[3600], alerts
+
+
 def test_detect_csv_formats_and_alignment(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     n = 3000
