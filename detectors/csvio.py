@@ -21,11 +21,11 @@ import pandas as pd
 from forewarn.detectors.ensemble import (
     EnsembleCore,
     EnsembleParams,
+    for_step,
     per_time_score,
     seasonal_periods,
     step_factor,
     step_of,
-    step_threshold,
 )
 from forewarn.detectors.gaps import GapFiller, expand
 from forewarn.detectors.multiseries import explain_block
@@ -97,7 +97,7 @@ def detect_csv(
                 step = step_of(ts)
                 periods = seasonal_periods(step, params.max_period) if seasonal else ()
                 factor = step_factor(params, step)  # the threshold is a rarity per params.per_s
-                core = EnsembleCore(1, step_threshold(params, step), periods)
+                core = EnsembleCore(1, for_step(params, step), periods)
                 # seasonal views count time: missing sampling slots become NaN points
                 gaps = GapFiller(step if core.periods else float("nan"))
             xe, at = expand(x, gaps.slots(ts))

@@ -74,10 +74,15 @@ class EnsembleParams:
     routine_after: float = 10.0
     # Where the sampling step is known (``forewarn detect``), the threshold is a rarity per this
     # many seconds of the series rather than per point: a 1-minute series must be 5 times rarer
-    # per point, an hourly one may be up to ``max_per_step`` times less rare (see ``step_threshold``).
+    # per point, an hourly one may be up to ``max_per_step`` times less rare (see ``for_step``).
     # 0: per point, whatever the step.
     per_s: float = 300.0
     max_per_step: float = 12.0
+    # Where the step is known, an episode also ends after ``quiet_s`` seconds back in band when
+    # that is fewer than ``quiet`` points (at least ``min_quiet``): on an hourly series twelve
+    # points are half a day, and a second incident the same morning deserves its own alert.
+    quiet_s: float = 3600.0
+    min_quiet: int = 6
 
     def __post_init__(self) -> None:
         if self.window < 8 or self.short < 2 or self.long < self.short:
@@ -86,8 +91,8 @@ class EnsembleParams:
             raise ValueError("threshold must be in (0, 1]")
         if self.quiet < 1 or self.refractory < 0 or self.max_episode < 1:
             raise ValueError("need quiet >= 1, max_episode >= 1 and refractory >= 0")
-        if self.per_s < 0 or self.max_per_step < 1:
-            raise ValueError("need per_s >= 0 and max_per_step >= 1")
+        if self.per_s < 0 or self.max_per_step < 1 or self.quiet_s < 0 or self.min_quiet < 1:
+            raise ValueError("need per_s >= 0, max_per_step >= 1, quiet_s >= 0 and min_quiet >= 1")
         if not 0 <= self.agree <= 1 or self.seasonal_margin < 1:
             raise ValueError("need 0 <= agree <= 1 and seasonal_margin >= 1")
         unknown = set(self.components) - set(COMPONENTS)
@@ -743,20 +748,28 @@ def step_factor(params: EnsembleParams, step_s: float) -> float:
     return min(factor, 0.5 / (1.0 - params.threshold)) if params.threshold < 1 else factor
 
 
-def step_threshold(params: EnsembleParams, step_s: float) -> EnsembleParams:
-    """``params`` with the per-point threshold that :func:`step_factor` asks for.
+def for_step(params: EnsembleParams, step_s: float) -> EnsembleParams:
+    """``params`` for a series sampled every ``step_s`` seconds: the per-point threshold that
+    :func:`step_factor` asks for, and ``quiet`` cut to ``quiet_s`` seconds where that is fewer
+    points. An unknown step changes nothing.
 
-    >>> step_threshold(EnsembleParams(), 60).threshold, step_threshold(EnsembleParams(), 3600).threshold
-    (0.999, 0.94)
+    >>> p = for_step(EnsembleParams(), 3600)
+    >>> p.threshold, p.quiet, for_step(EnsembleParams(), 60).threshold, for_step(EnsembleParams(), 60).quiet
+    (0.94, 6, 0.999, 12)
     """
     f = step_factor(params, step_s)
-    return params if f == 1.0 else replace(params, threshold=round(1.0 - (1.0 - params.threshold) * f, 12))
+    if f != 1.0:
+        params = replace(params, threshold=round(1.0 - (1.0 - params.threshold) * f, 12))
+    if params.quiet_s > 0 and np.isfinite(step_s) and step_s > 0:
+        quiet = max(params.min_quiet, min(params.quiet, round(params.quiet_s / step_s)))
+        params = replace(params, quiet=min(quiet, params.quiet))
+    return params
 
 
 def per_time_score(score: np.ndarray, factor: float) -> np.ndarray:
     """Per-point scores as rarities per ``per_s`` seconds: ``1 - (1 - score) / factor``, so that
     a score reaches the committed threshold exactly where the per-point one reaches
-    :func:`step_threshold`'s.
+    :func:`for_step`'s.
 
     >>> per_time_score(np.array([0.94, 0.5]), 12.0).round(4).tolist()
     [0.995, 0.9583]

@@ -21,9 +21,9 @@ from forewarn.detectors.corpus import PARTS, LabelledSeries, load_corpus
 from forewarn.detectors.ensemble import (
     EnsembleCore,
     EnsembleParams,
+    for_step,
     seasonal_periods,
     step_of,
-    step_threshold,
 )
 from forewarn.detectors.gaps import GapFiller, expand
 from forewarn.detectors.metrics import (
@@ -51,7 +51,7 @@ def ensemble_alerts(params: EnsembleParams | None = None, seasonal: bool = True)
         periods = seasonal_periods(step, p.max_period) if seasonal else ()
         gaps = GapFiller(step if periods else float("nan"))
         x, at = expand(np.asarray(values, dtype=np.float64), gaps.slots(timestamps))
-        return EnsembleCore(1, step_threshold(p, step), periods).update(x[None, :]).alert[0, at]
+        return EnsembleCore(1, for_step(p, step), periods).update(x[None, :]).alert[0, at]
 
     return run
 
