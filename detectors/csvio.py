@@ -24,7 +24,6 @@ from forewarn.detectors.ensemble import (
     for_step,
     per_time_score,
     seasonal_periods,
-    step_factor,
     step_of,
 )
 from forewarn.detectors.gaps import GapFiller, expand
@@ -83,6 +82,7 @@ def detect_csv(
 ) -> dict[str, int]:
     """Stream ``src`` through one detector into ``dst``; returns row / alert / bad-timestamp counts."""
     core: EnsembleCore | None = None
+    step = float("nan")
     rows = alerts = bad_ts = 0
     gaps = GapFiller(float("nan"))
     with contextlib.ExitStack() as stack:
@@ -96,16 +96,18 @@ def detect_csv(
             if core is None:  # daily / weekly periods from the sampling step of the first rows
                 step = step_of(ts)
                 periods = seasonal_periods(step, params.max_period) if seasonal else ()
-                factor = step_factor(params, step)  # the threshold is a rarity per params.per_s
                 core = EnsembleCore(1, for_step(params, step), periods)
                 # seasonal views count time: missing sampling slots become NaN points
                 gaps = GapFiller(step if core.periods else float("nan"))
             xe, at = expand(x, gaps.slots(ts))
             block = core.update(xe[None, :])
             # rounded down, so the printed score compares with the threshold like the real one
+            # (and kept on its side of it where rescaling to the step rounds across)
             alert = block.alert[0, at]
-            score = per_time_score(np.clip(block.score[0, at], 0.0, 1.0), factor)
-            score = np.floor(np.where(alert, np.maximum(score, params.threshold), score) * 1e9) / 1e9
+            score = per_time_score(np.clip(block.score[0, at], 0.0, 1.0), params, step)
+            thr = params.threshold
+            score = np.where(alert, np.maximum(score, thr), np.minimum(score, max(thr - 1e-9, 0.0)))
+            score = np.floor(score * 1e9) / 1e9
             cols = [chunk["timestamp"], chunk["value"], np.char.mod("%.9f", score), alert.astype(np.int8)]
             if explain:
                 extra = np.full((len(x), 5), "", dtype=object)
@@ -116,7 +118,7 @@ def detect_csv(
                         *(f"{v:.6g}" for v in (ex.expected, ex.lower, ex.upper)),
                         ex.text,
                     ]
-                raw = per_time_score(np.clip(block.raw[0, at], 0.0, 1.0), factor)
+                raw = per_time_score(np.clip(block.raw[0, at], 0.0, 1.0), params, step)
                 cols += [np.char.mod("%.9f", np.floor(raw * 1e9) / 1e9), *extra.T]
             cols.append(block.firing[0, at].astype(np.int8))
             w.writerows(zip(*cols, strict=True))

@@ -766,15 +766,21 @@ def for_step(params: EnsembleParams, step_s: float) -> EnsembleParams:
     return params
 
 
-def per_time_score(score: np.ndarray, factor: float) -> np.ndarray:
-    """Per-point scores as rarities per ``per_s`` seconds: ``1 - (1 - score) / factor``, so that
-    a score reaches the committed threshold exactly where the per-point one reaches
-    :func:`for_step`'s.
+def per_time_score(score: np.ndarray, params: EnsembleParams, step_s: float) -> np.ndarray:
+    """Per-point scores of a series sampled every ``step_s`` seconds rescaled so that they reach
+    ``params.threshold`` exactly where the per-point score reaches :func:`for_step`'s threshold:
+    the tail probability ``1 - score`` is raised to the power that maps one threshold onto the
+    other, so 0 and 1 keep their meaning and the order of the scores is kept.
 
-    >>> per_time_score(np.array([0.94, 0.5]), 12.0).round(4).tolist()
-    [0.995, 0.9583]
+    >>> per_time_score(np.array([0.0, 0.94, 0.99, 1.0]), EnsembleParams(), 3600).round(4).tolist()
+    [0.0, 0.995, 0.9998, 1.0]
     """
-    return score if factor == 1.0 else 1.0 - np.minimum(1.0, (1.0 - score) / factor)
+    stepped = for_step(params, step_s).threshold
+    if stepped == params.threshold or not 0 < params.threshold < 1 or not 0 < stepped < 1:
+        return score
+    power = np.log1p(-params.threshold) / np.log1p(-stepped)
+    with np.errstate(divide="ignore"):
+        return 1.0 - np.power(np.clip(1.0 - score, 0.0, 1.0), power)
 
 
 def params_dict(params: EnsembleParams) -> dict:
