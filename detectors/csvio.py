@@ -21,6 +21,7 @@ import pandas as pd
 from forewarn.detectors.ensemble import (
     EnsembleCore,
     EnsembleParams,
+    clock_step,
     for_step,
     per_time_score,
     seasonal_periods,
@@ -38,12 +39,16 @@ class InputError(ValueError):
 
 
 def parse_timestamps(text: pd.Series) -> np.ndarray:
-    """Unix seconds (float, NaN where unparseable) from ISO 8601, ``YYYY-MM-DD HH:MM:SS`` or Unix seconds.
+    """Unix seconds (float, NaN where unparseable) from ISO 8601, ``YYYY-MM-DD HH:MM:SS``, Unix
+    seconds or Unix milliseconds (numbers from 1e11: seconds would be after the year 5000).
 
     >>> parse_timestamps(pd.Series(["1700000000", "2023-11-14T22:13:20Z", "2023-11-14 22:13:21", "x"])).tolist()
     [1700000000.0, 1700000000.0, 1700000001.0, nan]
+    >>> parse_timestamps(pd.Series(["1700000000500"])).tolist()
+    [1700000000.5]
     """
     num = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+    num = np.where((num >= 1e11) & (num < 1e14), num / 1000.0, num)
     need = np.isnan(num) & text.str.strip().ne("").to_numpy()
     if need.any():
         dt = pd.to_datetime(text[need], format="ISO8601", utc=True, errors="coerce")
@@ -82,7 +87,7 @@ def detect_csv(
 ) -> dict[str, int]:
     """Stream ``src`` through one detector into ``dst``; returns row / alert / bad-timestamp counts."""
     core: EnsembleCore | None = None
-    step = float("nan")
+    step = clock = float("nan")
     rows = alerts = bad_ts = 0
     gaps = GapFiller(float("nan"))
     with contextlib.ExitStack() as stack:
@@ -96,7 +101,8 @@ def detect_csv(
             if core is None:  # daily / weekly periods from the sampling step of the first rows
                 step = step_of(ts)
                 periods = seasonal_periods(step, params.max_period) if seasonal else ()
-                core = EnsembleCore(1, for_step(params, step), periods)
+                clock = clock_step(ts)  # NaN for a row number: then the threshold is per point
+                core = EnsembleCore(1, for_step(params, clock), periods)
                 # seasonal views count time: missing sampling slots become NaN points
                 gaps = GapFiller(step if core.periods else float("nan"))
             xe, at = expand(x, gaps.slots(ts))
@@ -104,7 +110,7 @@ def detect_csv(
             # rounded down, so the printed score compares with the threshold like the real one
             # (and kept on its side of it where rescaling to the step rounds across)
             alert = block.alert[0, at]
-            score = per_time_score(np.clip(block.score[0, at], 0.0, 1.0), params, step)
+            score = per_time_score(np.clip(block.score[0, at], 0.0, 1.0), params, clock)
             thr = params.threshold
             score = np.where(alert, np.maximum(score, thr), np.minimum(score, max(thr - 1e-9, 0.0)))
             score = np.floor(score * 1e9) / 1e9
@@ -118,7 +124,7 @@ def detect_csv(
                         *(f"{v:.6g}" for v in (ex.expected, ex.lower, ex.upper)),
                         ex.text,
                     ]
-                raw = per_time_score(np.clip(block.raw[0, at], 0.0, 1.0), params, step)
+                raw = per_time_score(np.clip(block.raw[0, at], 0.0, 1.0), params, clock)
                 cols += [np.char.mod("%.9f", np.floor(raw * 1e9) / 1e9), *extra.T]
             cols.append(block.firing[0, at].astype(np.int8))
             w.writerows(zip(*cols, strict=True))

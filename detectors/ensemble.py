@@ -74,8 +74,8 @@ class EnsembleParams:
     routine_after: float = 10.0
     # Where the sampling step is known (``forewarn detect``), the threshold is a rarity per this
     # many seconds of the series rather than per point: a 1-minute series must be 5 times rarer
-    # per point, an hourly one may be up to ``max_per_step`` times less rare (see ``for_step``).
-    # 0: per point, whatever the step.
+    # per point, an hourly one may be up to ``max_per_step`` times less rare, and a faster one at
+    # most that many times rarer (see ``for_step``). 0: per point, whatever the step.
     per_s: float = 300.0
     max_per_step: float = 12.0
     # Where the step is known, an episode also ends after ``quiet_s`` seconds back in band when
@@ -739,12 +739,13 @@ def step_factor(params: EnsembleParams, step_s: float) -> float:
     threshold was too eager on minute data and too timid on hourly data (measured on both real
     corpora: docs/detectors.md). An unknown step keeps the threshold per point.
 
-    >>> step_factor(EnsembleParams(), 60), step_factor(EnsembleParams(), 3600), step_factor(EnsembleParams(), float("nan"))
-    (0.2, 12.0, 1.0)
+    >>> p = EnsembleParams()
+    >>> step_factor(p, 60), step_factor(p, 3600), round(step_factor(p, 1), 4), step_factor(p, float("nan"))
+    (0.2, 12.0, 0.0833, 1.0)
     """
     if not params.per_s > 0 or not np.isfinite(step_s) or step_s <= 0:
         return 1.0
-    factor = min(step_s / params.per_s, params.max_per_step)
+    factor = min(max(step_s / params.per_s, 1.0 / params.max_per_step), params.max_per_step)
     return min(factor, 0.5 / (1.0 - params.threshold)) if params.threshold < 1 else factor
 
 
@@ -781,6 +782,18 @@ def per_time_score(score: np.ndarray, params: EnsembleParams, step_s: float) -> 
     power = np.log1p(-params.threshold) / np.log1p(-stepped)
     with np.errstate(divide="ignore"):
         return 1.0 - np.power(np.clip(1.0 - score, 0.0, 1.0), power)
+
+
+def clock_step(timestamps: np.ndarray) -> float:
+    """:func:`step_of` where the timestamps are a wall clock (Unix seconds after 1973), NaN where
+    they are a row number (1, 2, 3, ...), for which a rarity per minute has no meaning.
+
+    >>> clock_step(1_600_000_000 + 60.0 * np.arange(20)), clock_step(np.arange(1.0, 21.0))
+    (60.0, nan)
+    """
+    ts = np.asarray(timestamps, dtype=np.float64)[:64]
+    ts = ts[np.isfinite(ts)]
+    return step_of(timestamps) if len(ts) and np.median(ts) >= 1e8 else float("nan")
 
 
 def params_dict(params: EnsembleParams) -> dict:

@@ -21,6 +21,7 @@ from forewarn.detectors.corpus import PARTS, LabelledSeries, load_corpus
 from forewarn.detectors.ensemble import (
     EnsembleCore,
     EnsembleParams,
+    clock_step,
     for_step,
     seasonal_periods,
     step_of,
@@ -51,7 +52,7 @@ def ensemble_alerts(params: EnsembleParams | None = None, seasonal: bool = True)
         periods = seasonal_periods(step, p.max_period) if seasonal else ()
         gaps = GapFiller(step if periods else float("nan"))
         x, at = expand(np.asarray(values, dtype=np.float64), gaps.slots(timestamps))
-        return EnsembleCore(1, for_step(p, step), periods).update(x[None, :]).alert[0, at]
+        return EnsembleCore(1, for_step(p, clock_step(timestamps)), periods).update(x[None, :]).alert[0, at]
 
     return run
 

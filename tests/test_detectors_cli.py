@@ -40,6 +40,16 @@ def test_the_threshold_is_a_rarity_per_time_whatever_the_sampling_step(tmp_path:
         assert ((score >= DetectorSettings().threshold) == flag).all()
         alerts[step] = int(flag.sum())
     assert alerts[60] < alerts[300] < alerts[3600], alerts
+    # a row number is not a clock: the threshold stays per point, like -p per_s=0 on the 5-minute file
+    src, dst = tmp_path / "index.csv", tmp_path / "index-out.csv"
+    with open(src, "w", newline="") as f:
+        csv.writer(f).writerows([("timestamp", "value"), *((i + 1, f"{x:.4f}") for i, x in enumerate(v))])
+    assert _run("detect", "--input", str(src), "--output", str(dst), "--no-seasonal").returncode == 0
+    per_point = tmp_path / "per-point.csv"
+    assert _run("detect", "--input", str(tmp_path / "in300.csv"), "--output", str(per_point), "--no-seasonal",
+                "-p", "per_s=0").returncode == 0  # fmt: skip
+    with open(dst, newline="") as f, open(per_point, newline="") as g:
+        assert [r[3] for r in csv.reader(f)] == [r[3] for r in csv.reader(g)]
 
 
 def test_detect_csv_formats_and_alignment(tmp_path: Path) -> None:
