@@ -198,3 +198,26 @@ def test_seasonal_views_ignore_recurring_patterns_but_catch_breaks() -> None:
     broken[2800 : 2800 + period] += 40  # the job runs at the wrong time for a day
     alerts = np.flatnonzero(EnsembleCore(1, periods=periods).update(broken[None, :]).alert[0])
     assert alerts[alerts >= 2 * period].tolist()[:1] == [2800]
+
+
+def test_the_flows_streaming_detector_reports_firing_on_a_batch_of_one_point() -> None:
+    """A batch holding one point of one firing series (a disk gauge alone in a 1-second bucket)
+    failed every score tick of `forewarn up` with a KeyError: pandas groups a length-1 key as a
+    tuple. The series must stay firing, one point at a time."""
+    import pandas as pd
+    from forewarn.detectors.streaming import Streaming
+
+    det = Streaming(EnsembleParams(warmup=30))
+    rng = np.random.default_rng(1)
+    sid = 7611917939899994930
+
+    def batch(ts: list[int], values: list[float]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"series_id": [sid] * len(ts), "ts": ts, "value": values, "direction": [0] * len(ts)}
+        )
+
+    first = det.score(batch([1000 * i for i in range(200)], list(50 + rng.normal(0, 1, 200))))
+    assert not first.onsets
+    onset = det.score(batch([200_000], [90.0]))
+    assert onset.onsets and onset.firing == {sid: 200_000}
+    assert det.score(batch([201_000], [91.0])).firing == {sid: 201_000}  # still firing, one point
