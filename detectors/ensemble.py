@@ -762,8 +762,9 @@ def for_step(params: EnsembleParams, step_s: float) -> EnsembleParams:
     if f != 1.0:
         params = replace(params, threshold=round(1.0 - (1.0 - params.threshold) * f, 12))
     if params.quiet_s > 0 and np.isfinite(step_s) and step_s > 0:
-        quiet = max(params.min_quiet, min(params.quiet, round(params.quiet_s / step_s)))
-        params = replace(params, quiet=min(quiet, params.quiet))
+        params = replace(
+            params, quiet=min(params.quiet, max(params.min_quiet, round(params.quiet_s / step_s)))
+        )
     return params
 
 

@@ -98,6 +98,7 @@ class MultiSeriesDetector:
         self.index: dict[str, int] = {}
         self.last_scores: dict[str, np.ndarray] = {}
         self.last_firing: dict[str, np.ndarray] = {}
+        self.last_times: dict[str, np.ndarray] = {}  # the timestamps those flags belong to
 
     @property
     def series_ids(self) -> list[str]:
@@ -128,14 +129,17 @@ class MultiSeriesDetector:
         found: list[Anomaly] = []
         self.last_scores = {}
         self.last_firing = {}
+        self.last_times = {}
         # Series with the same number of new points are scored together as one matrix.
         for k in np.unique(count):
             sel = np.flatnonzero(count == k)
             idx = start[sel][:, None] + np.arange(k)[None, :]
             block = self.core.update(vs[idx], rows=rows[sel])
+            times = ts[idx]
             for j, sid in enumerate(uniq[sel]):
                 self.last_scores[str(sid)] = block.score[j]
                 self.last_firing[str(sid)] = block.firing[j]
+                self.last_times[str(sid)] = times[j]
             for r, c in zip(*np.nonzero(block.alert), strict=True):
                 ex = explain_block(block, r, c)
                 found.append(

@@ -61,19 +61,13 @@ class Streaming:
             out.firing[int(a.series_id)] = int(a.timestamp)
         firing = getattr(self.det, "last_firing", None)
         if firing is not None:
-            # each series' timestamps in the order the detector scored them (not a pandas groupby:
-            # a batch of one point made it a length-1 list-like whose groups are tuples)
-            order = np.lexsort((ts, ids.astype(str)))
-            sids, starts = np.unique(ids.astype(str)[order], return_index=True)
-            ends = np.append(starts[1:], len(order))
-            times_of = {sid: ts[order[a:b]] for sid, a, b in zip(sids.tolist(), starts, ends, strict=True)}
             for sid, flags in firing.items():
                 flags = np.asarray(flags, dtype=bool)
                 if not flags.any() or sid in self.muted:
                     if not flags[-1:].any():
                         self.muted.discard(sid)
                     continue
-                times = times_of[sid]
+                times = self.det.last_times[sid]  # the points the flags belong to, as scored
                 out.firing[int(sid)] = max(out.firing.get(int(sid), 0), int(times[np.flatnonzero(flags)[-1]]))
         out.onsets.sort(key=lambda f: f.row)
         return out
