@@ -4,7 +4,8 @@ Suspects are services ranked by how much of the deviation they carry (the sum ov
 of ``-log10(1 - score)``, capped), but the first one is chosen with the call graph (parent/child
 spans): latency, errors and saturation propagate from a callee to its callers, so the cause is the
 *deepest* service whose own signals deviate (no service it calls, directly or not, deviates too):
-a database slowing down makes three callers suffer, and the database is named. Lost traffic
+a database slowing down makes three callers suffer, and the database is named. Errors and new log
+messages are explained only by a callee that fails too, not by one that merely slowed. Lost traffic
 propagates the other way (a caller that stops calling starves its callees), so when throughput
 drops carry most of the evidence, the *shallowest* service with a drop is named. Inside the named
 service the operation that carries most of the deviation is named, a callee operation preferred
@@ -40,6 +41,33 @@ def weight(score: float) -> float:
     return min(-math.log10(max(1.0 - float(score), 1e-12)), 12.0)
 
 
+def evidence_kind(a: dict) -> str:
+    """What an anomaly says happened: ``drop`` (lost traffic), ``resource`` (a series with a
+    saturation limit: ``a["_resource"]``), ``errors``, ``logs`` (new templates), ``latency`` or
+    ``other``.
+
+    >>> evidence_kind({"name": "red.error_ratio", "detector": "coldstart"})
+    'errors'
+    >>> evidence_kind({"name": "red.rate", "detector": "coldstart", "_drop": True})
+    'drop'
+    """
+    name, detector = str(a.get("name", "")), str(a.get("detector", ""))
+    if a.get("_drop"):
+        return "drop"
+    if a.get("_resource"):
+        return "resource"
+    if "error" in name:
+        return "errors"
+    if detector.startswith("novelty") or name.startswith("log.template"):
+        return "logs"
+    if (
+        any(name.endswith(s) for s in (":p50", ":p95", ":p99", ".p50", ".p95", ".p99"))
+        or name == "latency.shift"
+    ):
+        return "latency"
+    return "other"
+
+
 def is_drop(name: str, value: float, expected: float) -> bool:
     """A throughput drop (evidence that travels from callers to callees)."""
     return (name in TRAFFIC or name.endswith(":rate")) and value < expected
@@ -72,10 +100,20 @@ def _reach(edges: set[tuple[str, str]]) -> dict[str, set[str]]:
     return out
 
 
-def cause(up: dict[str, float], down: dict[str, float], edges: set[tuple[str, str]]) -> str | None:
+def cause(
+    up: dict[str, float],
+    down: dict[str, float],
+    edges: set[tuple[str, str]],
+    own: dict[str, float] | None = None,
+) -> str | None:
     """The service to name: the deepest with latency/error-type evidence (``up``), or, when drops
     carry most of the evidence (``down``), the shallowest with a throughput drop; ties go to the
     larger weight.
+
+    ``own`` is the part of ``up`` that is errors or new log templates. A service whose evidence is
+    mostly that is explained only by a callee that fails too: a callee that merely got slower (on
+    a loaded machine, say) does not make its caller answer 500 or log new messages, so both stay
+    candidates and the weight decides.
 
     >>> cause({"web": 9.0, "api": 5.0, "db": 1.0}, {}, {("web", "api"), ("api", "db")})
     'db'
@@ -83,10 +121,21 @@ def cause(up: dict[str, float], down: dict[str, float], edges: set[tuple[str, st
     'web'
     >>> cause({"db": 2.0}, {"web": 30.0, "db": 9.0}, {("web", "db")})  # an outage with a blip
     'web'
+    >>> cause({"web": 34.0, "db": 15.0}, {}, {("web", "db")}, own={"web": 30.0})  # errors, a slow db
+    'web'
+    >>> cause({"web": 34.0, "db": 15.0}, {}, {("web", "db")}, own={"web": 30.0, "db": 9.0})
+    'db'
     """
-    reach = _reach(edges)
+    reach, own = _reach(edges), own or {}
+
+    def explained(s: str) -> bool:
+        below = (reach.get(s, set()) - {s}) & set(up)
+        if 2 * own.get(s, 0.0) > up[s]:  # mostly errors or new logs: only a failing callee explains
+            return any(own.get(t, 0.0) > 0 for t in below)
+        return bool(below)
+
     if up and sum(up.values()) >= sum(down.values()):
-        deepest = [s for s in up if not (reach.get(s, set()) - {s}) & set(up)]
+        deepest = [s for s in up if not explained(s)]
         return max(deepest or up, key=lambda s: (up[s], s))
     if down:
         above = {s for s in down for t in down if t != s and s in reach.get(t, set())}
@@ -102,6 +151,7 @@ def rank_suspects(
     per_service: dict[str, float] = defaultdict(float)
     up: dict[str, float] = defaultdict(float)
     down: dict[str, float] = defaultdict(float)
+    own: dict[str, float] = defaultdict(float)
     per_op: dict[tuple[str, str], float] = defaultdict(float)
     evidence: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
     attrs: dict[str, dict[str, str]] = {}
@@ -109,7 +159,12 @@ def rank_suspects(
         w = weight(r.score)
         labels = dict(r.labels or {})
         per_service[r.service] += w
-        (down if is_drop(r.name, r.value, r.expected) else up)[r.service] += w
+        if is_drop(r.name, r.value, r.expected):
+            down[r.service] += w
+        else:
+            up[r.service] += w
+            if evidence_kind({"name": r.name, "detector": getattr(r, "detector", "")}) in ("errors", "logs"):
+                own[r.service] += w
         op = labels.get("operation") or labels.get("http.route", "")
         if op:
             per_op[(r.service, op)] += w
@@ -119,7 +174,7 @@ def rank_suspects(
     edges = set(service_edges) | {(p[0], c[0]) for p, c in op_edges if p[0] != c[0]}
     adjusted = _adjust(dict(per_service), edges)
     ops_adjusted = _adjust(dict(per_op), {(p, c) for p, c in op_edges if p[0] == c[0]})
-    first = cause(dict(up), dict(down), edges)
+    first = cause(dict(up), dict(down), edges, dict(own))
     out = []
     for svc in sorted(adjusted, key=lambda s: (s != first, -adjusted[s], s)):
         ops = sorted(

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, fields
 
-from forewarn.flows.correlate import stable_id
+from forewarn.flows.correlate import evidence_kind, stable_id
 
 YOUNG = 2  # correlation windows after its start during which an incident takes new kinds of evidence
 THIN = 2  # latency on this many series or fewer must last before it is notified
@@ -62,33 +62,6 @@ class Incident:
     @property
     def notified(self) -> bool:
         return bool(self.labels)
-
-
-def evidence_kind(a: dict) -> str:
-    """What an anomaly says happened: ``drop`` (lost traffic), ``resource`` (a series with a
-    saturation limit: ``a["_resource"]``), ``errors``, ``logs`` (new templates), ``latency`` or
-    ``other``.
-
-    >>> evidence_kind({"name": "red.error_ratio", "detector": "coldstart"})
-    'errors'
-    >>> evidence_kind({"name": "red.rate", "detector": "coldstart", "_drop": True})
-    'drop'
-    """
-    name, detector = str(a.get("name", "")), str(a.get("detector", ""))
-    if a.get("_drop"):
-        return "drop"
-    if a.get("_resource"):
-        return "resource"
-    if "error" in name:
-        return "errors"
-    if detector.startswith("novelty") or name.startswith("log.template"):
-        return "logs"
-    if (
-        any(name.endswith(s) for s in (":p50", ":p95", ":p99", ".p50", ".p95", ".p99"))
-        or name == "latency.shift"
-    ):
-        return "latency"
-    return "other"
 
 
 class IncidentBook:

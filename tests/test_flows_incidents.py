@@ -14,7 +14,7 @@ import pytest
 from flows_data import T0_MS, insert_gauge, insert_spans
 from forewarn.detectors.coldstart import ColdStart
 from forewarn.detectors.saturation import Saturation
-from forewarn.flows.correlate import cause
+from forewarn.flows.correlate import cause, rank_suspects
 from forewarn.flows.engine import ScoreEngine
 from forewarn.flows.incidents import IncidentBook
 
@@ -296,6 +296,26 @@ def test_root_cause_is_the_deepest_deviating_service():
     assert cause({}, {"frontend": 3.0, "checkout": 8.0, "catalog": 9.0}, edges) == "frontend"
     # errors at checkout while its callees are fine: checkout
     assert cause({"frontend": 9.0, "checkout": 5.0}, {"payments": 2.0}, edges) == "checkout"
+
+
+def test_errors_are_not_blamed_on_a_callee_that_only_slowed():
+    """An error burst at checkout while catalog's p95 rises (a loaded machine): checkout, by weight;
+    when catalog fails too, catalog (it explains its callers' errors)."""
+    edges = {("frontend", "checkout"), ("checkout", "catalog")}
+
+    def frame(rows):
+        cols = ["service", "name", "detector", "score", "value", "expected"]
+        df = pd.DataFrame(rows, columns=cols)
+        return df.assign(labels=[{}] * len(df), explanation="")
+
+    errors = [("checkout", "red.error_ratio", "coldstart", 1 - 1e-9, 0.35, 0.01),
+              ("checkout", "log.template:5", "novelty", 1 - 1e-9, 9.0, 0.0),
+              ("frontend", "red.error_ratio", "ensemble:quantile", 1 - 1e-6, 0.3, 0.01)]  # fmt: skip
+    slow = [("catalog", "red.p95", "ensemble:quantile", 1 - 1e-5, 40.0, 8.0),
+            ("catalog", "red.p99", "ensemble:quantile", 1 - 1e-4, 90.0, 20.0)]  # fmt: skip
+    assert rank_suspects(frame(errors + slow), set(), edges)[0]["service"] == "checkout"
+    failing = [("catalog", "red.error_ratio", "ensemble:quantile", 1 - 1e-4, 0.3, 0.0)]
+    assert rank_suspects(frame(errors + slow + failing), set(), edges)[0]["service"] == "catalog"
 
 
 # -- saturation lead time ----------------------------------------------------------------------
