@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,15 +24,11 @@ from pathlib import Path
 
 import httpx
 
+from forewarn.net import free_port
+
 BATCH = 50
 CONCURRENCY = 8
 GROUP_WAIT = 1.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_sink(port: int, out: str) -> None:

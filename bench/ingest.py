@@ -39,6 +39,8 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from forewarn.net import free_port
+
 SPANS_PER_REQUEST = 512
 LOGS_PER_REQUEST = 512
 METRICS_PER_REQUEST = 100  # x 5 points each
@@ -160,12 +162,6 @@ class Payloads:
         head = b"\x0a" + _VarintBytes(res.ByteSize()) + res.SerializeToString()  # Resource* field 1
         body = head + self.scopes[self.n % len(self.scopes)]
         return b"\x0a" + _VarintBytes(len(body)) + body
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -4,7 +4,6 @@ one embedded store directory and each test isolates itself in its own database."
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,9 +51,3 @@ def store(settings: Settings) -> Iterator:
     yield client
     client.command(f"DROP DATABASE IF EXISTS `{settings.storage.database}`")
     client.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -14,7 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from forewarn.alerts.testing import WebhookSink, free_port, wait_ready
+from forewarn.alerts.testing import WebhookSink, wait_ready
+
+from forewarn.net import free_port
 
 CONFIG = """
 route:

@@ -17,9 +17,11 @@ import bcrypt
 import httpx
 import pytest
 from forewarn.alerts.server import AlertRouter
-from forewarn.alerts.testing import Alertmanager, RouterProcess, RouterThread, free_port
+from forewarn.alerts.testing import Alertmanager, RouterProcess, RouterThread
 from forewarn.alerts.webconfig import WebConfigError, load_web_config, parse_web_config
 from pki import TestCA
+
+from forewarn.net import free_port
 
 CONFIG = """
 route:

@@ -20,7 +20,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from forewarn.clickhouse_http import ClickHouseHTTPServer
 from forewarn.config import load_settings
-from tests.conftest import free_port
+from forewarn.net import free_port
 from tests.test_up import wait_until
 
 FOREWARN = [sys.executable, "-m", "forewarn.cli"]

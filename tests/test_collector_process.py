@@ -16,8 +16,9 @@ from pathlib import Path
 import grpc
 import httpx
 from collector_support import RunningCollector
-from conftest import free_port
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from forewarn.net import free_port
 
 FOREWARN = [sys.executable, "-m", "forewarn.cli"]
 GRPC_TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

@@ -10,7 +10,6 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from conftest import free_port
 from forewarn.alerts.remediation.audit import AUDIT_TABLE, COLUMNS, to_row
 from forewarn.dashboards.build import FOLDER_UID, ROUTER_DATASOURCE_UID, load_dashboards
 from forewarn.dashboards.cli import clickhouse_for_grafana
@@ -21,6 +20,7 @@ from grafana_fake import FakeGrafana
 from typer.testing import CliRunner
 
 from forewarn.cli import app
+from forewarn.net import free_port
 
 TOKEN = "glsa_forewarn_test"
 

@@ -359,8 +359,9 @@ def test_feedback_api_lists_and_marks_anomalies(store, settings):
     import asyncio
 
     import httpx
-    from conftest import free_port
     from forewarn.flows.service import FlowsService
+
+    from forewarn.net import free_port
 
     scenario(store, settings.storage.database, T0_MS, BUCKETS, INCIDENT)
     engine(store, settings).run_until(END)

@@ -15,7 +15,9 @@ from datetime import datetime
 from pathlib import Path
 
 from flows_data import Services
-from forewarn.alerts.testing import WebhookSink, free_port
+from forewarn.alerts.testing import WebhookSink
+
+from forewarn.net import free_port
 
 FOREWARN = str(Path(sys.executable).parent / "forewarn")
 

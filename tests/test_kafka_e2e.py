@@ -19,13 +19,15 @@ import orjson
 import pytest
 import requests
 from collector_support import RunningCollector
-from kafka_broker import Broker, broker, free_port, read_topic  # noqa: F401 - fixture
+from kafka_broker import Broker, broker, read_topic  # noqa: F401 - fixture
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from test_kafka_wire import logs_request, metrics_request
+
+from forewarn.net import free_port
 
 FOREWARN = str(Path(sys.executable).parent / "forewarn")
 

@@ -10,13 +10,14 @@ import httpx
 import pytest
 import typer
 import uvicorn
-from conftest import free_port
 from forewarn.alerts.remediation import cli as remediation_cli
 from forewarn.alerts.remediation.api import routes
 from forewarn.alerts.remediation.engine import RemediationEngine
 from starlette.applications import Starlette
 from test_remediation_support import Receiver, alert, audit_rows, config, running, settled, until
 from typer.testing import CliRunner
+
+from forewarn.net import free_port
 
 API = "/api/forewarn/v1/remediations"
 

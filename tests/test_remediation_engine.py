@@ -262,8 +262,9 @@ def test_retry_policy_dry_run_and_resolve_action(store, settings, tmp_path) -> N
 
 
 def test_audit_rows_wait_in_the_outbox_while_the_store_is_down(store, settings, tmp_path, receiver) -> None:
-    from conftest import free_port
     from test_remediation_support import RemediationEngine  # type: ignore[attr-defined]
+
+    from forewarn.net import free_port
 
     cfg = config(receiver.url, tmp_path)
     down = f"http://127.0.0.1:{free_port()}"

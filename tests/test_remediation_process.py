@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import free_port
 from forewarn.alerts.testing import wait_ready
 from test_remediation_support import SECRET, Receiver
+
+from forewarn.net import free_port
 
 CONFIG = """
 route:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from forewarn.net import free_port
 
 FOREWARN = [sys.executable, "-m", "forewarn.cli"]
 

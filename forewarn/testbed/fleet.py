@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Literal
 
 import httpx
 
+from forewarn.net import free_port
 from forewarn.testbed.service import SERVICES
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,6 @@ def otel_env(service: str, o: OtelOptions, version: str = "1.0.0") -> dict[str, 
     if SEMCONV_ENV[o.semconv]:
         env["OTEL_SEMCONV_STABILITY_OPT_IN"] = SEMCONV_ENV[o.semconv]
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

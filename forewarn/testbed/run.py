@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from forewarn.net import free_port
 from forewarn.testbed.control import Control
-from forewarn.testbed.fleet import Fleet, OtelOptions, Semconv, free_port
+from forewarn.testbed.fleet import Fleet, OtelOptions, Semconv
 from forewarn.testbed.judge import Verdict, judge
 from forewarn.testbed.timeline import PRESETS, Scenario, control_state
 
