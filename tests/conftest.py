@@ -13,6 +13,11 @@ import pytest
 from forewarn.config import Settings, load_settings
 from forewarn.storage import open_storage
 
+# The processes tests start (`forewarn up`, `collector`) would otherwise each try the ClickHouse HTTP
+# interface's default port 8123, so all but the first to get it log a warning and which one serves
+# it depends on timing. Tests of that interface pass --clickhouse-http-port (a flag beats this).
+os.environ.setdefault("FOREWARN_CLICKHOUSE_HTTP__PORT", "0")
+
 
 @pytest.fixture(autouse=True)
 def _own_prefect_home() -> Iterator[None]:

@@ -136,7 +136,7 @@ def test_cli_push(grafana, store, settings):
     fake, url = grafana
     _write_events(store, settings.storage.database, int(time.time() * 1000))
     env = {"FOREWARN_STORAGE__DSN": settings.storage_dsn, "FOREWARN_STORAGE__DATABASE": settings.storage.database,
-           "FOREWARN_GRAFANA_TOKEN": TOKEN}  # fmt: skip
+           "FOREWARN_GRAFANA_TOKEN": TOKEN, "FOREWARN_CLICKHOUSE_HTTP__PORT": "8123"}  # fmt: skip
     runner = CliRunner()
     res = runner.invoke(
         app, ["grafana", "push", "--url", url, "--clickhouse-url", "http://ch:8123", "--since", "2h"], env=env
