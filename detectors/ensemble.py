@@ -83,6 +83,11 @@ class EnsembleParams:
     # points are half a day, and a second incident the same morning deserves its own alert.
     quiet_s: float = 3600.0
     min_quiet: int = 6
+    # True where a cold-start detector watches each series while this one learns (the flows): an
+    # anomaly already going on when the series becomes warm was that detector's to report, so only
+    # a stretch of unusual scores that begins after the warm-up alerts. False (``forewarn detect``,
+    # which has no other detector): it alerts at the first warm point.
+    handover: bool = False
 
     def __post_init__(self) -> None:
         if self.window < 8 or self.short < 2 or self.long < self.short:
@@ -238,6 +243,8 @@ class EnsembleCore:
             "ep_band": np.zeros((n, 2)),
             "since_end": np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64),
             "since_hot": np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64),
+            # points seen when the current stretch above the release level began
+            "hot_from": np.zeros(n, dtype=np.int64),
         }
 
     def add_series(self, n: int) -> None:
@@ -652,11 +659,14 @@ class EnsembleCore:
             free[r] = extent(r, 0) + 1
         last_alert = np.full(n, -1, dtype=np.int64)
         since_hot = st["since_hot"]
+        hot_from = st["hot_from"]
         last_hot = np.full(n, -1, dtype=np.int64)  # last column above the release level
         cand_r, cand_c = np.nonzero(raw >= release)
         for r, c in zip(cand_r.tolist(), cand_c.tolist(), strict=True):
             cool = c - last_hot[r] if last_hot[r] >= 0 else since_hot[r] + c + 1
             last_hot[r] = c
+            if cool > 1:
+                hot_from[r] = seen[r, c]
             if c < free[r]:
                 # inside an open episode that only its band still holds (the scores have been
                 # below the release level for ``quiet`` points): a new alert well outside the band
@@ -680,6 +690,7 @@ class EnsembleCore:
                 raw[r, c] >= 1.0 - (1.0 - p.threshold) * young
                 and seen[r, c] > p.warmup
                 and gap > p.refractory
+                and (hot_from[r] > p.warmup or not p.handover)
             ):
                 alert[r, c] = True
                 last_alert[r] = c

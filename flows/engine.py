@@ -103,7 +103,9 @@ class ScoreEngine:
         self.step_ms = int(f.step_s * 1000)
         self.key = f"score/{run}/{self.shard}-of-{self.shards}"
         # One committed threshold for every detector run (`forewarn detect` and the flows alike).
-        self.params = EnsembleParams(warmup=f.warmup_points, threshold=settings.detectors.threshold)
+        self.params = EnsembleParams(
+            warmup=f.warmup_points, threshold=settings.detectors.threshold, handover=True
+        )
         self.unsent: deque[dict] = deque(maxlen=10_000)  # resolved alerts not posted yet
         self.lateness = Lateness(f.lateness_s, f.max_lateness_s, f.step_s)
         self._scored: tuple[int, int, int] | None = None  # the last live window and its items then

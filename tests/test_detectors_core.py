@@ -221,3 +221,18 @@ def test_the_flows_streaming_detector_reports_firing_on_a_batch_of_one_point() -
     onset = det.score(batch([200_000], [90.0]))
     assert onset.onsets and onset.firing == {sid: 200_000}
     assert det.score(batch([201_000], [91.0])).firing == {sid: 201_000}  # still firing, one point
+
+
+def test_with_a_cold_start_detector_beside_it_an_anomaly_older_than_the_warm_up_is_not_alerted_again():
+    """The flows' ensemble (``handover``): a level shift that began during the warm-up (the cold-start
+    detector's to report) does not alert when the series becomes warm; a new one afterwards does.
+    Without handover (``forewarn detect``) the old one alerts at the first warm point."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(10.0, 1.0, 400)
+    x[100:135] += 12.0  # begins at point 100, still going when the warm-up (120) ends
+    x[300:330] += 12.0
+    for handover in (True, False):
+        p = EnsembleParams(warmup=120, handover=handover)
+        alerts = np.flatnonzero(EnsembleCore(1, p).update(x[None, :]).alert[0]).tolist()
+        assert any(300 <= a < 306 for a in alerts), (handover, alerts)  # the new one: a few points in
+        assert any(a <= 125 for a in alerts) != handover, (handover, alerts)
