@@ -441,14 +441,15 @@ class EnsembleCore:
         # absolute deviation), so mostly-zero or coarsely quantised series, whose median deviation
         # is 0, do not read as a collapse of the spread
         mc2 = (m2 + 1) // 2
-        recent = np.fmax(
-            _MAD_TO_SIGMA * bn.move_median(deve, m2, min_count=mc2, axis=1)[:, new],
-            bn.move_mean(deve, m2, min_count=mc2, axis=1)[:, new],
-        )
+        recent_med = bn.move_median(deve, m2, min_count=mc2, axis=1)[:, new]
+        recent = np.fmax(_MAD_TO_SIGMA * recent_med, bn.move_mean(deve, m2, min_count=mc2, axis=1)[:, new])
         z[3] = np.abs(np.log((recent + tiny[:, new]) / scale_e[:, ref_m2])) * (np.sqrt(m2) / 1.2)
         # where most deviations are exactly 0 (sparse counts) the usual spread comes from rare events,
         # and a quiet stretch without one is routine: only a wider spread counts there
         z[3] = np.where((mad[:, ref_m2] == 0) & (recent < scale_e[:, ref_m2]), 0.0, z[3])
+        # a series that mostly stopped moving (a heap limit between two resizes, a disk after its
+        # clean-up) has no spread left to compare: a frozen value is the stuck test's
+        z[3] = np.where((recent_med == 0) & (recent < scale_e[:, ref_m2]), 0.0, z[3])
         z[4] = np.where(run <= w, np.log1p(run), 0.0)  # frozen for longer than the window: the new normal
 
         # Calibration: each test statistic's own distribution so far, as a generalised Gaussian whose

@@ -2,7 +2,10 @@
 interface: every series of the batch, once warm, against its own past.
 
 Onsets in the harmless direction of their signal (``direction`` +1: only a rise is bad, -1: only a
-fall) are dropped, and so is the rest of that episode. Which series are firing comes from the
+fall) are dropped, and so is the rest of that episode. So is the onset of an error share (family
+``ratio``) that rests on fewer errors than cold start asks for (``k`` < ``min_errors``): on a route
+with a low base rate of failures, 1 failed request of 10 is a 10 % share the series has rarely
+shown, but not an incident. Which series are firing comes from the
 ensemble's ``last_firing`` flags; an ensemble without them counts an onset's own time as the only
 activity of its episode.
 
@@ -19,9 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from forewarn.detectors.coldstart import ColdStartParams
 from forewarn.detectors.ensemble import EnsembleParams
 from forewarn.detectors.multiseries import MultiSeriesDetector
 from forewarn.detectors.scoring import Finding, Result
+
+MIN_ERRORS = ColdStartParams.min_errors
 
 
 class Streaming:
@@ -49,14 +55,18 @@ class Streaming:
         found = self.det.update(ids, ts.astype(float), points["value"].to_numpy(float))
         row_of = {(s, int(t)): i for i, (s, t) in enumerate(zip(ids, ts, strict=True))}
         direction = dict(zip(ids, points["direction"].to_numpy(int), strict=True))
+        few = np.zeros(len(points), dtype=bool)
+        if {"family", "k"} <= set(points.columns):  # error shares on too few errors
+            few = (points["family"].to_numpy(str) == "ratio") & ~(points["k"].to_numpy(float) >= MIN_ERRORS)
         for a in found:
             ex = a.explanation
             d = direction.get(a.series_id, 0)
-            if (d > 0 and ex.observed <= ex.expected) or (d < 0 and ex.observed >= ex.expected):
+            row = row_of[(a.series_id, int(a.timestamp))]
+            harmless = (d > 0 and ex.observed <= ex.expected) or (d < 0 and ex.observed >= ex.expected)
+            if harmless or few[row]:
                 self.muted.add(a.series_id)
                 continue
             self.muted.discard(a.series_id)
-            row = row_of[(a.series_id, int(a.timestamp))]
             out.onsets.append(Finding(row, float(a.score), float(ex.expected), ex.component, ex.text))
             out.firing[int(a.series_id)] = int(a.timestamp)
         firing = getattr(self.det, "last_firing", None)

@@ -4,6 +4,7 @@ robustness cases, explanations, and the NAB-style scorer."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from forewarn.detectors import EnsembleCore, EnsembleParams, MultiSeriesDetector
 from forewarn.detectors.evaluate import ensemble_detector, evaluate, score_file, windows
@@ -236,3 +237,30 @@ def test_with_a_cold_start_detector_beside_it_an_anomaly_older_than_the_warm_up_
         alerts = np.flatnonzero(EnsembleCore(1, p).update(x[None, :]).alert[0]).tolist()
         assert any(300 <= a < 306 for a in alerts), (handover, alerts)  # the new one: a few points in
         assert any(a <= 125 for a in alerts) != handover, (handover, alerts)
+
+
+def test_an_error_share_alerts_on_enough_errors_not_on_one_failed_request():
+    """After its warm-up, a route that fails about once in 250 requests: one failure among 10
+    requests (10 %) is not an incident; 5 of 10 is."""
+    from forewarn.detectors.streaming import Streaming
+
+    rng = np.random.default_rng(3)
+    n = np.full(400, 10.0)
+    k = (rng.random(400) < 0.004).astype(float)  # a few lone failures in the history
+    k[300], k[360] = 1.0, 5.0
+    det = Streaming(EnsembleParams(warmup=120))
+    pts = pd.DataFrame({"series_id": 5, "ts": np.arange(400) * 10_000, "value": k / n, "direction": 1,
+                        "family": "ratio", "k": k, "n": n})  # fmt: skip
+    rows = [f.row for f in det.score(pts).onsets]
+    assert 300 not in rows and 360 in rows, rows
+
+
+def test_a_series_that_goes_flat_is_not_a_variance_change():
+    """A runtime's heap limit resizes now and then, then stays put: flat is not a change of spread
+    (a frozen value is the stuck test's, which learns that this series often repeats)."""
+    rng = np.random.default_rng(5)
+    x = np.repeat(rng.choice([32.0, 34.0, 36.0], 40), 5)  # resized every 5 points, 200 points
+    x = np.concatenate([x, np.full(200, 34.0)])
+    b = EnsembleCore(1, EnsembleParams(warmup=120)).update(x[None, :])
+    variance = [i for i in np.flatnonzero(b.alert[0]) if b.component[0, i] == 3]
+    assert not variance, variance
