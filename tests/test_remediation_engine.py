@@ -320,6 +320,7 @@ def test_per_hook_rate_limit_timeout_and_reload(store, settings, tmp_path) -> No
 
 def test_resolution_cancels_retries_and_pending_approvals(store, settings, tmp_path) -> None:
     receiver = Receiver(default=503)
+    sent = [0]  # attempts seen when the alert resolved
     try:
         cfg = config(receiver.url, tmp_path, retries=10, backoff={"initial": "400ms", "max": "400ms"})
         gated = config(receiver.url, tmp_path, require_approval=True)
@@ -327,7 +328,9 @@ def test_resolution_cancels_retries_and_pending_approvals(store, settings, tmp_p
         async def main() -> None:
             async with running(cfg, settings) as eng:
                 await eng.submit("g1", "team", [alert(1)])
-                await until(lambda: receiver.count() == 1, what="the first attempt")
+                # ">= 1": on a loaded machine this poll can wake after the next retry (400 ms) too
+                await until(lambda: receiver.count() >= 1, what="the first attempt")
+                sent[0] = receiver.count()
                 await eng.submit("g1", "team", [alert(1, status="resolved")])
                 await settled(eng)
                 [a] = await eng.list_actions()
@@ -343,7 +346,7 @@ def test_resolution_cancels_retries_and_pending_approvals(store, settings, tmp_p
         asyncio.run(main())
     finally:
         receiver.close()
-    assert receiver.count() <= 2  # at most one attempt could have been in flight
+    assert receiver.count() <= sent[0] + 1  # after the resolution, at most the one in flight
     assert len(audit_rows(store, "event = 'cancelled' AND reason = 'alert_resolved'")) == 2
 
 
