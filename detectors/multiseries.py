@@ -21,6 +21,10 @@ ADDED_STATE = frozenset(
 )  # state arrays newer than format version 1: may be absent
 
 
+# parameters that decide alerts from the scores but shape no state array
+POLICY = frozenset({"threshold", "warmup", "handover", "ramp", "refractory"})
+
+
 @dataclass(frozen=True)
 class Explanation:
     """Why a point was flagged, in numbers and in words."""
@@ -161,7 +165,11 @@ class MultiSeriesDetector:
         return meta, dict(self.core.state)
 
     @classmethod
-    def restore(cls, meta: dict, arrays: dict[str, np.ndarray]) -> MultiSeriesDetector:
+    def restore(
+        cls, meta: dict, arrays: dict[str, np.ndarray], policy: dict | None = None
+    ) -> MultiSeriesDetector:
+        """The snapshotted detector; ``policy`` overrides parameters that shape no state (the
+        threshold, the warm-up, the hand-over), so a changed configuration applies after a restart."""
         if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
             raise ValueError(
                 f"not a {FORMAT} v{FORMAT_VERSION} snapshot: {meta.get('format')} v{meta.get('version')}"
@@ -169,6 +177,10 @@ class MultiSeriesDetector:
         known = {f.name for f in fields(EnsembleParams)}
         p = {k: v for k, v in meta["params"].items() if k in known}
         p["components"] = tuple(p["components"])
+        bad = set(policy or {}) - POLICY
+        if bad:
+            raise ValueError(f"not policy parameters (they shape the state): {sorted(bad)}")
+        p.update(policy or {})
         det = cls(EnsembleParams(**p), tuple(meta.get("periods", ())))
         ids = list(meta["series_ids"])
         det.core.add_series(len(ids))

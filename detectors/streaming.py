@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from forewarn.detectors.coldstart import ColdStartParams
 from forewarn.detectors.ensemble import EnsembleParams
-from forewarn.detectors.multiseries import MultiSeriesDetector
+from forewarn.detectors.multiseries import POLICY, MultiSeriesDetector
 from forewarn.detectors.scoring import Finding, Result
 
 MIN_ERRORS = ColdStartParams.min_errors
@@ -43,7 +43,9 @@ class Streaming:
 
     def load(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         if "detector" in meta:
-            self.det = MultiSeriesDetector.restore(meta["detector"], arrays)
+            mine = self.det.params
+            policy = {k: getattr(mine, k) for k in POLICY}  # the configured ones, not the snapshot's
+            self.det = MultiSeriesDetector.restore(meta["detector"], arrays, policy)
             self.muted = set(meta.get("muted", []))
 
     def score(self, points: pd.DataFrame) -> Result:

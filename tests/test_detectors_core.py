@@ -264,3 +264,19 @@ def test_a_series_that_goes_flat_is_not_a_variance_change():
     b = EnsembleCore(1, EnsembleParams(warmup=120)).update(x[None, :])
     variance = [i for i in np.flatnonzero(b.alert[0]) if b.component[0, i] == 3]
     assert not variance, variance
+
+
+def test_the_flows_detector_restored_from_a_checkpoint_takes_the_configured_threshold():
+    """A restart after the threshold (or the warm-up) was changed in the configuration uses the new
+    one, not the one in the checkpoint; what shapes the state still comes from the checkpoint."""
+    from forewarn.detectors.streaming import Streaming
+
+    old = Streaming(EnsembleParams(threshold=0.995, warmup=120))
+    pts = pd.DataFrame({"series_id": 1, "ts": np.arange(50) * 1000, "value": np.arange(50.0), "direction": 0})
+    old.score(pts)
+    meta, arrays = old.state()
+    new = Streaming(EnsembleParams(threshold=0.999, warmup=60, handover=True))
+    new.load(meta, arrays)
+    p = new.det.params
+    assert (p.threshold, p.warmup, p.handover) == (0.999, 60, True)
+    assert new.det.core.params.threshold == 0.999 and len(new.det.index) == 1
