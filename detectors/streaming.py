@@ -33,8 +33,14 @@ MIN_ERRORS = ColdStartParams.min_errors
 class Streaming:
     name = "ensemble"
 
-    def __init__(self, params: EnsembleParams | None = None, periods: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        params: EnsembleParams | None = None,
+        periods: tuple[int, ...] = (),
+        unjudged: tuple[str, ...] = (),
+    ):
         self.det = MultiSeriesDetector(params, periods)
+        self.unjudged = tuple(unjudged)  # series-name prefixes this detector leaves alone
         self.muted: set[str] = set()  # series inside an episode that went the harmless way
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -50,6 +56,10 @@ class Streaming:
 
     def score(self, points: pd.DataFrame) -> Result:
         out = Result()
+        pos = np.arange(len(points))  # row of each judged point in the frame the caller passed
+        if self.unjudged and "name" in points and len(points):
+            keep = ~points["name"].astype(str).str.startswith(self.unjudged).to_numpy()
+            points, pos = points[keep], pos[keep]
         if points.empty:
             return out
         ids = points["series_id"].astype(str).to_numpy()
@@ -69,7 +79,9 @@ class Streaming:
                 self.muted.add(a.series_id)
                 continue
             self.muted.discard(a.series_id)
-            out.onsets.append(Finding(row, float(a.score), float(ex.expected), ex.component, ex.text))
+            out.onsets.append(
+                Finding(int(pos[row]), float(a.score), float(ex.expected), ex.component, ex.text)
+            )
             out.firing[int(a.series_id)] = int(a.timestamp)
         firing = getattr(self.det, "last_firing", None)
         if firing is not None:

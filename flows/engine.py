@@ -116,7 +116,7 @@ class ScoreEngine:
     def _fresh(self) -> None:
         f = self.f
         self.detectors = [
-            Streaming(self.params),
+            Streaming(self.params, unjudged=tuple(f.unjudged_prefixes)),
             ColdStart(
                 ColdStartParams(
                     f.warmup_points, f.cold_start_points, persist=max(2, math.ceil(f.persist_s / f.step_s))

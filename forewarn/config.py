@@ -270,6 +270,19 @@ class FlowsSettings(Section):
         gt=0,
         description="before its models are warm, a deviation counts once it lasted this long (at least 2 buckets)",
     )
+    unjudged_prefixes: list[str] = Field(
+        default_factory=lambda: [
+            "v8js.",
+            "nodejs.",
+            "jvm.",
+            "process.runtime.",
+            "go.",
+            "dotnet.",
+            "cpython.",
+        ],
+        description="metrics of a language runtime (heap, GC, event loop): stored and shown, not judged by "
+        "the ensemble (they move with every load change; what users feel shows in latency and errors)",
+    )
     forecast_horizon_s: float = Field(default=6 * 3600.0, gt=0, description="warn when a limit is this close")
     saturation_limits: dict[str, float] = Field(
         default_factory=lambda: {"*percent*": 100.0, "*_pct*": 100.0, "*utilization*": 1.0},

@@ -280,3 +280,19 @@ def test_the_flows_detector_restored_from_a_checkpoint_takes_the_configured_thre
     p = new.det.params
     assert (p.threshold, p.warmup, p.handover) == (0.999, 60, True)
     assert new.det.core.params.threshold == 0.999 and len(new.det.index) == 1
+
+
+def test_the_flows_detector_leaves_a_runtimes_own_metrics_alone_and_keeps_row_numbers():
+    """Heap and GC series of a language runtime are stored and shown but not judged (they move with
+    every load change); the findings of the other series still point at their rows."""
+    from forewarn.detectors.streaming import Streaming
+
+    v = 10 + np.random.default_rng(1).normal(0, 0.1, 400)
+    v[350] = 13
+    one = pd.DataFrame(
+        {"series_id": 9, "ts": np.arange(400) * 1000, "value": v, "direction": 0, "name": "red.p95"}
+    )
+    heap = one.assign(series_id=8, name="v8js.memory.heap.used")
+    pts = pd.concat([heap, one], ignore_index=True).sort_values("ts", kind="stable").reset_index(drop=True)
+    found = Streaming(unjudged=("v8js.", "jvm.")).score(pts).onsets
+    assert [(pts["name"][f.row], int(pts["ts"][f.row])) for f in found] == [("red.p95", 350_000)]
