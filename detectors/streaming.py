@@ -3,7 +3,8 @@ interface: every series of the batch, once warm, against its own past.
 
 Onsets in the harmless direction of their signal (``direction`` +1: only a rise is bad, -1: only a
 fall) are dropped, and so is the rest of that episode. So is the onset of an error share (family
-``ratio``) that rests on fewer errors than cold start asks for (``k`` < ``min_errors``): on a route
+``ratio``, ``k`` errors) or of a rate of failed requests (family ``errors``, ``n`` of them) that
+rests on fewer errors than cold start asks for (``min_errors``): on a route
 with a low base rate of failures, 1 failed request of 10 is a 10 % share the series has rarely
 shown, but not an incident. Which series are firing comes from the
 ensemble's ``last_firing`` flags; an ensemble without them counts an onset's own time as the only
@@ -68,8 +69,11 @@ class Streaming:
         row_of = {(s, int(t)): i for i, (s, t) in enumerate(zip(ids, ts, strict=True))}
         direction = dict(zip(ids, points["direction"].to_numpy(int), strict=True))
         few = np.zeros(len(points), dtype=bool)
-        if {"family", "k"} <= set(points.columns):  # error shares on too few errors
-            few = (points["family"].to_numpy(str) == "ratio") & ~(points["k"].to_numpy(float) >= MIN_ERRORS)
+        if {"family", "k", "n"} <= set(points.columns):  # error shares and rates on too few errors
+            fam = points["family"].to_numpy(str)
+            few = ((fam == "ratio") & ~(points["k"].to_numpy(float) >= MIN_ERRORS)) | (
+                (fam == "errors") & ~(points["n"].to_numpy(float) >= MIN_ERRORS)
+            )
         for a in found:
             ex = a.explanation
             d = direction.get(a.series_id, 0)

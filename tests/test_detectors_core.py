@@ -253,6 +253,10 @@ def test_an_error_share_alerts_on_enough_errors_not_on_one_failed_request():
                         "family": "ratio", "k": k, "n": n})  # fmt: skip
     rows = [f.row for f in det.score(pts).onsets]
     assert 300 not in rows and 360 in rows, rows
+    # the same failures as a rate of failed requests (per second of a 10 s bucket)
+    rate = pts.assign(series_id=6, value=k / 10.0, family="errors", n=k, k=np.nan)
+    rows = [f.row for f in Streaming(EnsembleParams(warmup=120)).score(rate).onsets]
+    assert 300 not in rows and 360 in rows, rows
 
 
 def test_a_series_that_goes_flat_is_not_a_variance_change():
