@@ -300,3 +300,13 @@ def test_the_flows_detector_leaves_a_runtimes_own_metrics_alone_and_keeps_row_nu
     pts = pd.concat([heap, one], ignore_index=True).sort_values("ts", kind="stable").reset_index(drop=True)
     found = Streaming(unjudged=("v8js.", "jvm.")).score(pts).onsets
     assert [(pts["name"][f.row], int(pts["ts"][f.row])) for f in found] == [("red.p95", 350_000)]
+
+
+def test_a_checkpoint_from_before_the_newer_state_arrays_restores_with_them_empty():
+    det = MultiSeriesDetector(EnsembleParams())
+    det.update(np.array(["a"] * 50), np.arange(50.0), np.arange(50.0))
+    meta, arrays = det.snapshot()
+    for key in ("since_end", "since_hot", "hot_from"):
+        arrays.pop(key)
+    again = MultiSeriesDetector.restore(meta, arrays)
+    assert again.core.state["hot_from"].tolist() == [0] and len(again.index) == 1
