@@ -46,5 +46,6 @@ def test_demo_short_runs_the_test_bed_and_judges_it(tmp_path: Path) -> None:
         assert marker in out, marker
     if not (summary["passed"] and summary["incidents_detected"] == 2 and summary["remediations"] >= 1):
         pytest.xfail(
-            "today's flows do not page each fault once for the right service (issue 11):\n" + out[-3000:]
+            "the short scenario at scale 0.2 does not pass yet: its pages come 59-113 virtual s after "
+            "onset on a loaded machine, over the 60 s allowed (issue 11):\n" + out[-3000:]
         )
