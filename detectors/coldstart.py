@@ -19,14 +19,21 @@ against the traffic seen so far, so that the evidence it asks for grows with the
   points' ``unit`` says how long a unit is), and beyond what the series' own spread allows (on
   the log scale, widened when the bucket holds fewer observations than usual), for the point alone
   or the median of the last three; a percentile is judged only over enough observations (p95:
-  20, p99: 100), since the p99 of a dozen requests is their maximum.
+  20, p99: 100), since the p99 of a dozen requests is their maximum;
+* **memory** (a process's resident memory): a *leak*, that is memory more than ``memory_gain``
+  above the highest value of the baseline and still growing over the last two buckets, once the
+  baseline holds ``memory_points`` points (a process's start-up growth is behind it). A
+  collector's sawtooth stays under its own high, a step up to a new level stops growing, and slow
+  growth is followed by the high; a leak of a few MB a second on a process of 100 MB is found
+  within a few buckets. Where the process has a limit, the saturation forecast says when it is
+  reached.
 
 A point shows the *effect* when its size (alone, or pooled with the two before it) clears those
 floors; an onset needs the effect in
 ``persist`` points in a row (the flows ask for ``flows.persist_s``, at least two buckets), so one
 odd bucket (a paused load generator, a slow garbage collection) is not an incident, and the
 evidence. Other
-families (gauges, counters, log templates) wait for the ensemble (log templates: see
+families (other gauges, counters, log templates) wait for the ensemble (log templates: see
 :mod:`.novelty`; saturation: :mod:`.saturation`). A flagged point is the onset of an episode; its
 series keeps firing, with its baseline frozen, until ``recover`` points in a row are back to
 normal; an episode longer than ``history`` points is taken as the new normal. Points that show the
@@ -55,7 +62,7 @@ import pandas as pd
 from forewarn.detectors.scoring import Finding, Result, score_of
 from scipy import stats
 
-FAMILIES = ("traffic", "ratio", "latency")
+FAMILIES = ("traffic", "ratio", "latency", "memory")
 MS_PER = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3, "min": 6e4, "h": 3.6e6}
 POOLS = (3, 6)  # points pooled by the window tests (the newest included): evidence that builds up
 RECENT = max(POOLS)
@@ -82,6 +89,8 @@ class ColdStartParams:
         10  # observations a percentile needs (and 1 / (1 - q): p95 20, p99 100, pooled over 3 points)
     )
     recover: int = 2  # normal points in a row that end an episode
+    memory_gain: float = 0.1  # memory: this far above the highest value of the baseline ...
+    memory_points: int = 30  # ... once the baseline holds this many points (start-up is not a leak)
     persist: int = 2  # points in a row that must show the effect before an onset (not one blip)
 
 
@@ -155,6 +164,7 @@ class ColdStart:
         data["q"] = np.fromiter((quantile_level(x) for x in names), float, len(sel))
         units = points["unit"].to_numpy(str)[sel] if "unit" in points else np.full(len(sel), "")
         data["unit_ms"] = np.fromiter((MS_PER.get(u, np.nan) for u in units), float, len(sel))
+        data["bytes"] = np.isin(units, ("By", ""))  # memory gauges in bytes (or no unit given)
         fam, ts = fam[sel], points["ts"].to_numpy(np.int64)[sel]
         # rank of each point among its series' points in this batch: round r judges every r-th point
         order = np.argsort(rows, kind="stable")
@@ -180,6 +190,7 @@ class ColdStart:
             ("traffic", self._traffic),
             ("ratio", self._ratio),
             ("latency", self._latency),
+            ("memory", self._memory),
         ):
             j = np.flatnonzero(ready & (fam == family))
             if not len(j):
@@ -377,6 +388,44 @@ class ColdStart:
                 text = f"latency up: {x:.4g} is {x / usual:.1f}x the usual {usual:.4g}{obs}"
             details.append(("latency", usual, float(pvals[i]), text))
         return flagged, effect, details
+
+    def _memory(self, rr, cur):
+        p = self.p
+        v = self._baseline(rr, "v")
+        m = np.isfinite(v).sum(axis=1)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            high, med = np.nanmax(v, axis=1), np.nanmedian(v, axis=1)
+            sd = np.fmax(np.nanmedian(np.abs(v - med[:, None]), axis=1) * 1.4826, 0.01 * np.abs(med))
+        prev, prev2 = (
+            np.where(self.seen[rr] >= k, self.ring["v"][rr, (self.seen[rr] - k) % p.history], np.nan)
+            for k in (1, 2)
+        )
+        x = cur["v"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # above the recent high and growing over the last two buckets (a step up is not a leak)
+            effect = (m >= p.memory_points) & (x > high * (1 + p.memory_gain)) & (x > prev) & (prev > prev2)
+            pvals = np.where(effect, stats.norm.sf((x - med) / sd), 1.0)
+        flagged = effect & (pvals < p.alpha)
+        details = []
+        for i in np.flatnonzero(flagged):
+            size = _size if cur["bytes"][i] else (lambda b: f"{b:.4g}")
+            text = (f"memory rising: {size(x[i])}, {x[i] / high[i]:.2f}x its recent high of {size(high[i])} "
+                    f"({m[i]} points), and still growing ({_p(pvals[i])})")  # fmt: skip
+            details.append(("memory", med[i], float(pvals[i]), text))
+        return flagged, effect, details
+
+
+def _size(b: float) -> str:
+    """Bytes as people read them (memory gauges are in bytes).
+
+    >>> _size(183.3e6), _size(2.5e9), _size(512)
+    ('183 MB', '2.5 GB', '512 B')
+    """
+    for unit, f in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(b) >= f:
+            return f"{b / f:.3g} {unit}"
+    return f"{b:.0f} B"
 
 
 def quantile_level(name: str) -> float:

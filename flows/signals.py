@@ -26,7 +26,7 @@ Besides its value each point carries what the value was computed from, so count 
 judge it (see :mod:`forewarn.detectors.coldstart`): ``n`` (events, requests, spans or log records
 behind it), ``k`` (of those, the errors, for ratios and templates), ``dt`` (seconds of exposure,
 for rates), ``family`` (traffic, ratio, latency, quantile, shift, novelty, template, counter,
-gauge), ``direction`` (+1: only a rise is bad, -1: only a fall, 0: both) and ``unit`` (``ms`` for
+gauge, and memory: the resident memory of a process or container, ``MEMORY_METRICS``), ``direction`` (+1: only a rise is bad, -1: only a fall, 0: both) and ``unit`` (``ms`` for
 the span percentiles, the metric's own unit otherwise: a percentile in a unit of time is latency,
 one of bytes is not). A traffic surge is not an incident; lost traffic is.
 
@@ -52,6 +52,8 @@ SIGNAL_COLUMNS = ["series_id", "ts", "value", "name", "service", "labels"]  # wh
 COUNT_COLUMNS = ["n", "k", "dt", "family", "direction", "unit"]  # what the detectors also get
 COLUMNS = [*SIGNAL_COLUMNS, *COUNT_COLUMNS]
 USAGE_METRICS = ("system.filesystem.usage", "system.memory.usage", "system.paging.usage")
+# a process's (or container's) resident memory: family ``memory``, where cold start looks for a leak
+MEMORY_METRICS = ("process.memory.usage", "container.memory.usage", "container.memory.working_set")
 DIRECTION = {
     "traffic": -1,
     "errors": 1,
@@ -61,6 +63,7 @@ DIRECTION = {
     "shift": 1,
     "novelty": 1,
     "template": 1,
+    "memory": 1,
 }
 # request histograms whose count is the service's traffic (stable and older HTTP/RPC semconv)
 REQUEST_METRICS = frozenset(
@@ -467,6 +470,7 @@ def finish(parts: list[pd.DataFrame]) -> pd.DataFrame:
     for c in ("n", "k", "dt"):
         df[c] = df[c].astype(float) if c in df else NAN
     df["family"] = df["family"].fillna("gauge").astype(str) if "family" in df else "gauge"
+    df.loc[(df["family"] == "gauge") & df["name"].isin(MEMORY_METRICS), "family"] = "memory"
     df["unit"] = df["unit"].fillna("").astype(str) if "unit" in df else ""
     df["direction"] = df["family"].map(DIRECTION).fillna(0).astype(np.int8)
     df["series_id"] = [

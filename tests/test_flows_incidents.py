@@ -73,6 +73,32 @@ def test_evidence_grows_with_traffic():
     assert out[2] == [] and len(out[200]) == 1
 
 
+def test_a_memory_leak_alerts_in_cold_start_within_a_few_buckets():
+    """Resident memory that climbs past everything seen since start-up, and keeps climbing, is a
+    leak: 1.5 MB/s on a process of 110 MB, paged on the second rising point above its high."""
+    rng = np.random.default_rng(5)
+    mem = 110e6 + rng.normal(0, 3e6, 90)
+    mem[:20] = np.linspace(60e6, 120e6, 20)  # start-up growth, before the baseline is long enough
+    mem[60:75] = mem[59] + np.arange(1, 16) * 15e6  # the leak, 10 s buckets
+    found = ColdStart().score(points(3, "memory", mem))
+    assert [f.component for f in found.onsets] == ["memory"]
+    assert 61 <= found.onsets[0].row <= 63
+    assert found.onsets[0].text.startswith("memory rising: ")
+
+
+@pytest.mark.parametrize("shape", ["sawtooth", "step", "slow_growth"])
+def test_memory_that_moves_without_leaking_does_not_alert(shape):
+    """A garbage collector's sawtooth, one step up to a new level that stays (a cache filled, a
+    model loaded) and slow growth that the recent high keeps up with are not leaks."""
+    t = np.arange(110)
+    mem = {
+        "sawtooth": 100e6 + (t % 12) * 4e6,  # up to +44 % between collections, every 2 minutes
+        "step": np.where(t < 60, 100e6, np.where(t < 61, 112e6, 125e6)),  # over two buckets
+        "slow_growth": 100e6 * (1 + 0.003 * t),  # +33 % over 18 minutes
+    }[shape]
+    assert ColdStart().score(points(4, "memory", mem)).onsets == []
+
+
 def test_cold_start_is_the_same_whatever_the_batching():
     rng = np.random.default_rng(3)
     n = rng.poisson(40, 80).astype(float)

@@ -81,6 +81,7 @@ class Faults:
 def _background(faults: Faults, disk: Disk | None) -> None:
     """Log bursts and memory growth run off the request path, as they do in real services."""
     leak: list[bytes] = []
+    owed = 0.0  # MiB of the leak not yet allocated
     burst = logging.getLogger("shop.sync")
     next_burst = time.monotonic()
     while True:
@@ -101,7 +102,10 @@ def _background(faults: Faults, disk: Disk | None) -> None:
         mb_per_s = float(cfg.get("leak_mb_per_s", 0.0))
         if mb_per_s > 0:
             # bytes repetition writes every page, so the growth is resident memory, not just address space
-            leak.extend(b"\x01" * (1 << 20) for _ in range(max(1, round(mb_per_s * 0.25))))
+            # a whole MiB at a time, with the fraction carried over, so the rate is the one asked for
+            owed += mb_per_s * 0.25
+            leak.extend(b"\x01" * (1 << 20) for _ in range(int(owed)))
+            owed -= int(owed)
         elif leak:
             log.warning("session cache flushed: %d MiB released", len(leak))
             leak.clear()

@@ -74,6 +74,7 @@ const url = (dep) => process.env[`TESTBED_URL_${dep.toUpperCase()}`];
 
 // -- background: log bursts, memory growth, the catalog's disk -------------------------------------
 const leak = [];
+let owed = 0; // MiB of the leak not yet allocated
 let nextBurst = Date.now();
 const disk = { capacity: 20 * 1024 ** 3, used: 0.6 * 20 * 1024 ** 3, drift: 0 };
 setInterval(() => {
@@ -89,7 +90,8 @@ setInterval(() => {
   if (rate <= 0) nextBurst = now;
   const mb = c.leak_mb_per_s || 0;
   if (mb > 0) {
-    for (let i = 0; i < Math.max(1, Math.round(mb * 0.25)); i++) leak.push(Buffer.alloc(1 << 20, 1));
+    owed += mb * 0.25; // a whole MiB at a time, the fraction carried over: the rate asked for
+    for (; owed >= 1; owed--) leak.push(Buffer.alloc(1 << 20, 1));
   } else if (leak.length) {
     log.warn(`session cache flushed: ${leak.length} MiB released`);
     leak.length = 0;
