@@ -25,8 +25,9 @@ against the traffic seen so far, so that the evidence it asks for grows with the
   baseline holds ``memory_points`` points (a process's start-up growth is behind it). A
   collector's sawtooth stays under its own high, a step up to a new level stops growing, and slow
   growth is followed by the high; a leak of a few MB a second on a process of 100 MB is found
-  within a few buckets. Where the process has a limit, the saturation forecast says when it is
-  reached.
+  within a few buckets. Memory stays this test's for the series' whole life (the ensemble leaves
+  it alone: its level follows load and heap resizes). Where the process has a limit, the
+  saturation forecast says when it is reached.
 
 A point shows the *effect* when its size (alone, or pooled with the two before it) clears those
 floors; an onset needs the effect in
@@ -36,7 +37,9 @@ evidence. Other
 families (other gauges, counters, log templates) wait for the ensemble (log templates: see
 :mod:`.novelty`; saturation: :mod:`.saturation`). A flagged point is the onset of an episode; its
 series keeps firing, with its baseline frozen, until ``recover`` points in a row are back to
-normal; an episode longer than ``history`` points is taken as the new normal. Points that show the
+normal; an episode longer than ``history`` points is taken as the new normal. A series whose effect began
+before its warm-up ended stays ours until the effect ends: the ensemble leaves such a stretch to
+cold start, so a fault that begins as the series becomes warm is not lost between the two. Points that show the
 effect without the evidence (the first bucket of a burst, on little traffic) stay out of the
 baseline as well, while at least half of it is left. Vectorised over
 series: the r-th new point of every series is judged in one pass, so batching does not change the
@@ -180,8 +183,11 @@ class ColdStart:
     def _round(self, pts, rr, fam, cur, sel, ts, out: Result) -> None:
         p = self.p
         firing = self.calm[rr] >= 0
-        # series past the warm-up are the ensemble's, unless an episode of ours is still open
-        live = (self.seen[rr] < p.warmup) | firing
+        # series past the warm-up are the ensemble's, unless an episode of ours is still open or
+        # its effect began before the warm-up ended (the ensemble leaves such a stretch to us: see
+        # EnsembleParams.handover); memory is ours for good (a leak is judged against the recent high)
+        forever = fam == "memory"
+        live = (self.seen[rr] < p.warmup) | firing | (self.run[rr] > 0) | forever
         flagged = np.zeros(len(rr), dtype=bool)
         normal_now = np.ones(len(rr), dtype=bool)
         found: dict[int, tuple] = {}
@@ -204,7 +210,7 @@ class ColdStart:
         for i in np.flatnonzero(live):
             s = int(rr[i])
             if self.calm[s] < 0:
-                if flagged[i] and self.seen[s] < p.warmup and self.run[s] >= p.persist:
+                if flagged[i] and self.run[s] >= p.persist:
                     self.calm[s], self.length[s] = 0, 0
                     comp, expected, pval, text = found[int(i)]
                     out.onsets.append(Finding(int(sel[pts[i]]), score_of(pval), float(expected), comp, text))

@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from flows_data import T0_MS, insert_gauge, insert_spans
-from forewarn.detectors.coldstart import ColdStart
+from forewarn.detectors.coldstart import ColdStart, ColdStartParams
+from forewarn.detectors.ensemble import EnsembleParams
 from forewarn.detectors.saturation import Saturation
+from forewarn.detectors.streaming import Streaming
 from forewarn.flows.correlate import cause, rank_suspects
 from forewarn.flows.engine import ScoreEngine
 from forewarn.flows.incidents import IncidentBook
@@ -84,6 +86,31 @@ def test_a_memory_leak_alerts_in_cold_start_within_a_few_buckets():
     assert [f.component for f in found.onsets] == ["memory"]
     assert 61 <= found.onsets[0].row <= 63
     assert found.onsets[0].text.startswith("memory rising: ")
+
+
+def test_a_memory_leak_after_the_warm_up_is_still_cold_starts_and_not_the_ensembles():
+    """Memory is judged by the leak test for good; the ensemble's level shifts of it (heap resizes,
+    load) are not incidents."""
+    rng = np.random.default_rng(6)
+    mem = 110e6 + rng.normal(0, 3e6, 200)
+    mem[150:165] = mem[149] + np.arange(1, 16) * 15e6
+    mem[100:] += 20e6  # a lasting step at 100: a level shift to the ensemble, not a leak
+    pts = points(3, "memory", mem).assign(direction=1)
+    found = ColdStart(ColdStartParams(warmup=40)).score(pts)
+    assert [(f.component, f.row) for f in found.onsets] == [("memory", 151)]
+    assert Streaming(EnsembleParams(warmup=40)).score(pts).onsets == []
+    assert Streaming(EnsembleParams(warmup=40)).score(pts.assign(family="gauge")).onsets != []
+
+
+def test_a_fault_that_begins_as_the_series_becomes_warm_is_not_lost_between_the_detectors():
+    """Cold start goes on judging a series whose effect began before its warm-up ended, since the
+    ensemble leaves a stretch that began before it to cold start (the hand-over)."""
+    rng = np.random.default_rng(2)
+    n = np.full(80, 200.0)
+    p95 = np.exp(rng.normal(np.log(80), 0.05, 80))
+    p95[39:] *= 3  # from the last cold-start point on
+    found = ColdStart(ColdStartParams(warmup=40)).score(points(8, "latency", p95, n))
+    assert [(f.component, f.row) for f in found.onsets] == [("latency", 40)]
 
 
 @pytest.mark.parametrize("shape", ["sawtooth", "step", "slow_growth"])
