@@ -264,13 +264,18 @@ class ScoreEngine:
         sig = self._signals(w, token, rep)
         self.book.observe_edges(self.store.service_edges(w.start_ms, w.end_ms), w.end_ms)
         found, firing = self._score(sig)
-        for sid in set(sig.loc[sig["family"] == "shift", "series_id"].astype(int)) & set(firing):
-            del firing[sid]  # a change score: it stays high while its own past holds the change
+        saturation = next(d for d in self.detectors if isinstance(d, Saturation))
+        # series that do not keep an incident open by firing: a change score stays high while its
+        # own past holds the change, and a resource that goes on filling is its saturation
+        # warning's to follow (a disk filling for six minutes kept a latency blip's incident open)
+        resource = {n for n in sig["name"].unique() if saturation.limit(n) is not None}
+        lasting = sig["family"].eq("shift") | sig["name"].isin(resource)
+        for sid in set(sig.loc[lasting, "series_id"].astype(int)) & set(firing):
+            del firing[sid]
         detected_at = to_dt(self.clock() * 1000)
         rows = [self._row(sig, name, f, detected_at) for name, f in found]
         rep.suppressed = self._apply_feedback(rows, w)
         rows.sort(key=lambda r: (r["_ts_ms"], r["anomaly_id"]))
-        saturation = next(d for d in self.detectors if isinstance(d, Saturation))
         for r in rows:
             r["_drop"] = correlate.is_drop(r["name"], r["value"], r["expected"])
             r["_resource"] = saturation.limit(r["name"]) is not None
