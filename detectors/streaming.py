@@ -6,7 +6,9 @@ fall) are dropped, and so is the rest of that episode. So is the onset of an err
 ``ratio``, ``k`` errors) or of a rate of failed requests (family ``errors``, ``n`` of them) that
 rests on fewer errors than cold start asks for (``min_errors``): on a route
 with a low base rate of failures, 1 failed request of 10 is a 10 % share the series has rarely
-shown, but not an incident. A process's resident memory (family ``memory``) is left to cold
+shown, but not an incident. Likewise a latency onset (family ``latency``, in its ``unit``) must
+rise by cold start's ``latency_floor_ms`` (20 ms): an internal span going from 0.27 to 0.31 ms is
+unusual for it and of no interest to anyone. A process's resident memory (family ``memory``) is left to cold
 start's leak test for its whole life: its level follows load and heap resizes, and in a test-bed
 run the ensemble's level shifts of it kept an outage's incident open for five minutes. Which series are firing comes from the
 ensemble's ``last_firing`` flags; an ensemble without them counts an onset's own time as the only
@@ -25,12 +27,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from forewarn.detectors.coldstart import ColdStartParams
+from forewarn.detectors.coldstart import MS_PER, ColdStartParams
 from forewarn.detectors.ensemble import EnsembleParams
 from forewarn.detectors.multiseries import POLICY, MultiSeriesDetector
 from forewarn.detectors.scoring import Finding, Result
 
 MIN_ERRORS = ColdStartParams.min_errors
+LATENCY_FLOOR_MS = ColdStartParams.latency_floor_ms
 
 
 class Streaming:
@@ -80,12 +83,20 @@ class Streaming:
             few = ((fam == "ratio") & ~(points["k"].to_numpy(float) >= MIN_ERRORS)) | (
                 (fam == "errors") & ~(points["n"].to_numpy(float) >= MIN_ERRORS)
             )
+        floor = np.full(len(points), np.nan)  # latency: the smallest rise worth an incident, in the unit
+        if {"family", "unit"} <= set(points.columns):
+            lat = np.flatnonzero(points["family"].to_numpy(str) == "latency")
+            units = points["unit"].to_numpy(str)[lat]
+            floor[lat] = LATENCY_FLOOR_MS / np.fromiter(
+                (MS_PER.get(u, np.nan) for u in units), float, len(lat)
+            )
         for a in found:
             ex = a.explanation
             d = direction.get(a.series_id, 0)
             row = row_of[(a.series_id, int(a.timestamp))]
             harmless = (d > 0 and ex.observed <= ex.expected) or (d < 0 and ex.observed >= ex.expected)
-            if harmless or few[row]:
+            slight = ex.observed - ex.expected < floor[row]  # 0.27 -> 0.31 ms of a middleware span
+            if harmless or few[row] or slight:
                 self.muted.add(a.series_id)
                 continue
             self.muted.discard(a.series_id)

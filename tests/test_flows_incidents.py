@@ -102,6 +102,19 @@ def test_a_memory_leak_after_the_warm_up_is_still_cold_starts_and_not_the_ensemb
     assert Streaming(EnsembleParams(warmup=40)).score(pts.assign(family="gauge")).onsets != []
 
 
+@pytest.mark.parametrize("scale, pages", [(1.0, False), (1000.0, True)])
+def test_the_ensemble_pages_latency_only_for_a_rise_worth_an_incident(scale, pages):
+    """An internal span whose p50 goes from 0.27 to 0.40 ms is unusual for it and of no interest
+    to on-call; the same shift in hundreds of milliseconds is a regression (cold start's floor,
+    20 ms, applies to the ensemble too)."""
+    rng = np.random.default_rng(9)
+    p50 = np.exp(rng.normal(np.log(0.27), 0.03, 300))
+    p50[250:] *= 1.5
+    pts = points(5, "latency", p50 * scale, np.full(300, 200.0)).assign(direction=1, unit="ms")
+    found = Streaming(EnsembleParams(warmup=120)).score(pts)
+    assert bool(found.onsets) == pages and (not pages or found.onsets[0].row >= 250)
+
+
 def test_a_fault_that_begins_as_the_series_becomes_warm_is_not_lost_between_the_detectors():
     """Cold start goes on judging a series whose effect began before its warm-up ended, since the
     ensemble leaves a stretch that began before it to cold start (the hand-over)."""
