@@ -412,11 +412,14 @@ class SignalQueries:
 def latency_shift(
     current: pd.DataFrame, history: pd.DataFrame, baseline_buckets: int = 30, min_spans: int = 20
 ):
-    """Wasserstein-1 distance, in octaves, between each bucket's duration distribution and the
-    pooled distribution of the service's preceding ``baseline_buckets`` buckets.
+    """How much slower each bucket's duration distribution is than the pooled distribution of the
+    service's preceding ``baseline_buckets`` buckets: the slower half of the Wasserstein-1
+    distance, in octaves (the area where the bucket's CDF lies below the baseline's).
 
     It moves when the shape moves (a slow tail growing, a bimodal split) even if the watched
-    percentiles do not.
+    percentiles do not. Faster is not counted: after a slowdown, while the slow buckets are still
+    in the baseline, the normal ones that follow would otherwise read as a second shift (on the
+    test bed such echoes joined and prolonged the slowdown's incident).
     """
     out: list[tuple] = []
     if current.empty:
@@ -434,7 +437,7 @@ def latency_shift(
             cur = mats[i]
             if base.sum() < min_spans or cur.sum() < max(5, min_spans // 4):
                 continue
-            d = np.abs(np.cumsum(cur / cur.sum()) - np.cumsum(base / base.sum())).sum() * 0.5
+            d = np.clip(np.cumsum(base / base.sum()) - np.cumsum(cur / cur.sum()), 0, None).sum() * 0.5
             out.append(("latency.shift", service, {}, ts, float(d), float(cur.sum()), "shift"))
     return pd.DataFrame(out, columns=["name", "service", "labels", "ts", "value", "n", "family"])
 
