@@ -284,7 +284,8 @@ def _noise(y: np.ndarray) -> np.ndarray:
     >>> _noise(np.array([[60.0, 60, 60, 61, 60, 60, 60, 60, 61, 60], [1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10]]))
     array([5.e-01, 1.e-08])
     """
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without finite differences yet: NaN
         d = np.diff(y, axis=1)
         mad = np.nanmedian(np.abs(d - np.nanmedian(d, axis=1, keepdims=True)), axis=1)
         floor = 1e-9 * np.nanmax(np.abs(y), axis=1, initial=0.0)
