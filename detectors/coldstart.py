@@ -21,8 +21,9 @@ against the traffic seen so far, so that the evidence it asks for grows with the
   or the median of the last three; a percentile is judged only over enough observations (p95:
   20, p99: 100), since the p99 of a dozen requests is their maximum;
 * **memory** (a process's resident memory): a *leak*, that is memory more than ``memory_gain``
-  above the highest value of the baseline and still growing over the last two buckets, once the
-  baseline holds ``memory_points`` points (a process's start-up growth is behind it). A
+  above the highest value of the baseline and still growing over the last three buckets (its
+  persistence), once the baseline holds ``memory_points`` points (a process's start-up growth is
+  behind it). A
   collector's sawtooth stays under its own high, a step up to a new level stops growing, and slow
   growth is followed by the high; a leak of a few MB a second on a process of 100 MB is found
   within a few buckets. Memory stays this test's for the series' whole life (the ensemble leaves
@@ -210,7 +211,8 @@ class ColdStart:
         for i in np.flatnonzero(live):
             s = int(rr[i])
             if self.calm[s] < 0:
-                if flagged[i] and self.run[s] >= p.persist:
+                # a leak's effect is already four points of growth: it needs no more persistence
+                if flagged[i] and self.run[s] >= (1 if forever[i] else p.persist):
                     self.calm[s], self.length[s] = 0, 0
                     comp, expected, pval, text = found[int(i)]
                     out.onsets.append(Finding(int(sel[pts[i]]), score_of(pval), float(expected), comp, text))
@@ -403,14 +405,15 @@ class ColdStart:
             warnings.simplefilter("ignore", RuntimeWarning)
             high, med = np.nanmax(v, axis=1), np.nanmedian(v, axis=1)
             sd = np.fmax(np.nanmedian(np.abs(v - med[:, None]), axis=1) * 1.4826, 0.01 * np.abs(med))
-        prev, prev2 = (
+        prev = [
             np.where(self.seen[rr] >= k, self.ring["v"][rr, (self.seen[rr] - k) % p.history], np.nan)
-            for k in (1, 2)
-        )
+            for k in (1, 2, 3)
+        ]
         x = cur["v"]
         with np.errstate(invalid="ignore", divide="ignore"):
-            # above the recent high and growing over the last two buckets (a step up is not a leak)
-            effect = (m >= p.memory_points) & (x > high * (1 + p.memory_gain)) & (x > prev) & (prev > prev2)
+            # above the recent high and growing over the last three buckets (a step up is not a leak)
+            growing = (x > prev[0]) & (prev[0] > prev[1]) & (prev[1] > prev[2])
+            effect = (m >= p.memory_points) & (x > high * (1 + p.memory_gain)) & growing
             pvals = np.where(effect, stats.norm.sf((x - med) / sd), 1.0)
         flagged = effect & (pvals < p.alpha)
         details = []
