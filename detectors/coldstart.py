@@ -23,12 +23,11 @@ against the traffic seen so far, so that the evidence it asks for grows with the
 * **memory** (a process's resident memory): a *leak*, that is memory more than ``memory_gain``
   above the highest value of the baseline and still growing over the last three buckets (its
   persistence), once the baseline holds ``memory_points`` points (a process's start-up growth is
-  behind it). A
-  collector's sawtooth stays under its own high, a step up to a new level stops growing, and slow
-  growth is followed by the high; a leak of a few MB a second on a process of 100 MB is found
-  within a few buckets. Memory stays this test's for the series' whole life (the ensemble leaves
-  it alone: its level follows load and heap resizes). Where the process has a limit, the
-  saturation forecast says when it is reached.
+  behind it). A collector's sawtooth stays under its own high, a step up to a new level stops
+  growing, and slow growth is followed by the high; a leak of a few MB a second on a process of
+  100 MB is found within a few buckets. Memory stays this test's for the series' whole life (the
+  ensemble leaves it alone: its level follows load and heap resizes). Where the process has a
+  limit, the saturation forecast says when it is reached.
 
 A point shows the *effect* when its size (alone, or pooled with the two before it) clears those
 floors; an onset needs the effect in
@@ -38,11 +37,11 @@ evidence. Other
 families (other gauges, counters, log templates) wait for the ensemble (log templates: see
 :mod:`.novelty`; saturation: :mod:`.saturation`). A flagged point is the onset of an episode; its
 series keeps firing, with its baseline frozen, until ``recover`` points in a row are back to
-normal; an episode longer than ``history`` points is taken as the new normal. A series whose effect began
-before its warm-up ended stays ours until the effect ends: the ensemble leaves such a stretch to
-cold start, so a fault that begins as the series becomes warm is not lost between the two. Points that show the
-effect without the evidence (the first bucket of a burst, on little traffic) stay out of the
-baseline as well, while at least half of it is left. Vectorised over
+normal; an episode longer than ``history`` points is taken as the new normal. A series whose
+effect began before its warm-up ended stays ours until the effect ends: the ensemble leaves such a
+stretch to cold start, so a fault that begins as the series becomes warm is not lost between the
+two. Points that show the effect without the evidence (the first bucket of a burst, on little
+traffic) stay out of the baseline as well, while at least half of it is left. Vectorised over
 series: the r-th new point of every series is judged in one pass, so batching does not change the
 result.
 

@@ -8,11 +8,11 @@ rests on fewer errors than cold start asks for (``min_errors``): on a route
 with a low base rate of failures, 1 failed request of 10 is a 10 % share the series has rarely
 shown, but not an incident. Likewise a latency onset (family ``latency``, in its ``unit``) must
 rise by cold start's ``latency_floor_ms`` (20 ms): an internal span going from 0.27 to 0.31 ms is
-unusual for it and of no interest to anyone. A process's resident memory (family ``memory``) is left to cold
-start's leak test for its whole life: its level follows load and heap resizes, and in a test-bed
-run the ensemble's level shifts of it kept an outage's incident open for five minutes. Which series are firing comes from the
-ensemble's ``last_firing`` flags; an ensemble without them counts an onset's own time as the only
-activity of its episode.
+unusual for it and of no interest to anyone. A process's resident memory (family ``memory``) is
+left to cold start's leak test for its whole life: its level follows load and heap resizes, and
+in a test-bed run the ensemble's level shifts of it kept an outage's incident open for five
+minutes. Which series are firing comes from the ensemble's ``last_firing`` flags; an ensemble
+without them counts an onset's own time as the only activity of its episode.
 
 >>> import numpy as np, pandas as pd
 >>> det = Streaming()
