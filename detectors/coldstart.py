@@ -400,10 +400,12 @@ class ColdStart:
         p = self.p
         v = self._baseline(rr, "v")
         m = np.isfinite(v).sum(axis=1)
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            high, med = np.nanmax(v, axis=1), np.nanmedian(v, axis=1)
-            sd = np.fmax(np.nanmedian(np.abs(v - med[:, None]), axis=1) * 1.4826, 0.01 * np.abs(med))
+        high, med, sd = np.full(len(rr), np.nan), np.full(len(rr), np.nan), np.full(len(rr), np.nan)
+        j = np.flatnonzero(m > 0)  # numpy warns on rows without a value
+        if len(j):
+            high[j], med[j] = np.nanmax(v[j], axis=1), np.nanmedian(v[j], axis=1)
+            mad = np.nanmedian(np.abs(v[j] - med[j, None]), axis=1)
+            sd[j] = np.fmax(mad * 1.4826, 0.01 * np.abs(med[j]))
         prev = [
             np.where(self.seen[rr] >= k, self.ring["v"][rr, (self.seen[rr] - k) % p.history], np.nan)
             for k in (1, 2, 3)

@@ -284,10 +284,15 @@ def _noise(y: np.ndarray) -> np.ndarray:
     >>> _noise(np.array([[60.0, 60, 60, 61, 60, 60, 60, 60, 61, 60], [1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10]]))
     array([5.e-01, 1.e-08])
     """
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a row without finite differences yet: NaN
+    with np.errstate(invalid="ignore"):
         d = np.diff(y, axis=1)
-        mad = np.nanmedian(np.abs(d - np.nanmedian(d, axis=1, keepdims=True)), axis=1)
+        # rows without a finite difference yet stay NaN (numpy would warn on them, and a filter
+        # of warnings is process-wide state that the flows' threads would race on)
+        has = np.isfinite(d).any(axis=1)
+        mad = np.full(len(d), np.nan)
+        if has.any():
+            dh = d[has]
+            mad[has] = np.nanmedian(np.abs(dh - np.nanmedian(dh, axis=1, keepdims=True)), axis=1)
         floor = 1e-9 * np.nanmax(np.abs(y), axis=1, initial=0.0)
         steps = np.where(np.isfinite(d) & (d != 0), np.abs(d), np.inf).min(axis=1, initial=np.inf)
         both = (np.nan_to_num(d) > 0).any(axis=1) & (np.nan_to_num(d) < 0).any(axis=1)
