@@ -165,6 +165,9 @@ class ScoreBlock:
     views: tuple[str, ...] = ("recent values",)
     components: tuple[str, ...] = field(default=COMPONENTS)
     firing: np.ndarray | None = None  # bool: inside an episode (from its alert until it recovers)
+    # bool: firing points still outside the band the episode left (its onset included); the
+    # ``quiet`` points that close an episode fire but no longer deviate
+    active: np.ndarray | None = None
 
 
 def _ew(values: np.ndarray, last: np.ndarray, lam: float) -> np.ndarray:
@@ -277,7 +280,7 @@ class EnsembleCore:
             e = np.zeros(x.shape)
             return ScoreBlock(
                 e, e, e.astype(bool), e.astype(np.intp), e, e, e, e, e.astype(np.intp),
-                self.views, firing=e.astype(bool),
+                self.views, firing=e.astype(bool), active=e.astype(bool),
             )  # fmt: skip
         block = self._score(st, x)
         if rows is not None:
@@ -377,7 +380,7 @@ class EnsembleCore:
         obs_x = np.where(np.isfinite(x), pick(observed) + offset, x)
         raw_x = np.where(np.isfinite(x), pick(raw), 0.0)
         views = np.stack(branches, axis=1)
-        score, alert, firing = self._episodes(
+        score, alert, firing, active = self._episodes(
             st, raw_x, np.isfinite(x), views, sel[:, 0], pick(expected), pick(band_pt)
         )
         bw = pick(band)
@@ -393,6 +396,7 @@ class EnsembleCore:
             branch=sel[:, 0],
             views=self.views,
             firing=firing,
+            active=active,
         )
 
     def _tests(
@@ -605,8 +609,8 @@ class EnsembleCore:
         sel: np.ndarray,
         expected: np.ndarray,
         band: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Alerts (episode onsets) and firing flags; the score stays just below the threshold where
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Alerts (episode onsets), firing flags and which firing points still deviate; the score stays just below the threshold where
         it cannot alert (warm-up, an episode already firing, the refractory gap).
 
         An episode opens where the score reaches the threshold on a warm series that is not firing.
@@ -624,6 +628,7 @@ class EnsembleCore:
         release = 1.0 - min(0.5, (1.0 - p.threshold) ** 0.5)
         alert = np.zeros((n, k), dtype=bool)
         firing = np.zeros((n, k), dtype=bool)
+        deviating = np.zeros((n, k), dtype=bool)
         since_alert = st["since_alert"].copy()
         since_active = st["since_above"].copy()
         age = st["ep_age"].copy()
@@ -643,6 +648,7 @@ class EnsembleCore:
             over = (age[r] + idx + 1 >= p.max_episode) | (gap >= p.quiet)
             end = int(np.argmax(over)) if over.any() else len(v)
             firing[r, c0 : c0 + min(end + 1, len(v))] = True
+            deviating[r, c0 : c0 + min(end + 1, len(v))] = active[: end + 1]
             if end < len(v):
                 fire[r] = False
                 # only an episode long enough to move the baselines has a way back to guard
@@ -677,6 +683,7 @@ class EnsembleCore:
                 if cool <= p.quiet or raw[r, c] < p.threshold or lo - (hi - lo) <= v <= hi + (hi - lo):
                     continue
                 firing[r, c:] = False  # the open episode ends here; the new one follows
+                deviating[r, c:] = False
             # the way back after an episode is a change too: while the baselines still remember
             # the episode, only a point well outside the band it left from (the old normal) alerts
             ended = c - end_col[r] if end_col[r] >= 0 else since_end[r] + c + 1
@@ -701,6 +708,7 @@ class EnsembleCore:
                 since_active[r] = 0
                 age[r] = 0
                 free[r] = extent(r, c) + 1
+                deviating[r, c] = True
         st["since_alert"] = np.where(last_alert >= 0, k - 1 - last_alert, since_alert + k)
         st["since_hot"] = np.where(last_hot >= 0, k - 1 - last_hot, since_hot + k)
         st["since_end"] = np.where(
@@ -712,7 +720,7 @@ class EnsembleCore:
         st["seen"] = seen[:, -1].copy() if k else st["seen"]
         below = max(p.threshold - 1e-9, 0.0)  # still below the threshold when printed with 9 decimals
         score = np.where(alert | (raw < p.threshold), raw, below)
-        return score, alert, firing
+        return score, alert, firing, deviating
 
     def memory_bytes(self) -> int:
         """Bytes of model state held per series."""

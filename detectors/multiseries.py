@@ -102,6 +102,7 @@ class MultiSeriesDetector:
         self.index: dict[str, int] = {}
         self.last_scores: dict[str, np.ndarray] = {}
         self.last_firing: dict[str, np.ndarray] = {}
+        self.last_active: dict[str, np.ndarray] = {}  # firing points that still deviate
         self.last_times: dict[str, np.ndarray] = {}  # the timestamps those flags belong to
 
     @property
@@ -133,6 +134,7 @@ class MultiSeriesDetector:
         found: list[Anomaly] = []
         self.last_scores = {}
         self.last_firing = {}
+        self.last_active = {}
         self.last_times = {}
         # Series with the same number of new points are scored together as one matrix.
         for k in np.unique(count):
@@ -143,6 +145,7 @@ class MultiSeriesDetector:
             for j, sid in enumerate(uniq[sel]):
                 self.last_scores[str(sid)] = block.score[j]
                 self.last_firing[str(sid)] = block.firing[j]
+                self.last_active[str(sid)] = block.active[j]
                 self.last_times[str(sid)] = times[j]
             for r, c in zip(*np.nonzero(block.alert), strict=True):
                 ex = explain_block(block, r, c)

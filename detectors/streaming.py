@@ -11,8 +11,11 @@ rise by cold start's ``latency_floor_ms`` (20 ms): an internal span going from 0
 unusual for it and of no interest to anyone. A process's resident memory (family ``memory``) is
 left to cold start's leak test for its whole life: its level follows load and heap resizes, and
 in a test-bed run the ensemble's level shifts of it kept an outage's incident open for five
-minutes. Which series are firing comes from the ensemble's ``last_firing`` flags; an ensemble
-without them counts an onset's own time as the only activity of its episode.
+minutes. Which series are firing comes from the ensemble's ``last_firing`` flags, and a series
+counts as firing until its newest point outside the band its episode left (``last_active``), not
+through the ``quiet`` points that end the episode: those kept an incident open two minutes after
+its fault had ended. An ensemble without the flags counts an onset's own time as the only
+activity of its episode.
 
 >>> import numpy as np, pandas as pd
 >>> det = Streaming()
@@ -105,6 +108,7 @@ class Streaming:
             )
             out.firing[int(a.series_id)] = int(a.timestamp)
         firing = getattr(self.det, "last_firing", None)
+        active = getattr(self.det, "last_active", {})
         if firing is not None:
             for sid, flags in firing.items():
                 flags = np.asarray(flags, dtype=bool)
@@ -112,7 +116,13 @@ class Streaming:
                     if not flags[-1:].any():
                         self.muted.discard(sid)
                     continue
-                times = self.det.last_times[sid]  # the points the flags belong to, as scored
-                out.firing[int(sid)] = max(out.firing.get(int(sid), 0), int(times[np.flatnonzero(flags)[-1]]))
+                # the newest point still outside the band the episode left: the points that
+                # only count down its end are back to normal and keep no incident open
+                hot = np.asarray(active.get(sid, flags), dtype=bool) & flags
+                if hot.any():
+                    times = self.det.last_times[sid]  # the points the flags belong to, as scored
+                    out.firing[int(sid)] = max(
+                        out.firing.get(int(sid), 0), int(times[np.flatnonzero(hot)[-1]])
+                    )
         out.onsets.sort(key=lambda f: f.row)
         return out

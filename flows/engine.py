@@ -42,7 +42,15 @@ from forewarn.flows.incidents import Incident, IncidentBook
 from forewarn.flows.lateness import Lateness
 from forewarn.flows.logmining import LogMiner, fetch_logs, mine_window
 from forewarn.flows.notify import Notifier, forecast_alert, incident_alert, incident_labels
-from forewarn.flows.signals import COLUMNS, DIRECTION, SignalQueries, Window, compute_signals, finish
+from forewarn.flows.signals import (
+    COLUMNS,
+    DIRECTION,
+    USAGE_METRICS,
+    SignalQueries,
+    Window,
+    compute_signals,
+    finish,
+)
 from forewarn.flows.slo_store import SLOStore
 from forewarn.flows.store import FlowStore, decode_state, encode_state, ms_of, to_dt
 
@@ -129,7 +137,8 @@ class ScoreEngine:
         self.miner = LogMiner(f.max_templates)
         self.rates: dict[str, list] = {}  # service-level rate series: [name, service, last bucket]
         self.book = IncidentBook(self.run, int(f.correlation_window_s * 1000), int(f.resolve_after_s * 1000),
-                                 int(f.incident_max_s * 1000), f.incident_hold_buckets * self.step_ms)  # fmt: skip
+                                 int(f.incident_max_s * 1000), f.incident_hold_buckets * self.step_ms,
+                                 self.step_ms)  # fmt: skip
 
     def _restore(self) -> None:
         cp = self.store.load_checkpoint(self.key)
@@ -267,8 +276,9 @@ class ScoreEngine:
         saturation = next(d for d in self.detectors if isinstance(d, Saturation))
         # series that do not keep an incident open by firing: a change score stays high while its
         # own past holds the change, and a resource that goes on filling is its saturation
-        # warning's to follow (a disk filling for six minutes kept a latency blip's incident open)
-        resource = {n for n in sig["name"].unique() if saturation.limit(n) is not None}
+        # warning's to follow (a disk filling for six minutes kept a latency blip's incident open),
+        # its usage by state included (the bytes used and free of the disk whose share is forecast)
+        resource = {n for n in sig["name"].unique() if n in USAGE_METRICS or saturation.limit(n) is not None}
         lasting = sig["family"].eq("shift") | sig["name"].isin(resource)
         for sid in set(sig.loc[lasting, "series_id"].astype(int)) & set(firing):
             del firing[sid]
@@ -278,7 +288,7 @@ class ScoreEngine:
         rows.sort(key=lambda r: (r["_ts_ms"], r["anomaly_id"]))
         for r in rows:
             r["_drop"] = correlate.is_drop(r["name"], r["value"], r["expected"])
-            r["_resource"] = saturation.limit(r["name"]) is not None
+            r["_resource"] = r["name"] in resource
         touched = self.book.assign(rows, firing, w.end_ms)
         for r in rows:
             if r["kind"] == "forecast":

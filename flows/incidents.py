@@ -67,9 +67,11 @@ class Incident:
 class IncidentBook:
     """Open incidents of one run and shard, and the service graph they are grouped on."""
 
-    def __init__(self, run: str, window_ms: int, quiet_ms: int, max_ms: int, hold_ms: int):
+    def __init__(
+        self, run: str, window_ms: int, quiet_ms: int, max_ms: int, hold_ms: int, step_ms: int = 10_000
+    ):
         self.run, self.window_ms, self.quiet_ms = run, window_ms, quiet_ms
-        self.max_ms, self.hold_ms = max_ms, hold_ms
+        self.max_ms, self.hold_ms, self.step_ms = max_ms, hold_ms, step_ms
         self.open: dict[int, Incident] = {}
         self.edges: dict[tuple[str, str], int] = {}  # (caller, callee) -> last seen (ms)
         self.warnings: dict[str, dict] = {}  # saturation series id -> its active warning
@@ -105,12 +107,14 @@ class IncidentBook:
         direct caller or callee of one; for latency and error-type evidence (not a drop:
         ``a["_drop"]``), one of the incident's services with that kind of evidence too (lost
         traffic does not make a service fail). A kind of evidence the incident has not shown
-        joins only while the incident is young (``YOUNG`` windows after its start, at ``ts``): the
-        symptoms of one cause appear together, and errors a minute after a slowdown ended are a
-        new fault. A young incident also takes any evidence from a service it already holds (an
+        joins only while the incident is young (``YOUNG`` windows after its start, at ``ts``) and
+        still going on (a series of it deviated in the last bucket): the symptoms of one cause
+        appear together, and errors a minute after a slowdown ended, or just after a one-bucket
+        latency blip, are a new fault. A young incident also takes any evidence from a service it already holds (an
         outage's callee whose latency shifts as its traffic falls away)."""
         young = ts is None or ts - inc.started_ms <= YOUNG * self.window_ms
-        if not young and evidence_kind(a) not in inc.kinds:
+        over = ts is not None and ts - inc.last_active_ms > self.step_ms
+        if (over or not young) and evidence_kind(a) not in inc.kinds:
             return False
         near = set(inc.services) if a.get("_drop") else set(inc.rising)
         if a["service"] in near or bool(self.neighbours(a["service"]) & near):
@@ -223,9 +227,11 @@ class IncidentBook:
         traffic too); a callee whose callers go on calling it without any deviation of their own
         lost its telemetry (an export that failed, a restart of its exporter), not its traffic.
         Such an incident waits: evidence of another kind, or a caller's drop, confirms it.
-        Thin latency evidence (latency alone, on at most ``THIN`` series: a lone p99 among them) is, once
-        it has lasted a correlation window: a busy minute lifts the slowest requests of a route
-        for a bucket or two (a traffic surge, a pause), a regression keeps them up. Resource use
+        Latency alone is, once it has lasted into a second bucket (one slow bucket, seen on the
+        p95 and p99 of a server and its callers, is a pause, not a regression), and thin latency
+        evidence (on at most ``THIN`` series: a lone p99 among them) once it has lasted a
+        correlation window: a busy minute lifts the slowest requests of a route for a bucket or
+        two (a traffic surge, a pause), a regression keeps them up. Resource use
         alone (a disk or memory filling) is not: the saturation forecast warns of it, saying when
         the limit is reached; a page for the same disk would say it twice.
 
@@ -244,8 +250,9 @@ class IncidentBook:
         """
         if inc.kinds == ["resource"]:
             return False
-        if inc.kinds == ["latency"] and len(inc.series) <= THIN:
-            return inc.last_active_ms - inc.started_ms >= self.window_ms
+        if inc.kinds == ["latency"]:
+            lasted = inc.last_active_ms - inc.started_ms
+            return lasted >= (self.window_ms if len(inc.series) <= THIN else self.step_ms)
         if inc.kinds != ["drop"]:
             return True
         mine = set(inc.services)

@@ -222,6 +222,10 @@ def test_the_flows_streaming_detector_reports_firing_on_a_batch_of_one_point() -
     onset = det.score(batch([200_000], [90.0]))
     assert onset.onsets and onset.firing == {sid: 200_000}
     assert det.score(batch([201_000], [91.0])).firing == {sid: 201_000}  # still firing, one point
+    # back to normal: the episode counts down its end for ``quiet`` points, but the series no
+    # longer deviates and keeps no incident open
+    back = det.score(batch([202_000, 203_000], [50.0, 50.5]))
+    assert det.det.last_firing[str(sid)].all() and back.firing == {}
 
 
 def test_with_a_cold_start_detector_beside_it_an_anomaly_older_than_the_warm_up_is_not_alerted_again():
