@@ -95,6 +95,7 @@ class RunOptions:
     seed: int = 1
     rate: float | None = None
     export_interval_ms: int | None = None  # metrics; spans and logs batch at the same delay
+    metric_interval_ms: int | None = None  # metrics only (the SDKs' default is 60 s)
     forewarn_cmd: list[str] = field(default_factory=lambda: [sys.executable, "-m", "forewarn.cli"])
     forewarn_env: dict[str, str] = field(default_factory=dict)
     out: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
@@ -129,7 +130,9 @@ class Bed:
             endpoint=f"http://127.0.0.1:{port}",
             protocol="grpc" if o.protocol == "grpc" else "http/protobuf",
             semconv=o.semconv,
-            metric_interval_ms=o.export_interval_ms or max(1000, round(5000 * s.scale)),
+            metric_interval_ms=o.metric_interval_ms
+            or o.export_interval_ms
+            or max(1000, round(5000 * s.scale)),
             batch_delay_ms=o.export_interval_ms or max(200, round(5000 * s.scale)),
         )
         self.fleet = Fleet(o.workdir / "services", otel, self.control.path, lang=o.lang, seed=o.seed)
@@ -337,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         help="OTEL_METRIC_EXPORT_INTERVAL and span/log batch delay (default 5000 x scale)",
     )
     p.add_argument(
+        "--metric-interval-ms",
+        type=int,
+        help="OTEL_METRIC_EXPORT_INTERVAL alone (60000: the SDKs' default, as a user who sets nothing has it)",
+    )
+    p.add_argument(
         "--workdir", type=Path, help="where logs, the store and verdict.json go (default: a temp dir)"
     )
     p.add_argument(
@@ -365,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = a.workdir or Path(tempfile.mkdtemp(prefix=f"forewarn-testbed-{s.name}-"))
     extra = dict(kv.split("=", 1) for kv in a.forewarn_env)
     o = RunOptions(
-        s, workdir, a.lang, a.protocol, a.semconv, a.seed, a.rate, a.export_interval_ms, forewarn_env=extra
-    )
+        s, workdir, a.lang, a.protocol, a.semconv, a.seed, a.rate, a.export_interval_ms,
+        a.metric_interval_ms, forewarn_env=extra,
+    )  # fmt: skip
     print(
         f"test bed: scenario {s.name}, {s.duration_s * s.scale / 60:.1f} min wall, workdir {workdir}",
         flush=True,
