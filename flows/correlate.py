@@ -26,6 +26,7 @@ import math
 from collections import defaultdict
 
 import pandas as pd
+from forewarn.detectors.saturation import LOAD
 
 CALLEE_BOOST, CALLER_PENALTY = 1.5, 0.5
 TRAFFIC = ("red.rate", "log.rate")
@@ -43,8 +44,8 @@ def weight(score: float) -> float:
 
 def evidence_kind(a: dict) -> str:
     """What an anomaly says happened: ``drop`` (lost traffic), ``resource`` (a series with a
-    saturation limit: ``a["_resource"]``), ``errors``, ``logs`` (new templates), ``latency`` or
-    ``other``.
+    saturation limit: ``a["_resource"]``), ``load`` (processor time: :func:`is_load`), ``errors``,
+    ``logs`` (new templates), ``latency`` or ``other``.
 
     >>> evidence_kind({"name": "red.error_ratio", "detector": "coldstart"})
     'errors'
@@ -56,6 +57,8 @@ def evidence_kind(a: dict) -> str:
         return "drop"
     if a.get("_resource"):
         return "resource"
+    if is_load(name):
+        return "load"
     if "error" in name:
         return "errors"
     if detector.startswith("novelty") or name.startswith("log.template"):
@@ -66,6 +69,16 @@ def evidence_kind(a: dict) -> str:
     ):
         return "latency"
     return "other"
+
+
+def is_load(name: str) -> bool:
+    """Processor time or a runtime's event loop: how busy a host or process is, a cause or a
+    consequence of what users feel, not a symptom of its own.
+
+    >>> is_load("system.cpu.time:rate"), is_load("process.cpu.utilization"), is_load("red.p95")
+    (True, True, False)
+    """
+    return any(k in name for k in LOAD)
 
 
 def is_drop(name: str, value: float, expected: float) -> bool:

@@ -277,9 +277,11 @@ class ScoreEngine:
         # series that do not keep an incident open by firing: a change score stays high while its
         # own past holds the change, and a resource that goes on filling is its saturation
         # warning's to follow (a disk filling for six minutes kept a latency blip's incident open),
-        # its usage by state included (the bytes used and free of the disk whose share is forecast)
+        # its usage by state included (the bytes used and free of the disk whose share is forecast);
+        # nor does load, which lasts as long as the traffic that causes it
         resource = {n for n in sig["name"].unique() if n in USAGE_METRICS or saturation.limit(n) is not None}
-        lasting = sig["family"].eq("shift") | sig["name"].isin(resource)
+        load = {n for n in sig["name"].unique() if correlate.is_load(n)}  # busier is not a fault
+        lasting = sig["family"].eq("shift") | sig["name"].isin(resource | load)
         for sid in set(sig.loc[lasting, "series_id"].astype(int)) & set(firing):
             del firing[sid]
         detected_at = to_dt(self.clock() * 1000)

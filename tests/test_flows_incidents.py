@@ -296,6 +296,25 @@ def test_a_resource_filling_alone_is_left_to_the_forecast_and_joins_an_incident_
     assert [i.incident_id for i in book.due_labels(110_000)] == [disk["incident_id"]]
 
 
+def test_busier_processors_alone_are_not_paged_and_join_an_incident_with_symptoms():
+    """Seen in a warm-ensemble test-bed run: the host's system CPU time rose from 4.6 % to 6.2 %,
+    seen by the four services on it as level shifts, and was paged at payments."""
+    book = IncidentBook("live", window_ms=30_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
+    book.observe_edges({("frontend", "checkout"), ("checkout", "payments")}, 0)
+    cpu = [{**anomaly(i, 0, svc, i), "name": name, "detector": "ensemble:level"}
+           for i, (svc, name) in enumerate([("frontend", "system.cpu.time:rate"),
+                                            ("checkout", "system.cpu.utilization"),
+                                            ("payments", "process.cpu.utilization")], 1)]  # fmt: skip
+    book.assign(cpu, {1: 60_000, 2: 60_000, 3: 60_000})
+    assert {c["incident_id"] for c in cpu} and book.due_labels(60_000) == []
+    later = [{**anomaly(4, 300_000, "payments", 4), "name": "process.cpu.utilization"},
+             {**anomaly(5, 300_000, "payments", 5), "name": "red.p95"},
+             {**anomaly(6, 300_000, "payments", 6), "name": "red.p99"}]  # fmt: skip
+    book.assign(later, {5: 310_000, 6: 310_000})
+    assert len({x["incident_id"] for x in later}) == 1
+    assert [i.incident_id for i in book.due_labels(320_000)] == [later[0]["incident_id"]]
+
+
 def test_incidents_of_an_older_checkpoint_load():
     book = IncidentBook("live", window_ms=30_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
     book.assign([anomaly(1, 0, "api", 1)], {})
