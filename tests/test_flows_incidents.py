@@ -234,6 +234,26 @@ def test_errors_just_after_a_latency_blip_that_is_over_open_their_own_incident()
     assert errors[0]["incident_id"] == slow[0]["incident_id"]
 
 
+def test_a_callee_whose_caller_calls_less_while_its_own_traffic_holds_is_not_paged():
+    """Seen on the JS test bed with the SDKs' default metric interval: during an error burst at
+    checkout (failing before it calls payments), payments' traffic and checkout's calls to it
+    ("POST", a client span) fell for two buckets, and that was paged as lost traffic at checkout.
+    Only a drop in what a service receives counts as its callers losing traffic too."""
+    book = IncidentBook("live", window_ms=30_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
+    book.observe_edges({("frontend", "checkout"), ("checkout", "payments")}, 0)
+
+    def drop(aid, service, labels, inbound):
+        return {**anomaly(aid, 0, service, aid), "name": "red.rate", "labels": labels,
+                "detector": "coldstart", "_drop": True, "_inbound": inbound}  # fmt: skip
+
+    thinned = [drop(1, "payments", {}, True), drop(2, "checkout", {"operation": "POST"}, False)]
+    book.assign(thinned, {1: 10_000, 2: 10_000})
+    assert book.due_labels(60_000) == []
+    outage = [drop(3, "frontend", {}, True)]
+    book.assign(outage, {})
+    assert [i.incident_id for i in book.due_labels(60_000)] == [outage[0]["incident_id"]]
+
+
 def test_a_callee_losing_spans_while_its_callers_carry_on_is_not_paged():
     """Seen on the JS test bed: payments' spans vanished for 20 s (an export that failed) while
     checkout kept calling it without a deviation. The entry service losing traffic is paged."""
@@ -679,3 +699,24 @@ def test_a_disk_that_goes_on_filling_does_not_keep_an_incident_open(store, setti
     # the data end 500 s after the onset with the disk still filling (where the incident stayed
     # open before); the slowdown's own series settle a few buckets after it ends
     assert got[0]["resolved"] and (got[0]["updated_at"] - got[0]["started_at"]).total_seconds() < 400
+
+
+def test_the_request_metrics_of_a_traced_service_are_not_judged(store, settings):
+    """A service's spans and its request-duration histogram measure the same requests; exported
+    once a minute (the SDKs' default), the histogram reports them up to a minute late, and in a
+    test-bed run such echoes kept an error burst's incident open two minutes after it ended. The
+    detectors judge the spans' ``red.*``; a service without spans keeps its metrics judged."""
+    insert_spans(store, settings.storage.database, shop_spans(12, range(0), {}))
+    end = T0_MS + 12 * STEP
+    eng = ScoreEngine(store, settings, "live", clock=lambda: end / 1000.0)
+    eng.start_at(T0_MS)
+    eng.run_until(end)
+    sig = pd.DataFrame({"name": ["red.p95", "http.server.request.duration:p95", "http.client.request.duration:rate",
+                                 "http.server.request.duration:p95", "system.cpu.utilization"],
+                        "service": ["api", "api", "frontend", "legacy", "api"]})  # fmt: skip
+    judged = eng._judged(sig)
+    assert list(zip(judged["name"], judged["service"], strict=True)) == [
+        ("red.p95", "api"),
+        ("http.server.request.duration:p95", "legacy"),
+        ("system.cpu.utilization", "api"),
+    ]
