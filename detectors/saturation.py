@@ -116,6 +116,9 @@ class Saturation:
         with np.errstate(all="ignore"):
             unit = np.nanmedian(v_hist, axis=1) <= 1.5 * limit  # otherwise not measured in that unit
         keys = [str(ids[i]) for i in pts]
+        with np.errstate(all="ignore"):  # how often the series reports: a minute for an SDK's default
+            d = np.diff(t_hist, axis=1)
+            every = np.array([np.median(r[np.isfinite(r)]) if np.isfinite(r).any() else 0.0 for r in d])
         for i, f in zip(pts, fc.forecast_recent(keys, t_hist, v_hist, self.alpha), strict=True):
             # a line is trusted for at most EXTRAPOLATION times as long as it was seen
             if not unit[np.flatnonzero(pts == i)[0]] or not f.eta_high_s <= self.horizon_s:
@@ -123,7 +126,8 @@ class Saturation:
             if f.eta_s > 0 and not f.eta_s <= EXTRAPOLATION * f.span_s:
                 continue
             detail = {"eta_s": f.eta_s, "eta_low_s": f.eta_low_s, "eta_high_s": f.eta_high_s,
-                      "limit": limit, "current": f.current}  # fmt: skip
+                      "limit": limit, "current": f.current,
+                      "every_s": float(every[np.flatnonzero(pts == i)[0]])}  # fmt: skip
             score = 1.0 - min(f.eta_s / self.horizon_s, 1.0) * 1e-3
             if f.eta_s > 0:
                 band = f"{human_duration(f.eta_low_s)} – {human_duration(f.eta_high_s)}"

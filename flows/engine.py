@@ -407,7 +407,8 @@ class ScoreEngine:
         }
         if f.kind == "forecast":
             row["_warning"] = {"service": p["service"], "name": name, "labels": labels, "explanation": row["explanation"],
-                               "eta_s": round(f.detail["eta_s"])}  # fmt: skip
+                               "eta_s": round(f.detail["eta_s"]),
+                               "every_s": f.detail.get("every_s", 0.0)}  # fmt: skip
         return row
 
     def _fill_silence(self, sig: pd.DataFrame, w: Window) -> pd.DataFrame:

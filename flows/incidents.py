@@ -300,8 +300,11 @@ class IncidentBook:
 
     def expired_warnings(self, now_ms: int) -> list[dict]:
         """Warnings without a new warning point for half the quiet period (a forecast is one series,
-        with no callers to settle): resolved, and forgotten."""
+        with no callers to settle), or for two of the series' own intervals if that is longer (a
+        disk reported once a minute, the SDKs' default, has no point to warn on in between: its
+        warning flapped, resolved and fired again): resolved, and forgotten."""
         gone = [
-            k for k, w in self.warnings.items() if now_ms / 1000.0 - w["last_s"] >= self.quiet_ms / 2000.0
-        ]
+            k for k, w in self.warnings.items()
+            if now_ms / 1000.0 - w["last_s"] >= max(self.quiet_ms / 2000.0, 2.0 * w.get("every_s", 0.0))
+        ]  # fmt: skip
         return [self.warnings.pop(k) for k in gone]

@@ -720,3 +720,21 @@ def test_the_request_metrics_of_a_traced_service_are_not_judged(store, settings)
         ("http.server.request.duration:p95", "legacy"),
         ("system.cpu.utilization", "api"),
     ]
+
+
+def test_a_disk_reported_once_a_minute_keeps_its_warning_between_points():
+    """Seen on the JS test bed with the SDKs' default metric interval (60 s): the disk's warning
+    resolved 65 s after its last point, and fired again at the next one."""
+    t = [60_000 * i for i in range(12)]
+    v = [0.6] * 6 + [0.6 + 0.066 * k for k in range(1, 7)]
+    pts = pd.DataFrame({"series_id": 5, "ts": t, "value": v, "name": "system.filesystem.utilization"})
+    warned = Saturation({"*utilization*": 1.0}).score(pts).onsets
+    assert warned and {f.detail["every_s"] for f in warned} == {60.0}
+    book = IncidentBook("live", window_ms=30_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
+    book.warn("5", {"service": "db", "every_s": warned[0].detail["every_s"]}, 540_000)
+    assert book.expired_warnings(605_000) == []  # the next point is due at 600 s, late data later
+    book.warn("5", {"service": "db", "every_s": 60.0}, 600_000)
+    assert book.expired_warnings(700_000) == [] and len(book.expired_warnings(720_000)) == 1
+    fast = IncidentBook("live", window_ms=30_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
+    fast.warn("6", {"service": "db", "every_s": 10.0}, 0)
+    assert len(fast.expired_warnings(60_000)) == 1  # every 10 s: half the quiet period, as before
