@@ -610,8 +610,9 @@ class EnsembleCore:
         expected: np.ndarray,
         band: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Alerts (episode onsets), firing flags and which firing points still deviate; the score stays just below the threshold where
-        it cannot alert (warm-up, an episode already firing, the refractory gap).
+        """Alerts (episode onsets), firing flags and which firing points still deviate; the score
+        stays just below the threshold where it cannot alert (warm-up, an episode already firing,
+        the refractory gap).
 
         An episode opens where the score reaches the threshold on a warm series that is not firing.
         It remembers the normal band of the view that alerted (``expected`` ± ``band``, in that

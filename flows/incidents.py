@@ -111,8 +111,8 @@ class IncidentBook:
         joins only while the incident is young (``YOUNG`` windows after its start, at ``ts``) and
         still going on (a series of it deviated in the last bucket): the symptoms of one cause
         appear together, and errors a minute after a slowdown ended, or just after a one-bucket
-        latency blip, are a new fault. A young incident also takes any evidence from a service it already holds (an
-        outage's callee whose latency shifts as its traffic falls away)."""
+        latency blip, are a new fault. A young incident also takes any evidence from a service it
+        already holds (an outage's callee whose latency shifts as its traffic falls away)."""
         young = ts is None or ts - inc.started_ms <= YOUNG * self.window_ms
         over = ts is not None and ts - inc.last_active_ms > self.step_ms
         if (over or not young) and evidence_kind(a) not in inc.kinds:
