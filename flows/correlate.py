@@ -81,22 +81,6 @@ def is_load(name: str) -> bool:
     return any(k in name for k in LOAD)
 
 
-def is_inbound(name: str, labels: dict) -> bool:
-    """Whether a rate counts the requests a service receives (its entry spans as a whole, or a
-    server-side request metric), not the calls it makes or its internal steps: a callee whose
-    caller makes fewer calls while its own traffic holds (it fails before calling) was not
-    starved by lost users.
-
-    >>> is_inbound("red.rate", {}), is_inbound("red.rate", {"operation": "POST"})
-    (True, False)
-    >>> is_inbound("http.server.request.duration:rate", {"http.route": "/orders"})
-    True
-    """
-    if name == "red.rate":
-        return not labels.get("operation")
-    return name.startswith(("http.server.", "rpc.server."))
-
-
 def is_drop(name: str, value: float, expected: float) -> bool:
     """A throughput drop (evidence that travels from callers to callees)."""
     return (name in TRAFFIC or name.endswith(":rate")) and value < expected
