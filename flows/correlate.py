@@ -81,6 +81,26 @@ def is_load(name: str) -> bool:
     return any(k in name for k in LOAD)
 
 
+def is_inbound(name: str, labels: dict) -> bool:
+    """Whether a rate counts what a service receives, not the calls it makes or its internal
+    steps: a callee whose caller calls it less while the caller's own traffic holds (it fails
+    before calling) was not starved by lost users. Only what is known to be outgoing or internal
+    is excluded: an operation whose spans are client, producer or internal, and client-side
+    request metrics; a service's entry spans as a whole, its server operations and any other
+    rate count.
+
+    >>> is_inbound("red.rate", {}), is_inbound("red.rate", {"operation": "GET /a", "span.kind": "server"})
+    (True, True)
+    >>> is_inbound("red.rate", {"operation": "POST", "span.kind": "client"})
+    False
+    >>> is_inbound("http.client.request.duration:rate", {}), is_inbound("orders_total:rate", {})
+    (False, True)
+    """
+    if name == "red.rate" and labels.get("operation"):
+        return labels.get("span.kind", "server") in ("server", "consumer", "unspecified")
+    return not name.startswith(("http.client.", "rpc.client.", "db.client.", "messaging.client."))
+
+
 def is_drop(name: str, value: float, expected: float) -> bool:
     """A throughput drop (evidence that travels from callers to callees)."""
     return (name in TRAFFIC or name.endswith(":rate")) and value < expected

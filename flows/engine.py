@@ -298,6 +298,7 @@ class ScoreEngine:
         rows.sort(key=lambda r: (r["_ts_ms"], r["anomaly_id"]))
         for r in rows:
             r["_drop"] = correlate.is_drop(r["name"], r["value"], r["expected"])
+            r["_inbound"] = r["_drop"] and correlate.is_inbound(r["name"], r["labels"] or {})
             r["_resource"] = r["name"] in resource
         touched = self.book.assign(rows, firing, w.end_ms)
         for r in rows:

@@ -51,6 +51,7 @@ class Incident:
     last_onset_ms: int = 0
     services: list[str] = field(default_factory=list)
     rising: list[str] = field(default_factory=list)  # services with latency/error-type evidence
+    starved: list[str] = field(default_factory=list)  # services whose own incoming traffic fell
     kinds: list[str] = field(default_factory=list)  # kinds of evidence (see evidence_kind)
     series: list[int] = field(default_factory=list)
     anomalies: int = 0
@@ -207,6 +208,8 @@ class IncidentBook:
             inc.services = sorted({*inc.services, a["service"]})
         if not a.get("_drop") and a["service"] not in inc.rising:
             inc.rising = sorted({*inc.rising, a["service"]})
+        if a.get("_inbound", a.get("_drop")) and a["service"] not in inc.starved:
+            inc.starved = sorted({*inc.starved, a["service"]})
         if int(a["series_id"]) not in inc.series:
             inc.series.append(int(a["series_id"]))
         inc.anomalies += 1
@@ -226,7 +229,11 @@ class IncidentBook:
         service no outside caller keeps calling (an entry service, or one whose callers all lost
         traffic too); a callee whose callers go on calling it without any deviation of their own
         lost its telemetry (an export that failed, a restart of its exporter), not its traffic.
-        Such an incident waits: evidence of another kind, or a caller's drop, confirms it.
+        Such an incident waits: evidence of another kind, or a caller's drop, confirms it. Only
+        a drop in what a service receives counts (``starved``; see ``correlate.is_inbound``: its
+        entry spans, a server operation, not a client call): a caller that makes fewer calls
+        while its own traffic holds (it fails before calling; in a test-bed run an error burst
+        at checkout thinned its calls to payments) starved its callee by choice, not by lost users.
         Latency alone is, once it has lasted into a second bucket (one slow bucket, seen on the
         p95 and p99 of a server and its callers, is a pause, not a regression), and thin latency
         evidence (on at most ``THIN`` series: a lone p99 among them) once it has lasted a
@@ -240,10 +247,13 @@ class IncidentBook:
 
         >>> book = IncidentBook("live", 30_000, 120_000, 3_600_000, 20_000)
         >>> book.observe_edges({("checkout", "payments")}, 0)
-        >>> book.confirmed(Incident(1, 0, 0, services=["payments"], kinds=["drop"]))
+        >>> book.confirmed(Incident(1, 0, 0, services=["payments"], starved=["payments"], kinds=["drop"]))
         False
-        >>> book.confirmed(Incident(2, 0, 0, services=["checkout", "payments"], kinds=["drop"]))
+        >>> both = ["checkout", "payments"]
+        >>> book.confirmed(Incident(2, 0, 0, services=both, starved=both, kinds=["drop"]))
         True
+        >>> book.confirmed(Incident(2, 0, 0, services=both, starved=["payments"], kinds=["drop"]))
+        False
         >>> tail = Incident(3, 0, 10_000, kinds=["latency"], series=[7])
         >>> book.confirmed(tail), book.confirmed(Incident(**{**asdict(tail), "last_active_ms": 30_000}))
         (False, True)
@@ -258,7 +268,7 @@ class IncidentBook:
             return lasted >= (self.window_ms if len(inc.series) <= THIN else self.step_ms)
         if inc.kinds != ["drop"]:
             return True
-        mine = set(inc.services)
+        mine = set(inc.starved)
         return any(not ({a for a, b in self.edges if b == s} - mine) for s in mine)
 
     def retract(self, incident_id: int, now_ms: int) -> Incident:

@@ -17,7 +17,9 @@ Series naming (``name`` + ``labels``; ``series_id`` is a stable hash of name, se
   attributes (server errors of all the requests: the status-split rates alone are sparse);
 * summaries: ``<metric>:q<quantile>``;
 * traces: ``red.rate|red.error_ratio|red.p50|red.p95|red.p99`` per service (entry spans: server,
-  consumer or root) and per operation (label ``operation`` = span name, all spans of the service);
+  consumer or root) and per operation (labels ``operation`` = span name and ``span.kind``, all
+  spans of the service: a server operation counts what the service receives, a client one what
+  it calls);
   ``latency.shift``: distance of a service's latency distribution from its recent past;
 * logs (see :mod:`forewarn.flows.logmining`): ``log.rate``, ``log.error_rate``,
   ``log.template_rate`` (label ``template_id``), ``log.new_templates``.
@@ -343,18 +345,19 @@ class SignalQueries:
         """Rate, error ratio and exact latency percentiles (ms), per service and per operation."""
         entry = "(SpanKind IN ('Server', 'Consumer') OR ParentSpanId = '')"
         sql = f"""
-            SELECT ServiceName AS service, if(op_level, SpanName, '') AS operation, {_bucket("Timestamp")} AS ts,
+            SELECT ServiceName AS service, if(op_level, SpanName, '') AS operation,
+                   if(op_level, lower(SpanKind), '') AS kind, {_bucket("Timestamp")} AS ts,
                    count() AS n, countIf(StatusCode = 'Error') AS errors,
                    quantilesExactInclusive({", ".join(map(str, QUANTILES))})(Duration / 1e6) AS qs
             FROM {self.t("otel_traces")}
             ARRAY JOIN if({entry}, [0, 1], [1]) AS op_level
             WHERE {_range("Timestamp")}
-            GROUP BY service, operation, op_level, ts"""
+            GROUP BY service, operation, kind, op_level, ts"""
         df = self._rows(sql, w)
         out: list[tuple] = []
         step_s = w.step_s
         for r in df.itertuples(index=False):
-            labels = {"operation": r.operation} if r.operation else {}
+            labels = {"operation": r.operation, "span.kind": r.kind or "unspecified"} if r.operation else {}
             out.append(("red.rate", r.service, labels, r.ts, r.n / step_s, r.n, NAN, step_s, "traffic"))
             out.append(
                 ("red.error_ratio", r.service, labels, r.ts, r.errors / r.n, r.n, r.errors, NAN, "ratio")

@@ -16,7 +16,7 @@ from forewarn.detectors.coldstart import ColdStart, ColdStartParams
 from forewarn.detectors.ensemble import EnsembleParams
 from forewarn.detectors.saturation import Saturation
 from forewarn.detectors.streaming import Streaming
-from forewarn.flows.correlate import cause, rank_suspects
+from forewarn.flows.correlate import cause, is_inbound, rank_suspects
 from forewarn.flows.engine import ScoreEngine
 from forewarn.flows.incidents import IncidentBook
 
@@ -232,6 +232,28 @@ def test_errors_just_after_a_latency_blip_that_is_over_open_their_own_incident()
     errors = [a(5, 320_000, "checkout", "red.error_ratio")]
     book.assign(errors, {4: 320_000, 5: 320_000})
     assert errors[0]["incident_id"] == slow[0]["incident_id"]
+
+
+def test_a_callee_whose_caller_calls_less_while_its_own_traffic_holds_is_not_paged():
+    """Seen on the JS test bed with the SDKs' default metric interval: during an error burst at
+    checkout (failing before it calls payments), payments' traffic and checkout's calls to it
+    ("POST", a client span) fell for two buckets, and that was paged as lost traffic at checkout.
+    Only a drop in what a service receives counts as its callers losing traffic too; a drop of
+    one of the entry service's own routes does (a warm-ensemble run's outage had no other
+    evidence than frontend's ``GET /recommendations``)."""
+    book = IncidentBook("live", window_ms=30_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
+    book.observe_edges({("frontend", "checkout"), ("checkout", "payments")}, 0)
+
+    def drop(aid, service, labels):
+        return {**anomaly(aid, 0, service, aid), "name": "red.rate", "labels": labels, "detector": "coldstart",
+                "_drop": True, "_inbound": is_inbound("red.rate", labels)}  # fmt: skip
+
+    thinned = [drop(1, "payments", {}), drop(2, "checkout", {"operation": "POST", "span.kind": "client"})]
+    book.assign(thinned, {1: 10_000, 2: 10_000})
+    assert book.due_labels(60_000) == []
+    outage = [drop(3, "frontend", {"operation": "GET /recommendations", "span.kind": "server"})]
+    book.assign(outage, {})
+    assert [i.incident_id for i in book.due_labels(60_000)] == [outage[0]["incident_id"]]
 
 
 def test_a_callee_losing_spans_while_its_callers_carry_on_is_not_paged():

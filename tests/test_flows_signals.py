@@ -98,7 +98,7 @@ def test_red_signals_match_numpy(store, settings):
     sig, _ = compute_signals(SignalQueries(store, db), Window(T0_MS, T0_MS + 3 * STEP, STEP))
     for (ts, op), vals in raw.items():
         d = np.array([v for v, _ in vals])
-        lab = {"operation": op}
+        lab = {"operation": op, "span.kind": "server"}
         assert _by(sig, "red.rate", "web", lab)[ts] == pytest.approx(len(vals) / 10)
         assert _by(sig, "red.error_ratio", "web", lab)[ts] == pytest.approx(
             sum(e for _, e in vals) / len(vals)
