@@ -45,7 +45,7 @@ from forewarn.flows.notify import Notifier, forecast_alert, incident_alert, inci
 from forewarn.flows.signals import (
     COLUMNS,
     DIRECTION,
-    REQUEST_METRICS,
+    SPAN_COVERED,
     USAGE_METRICS,
     SignalQueries,
     Window,
@@ -59,13 +59,6 @@ from forewarn.config import Settings
 
 log = logging.getLogger(__name__)
 SILENT_RATES = ("red.rate", "log.rate")
-# request-duration histograms whose requests a traced service's spans also show (server and client)
-SPAN_COVERED = REQUEST_METRICS | {
-    "http.client.request.duration",
-    "http.client.duration",
-    "rpc.client.duration",
-    "rpc.client.call.duration",
-}
 SILENCE = 60  # buckets a quiet service's rates read 0 before it counts as gone
 FP_MARGIN = 2.0  # a deviation this many times the one marked false-positive alerts again
 
