@@ -55,7 +55,15 @@ COUNT_COLUMNS = ["n", "k", "dt", "family", "direction", "unit"]  # what the dete
 COLUMNS = [*SIGNAL_COLUMNS, *COUNT_COLUMNS]
 USAGE_METRICS = ("system.filesystem.usage", "system.memory.usage", "system.paging.usage")
 # a process's (or container's) resident memory: family ``memory``, where cold start looks for a leak
-MEMORY_METRICS = ("process.memory.usage", "container.memory.usage", "container.memory.working_set")
+# a process's resident memory (semconv), a container's, and the runtimes' own where the SDK reports
+# no process memory: Go's runtime memory (total mapped less released), .NET's working set
+MEMORY_METRICS = (
+    "process.memory.usage",
+    "container.memory.usage",
+    "container.memory.working_set",
+    "go.memory.used",
+    "dotnet.process.memory.working_set",
+)
 DIRECTION = {
     "traffic": -1,
     "errors": 1,

@@ -24,6 +24,8 @@ def test_metric_signals(store, settings):
     db = settings.storage.database
     insert_gauge(store, db, [("api", "mem", {"host": "a"}, T0_MS + i * 2500, float(i)) for i in range(12)])
     insert_gauge(store, db, [("api", "process.memory.usage", {}, T0_MS + i * 5000, 1e8) for i in range(12)])
+    insert_gauge(store, db, [("gosvc", "go.memory.used", {"go.memory.type": "other"}, T0_MS + i * 5000, 1e8)
+                             for i in range(12)])  # fmt: skip
     # cumulative counter sampled every 5 s with a reset at i == 6; rate per bucket = increase / elapsed
     cum = [0, 10, 30, 60, 100, 150, 5, 25, 55, 95, 145, 205]
     insert_sum(
@@ -65,7 +67,11 @@ def test_metric_signals(store, settings):
     assert _by(sig, "mem", "api", {"host": "a"}) == {T0_MS + k * STEP: float(4 * k + 3) for k in range(3)}
     # a process's resident memory is family "memory" (cold start looks for a leak); other gauges are not
     fam = dict(zip(sig["name"], sig["family"], strict=False))
-    assert fam["process.memory.usage"] == "memory" and fam["mem"] == "gauge"
+    assert (
+        fam["process.memory.usage"] == "memory"
+        and fam["go.memory.used"] == "memory"
+        and fam["mem"] == "gauge"
+    )
     rates = _by(sig, "req:rate", "api")
     # bucket 0: the first point has no predecessor; then +10 over 5 s
     assert rates[T0_MS] == pytest.approx(10 / 5)
