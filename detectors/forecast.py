@@ -186,7 +186,9 @@ class SaturationForecaster:
         of a clean fill are enough; the stretch's own when its noise is its own) and an error at
         least what that noise implies; a series whose rise is not
         significant at that level is not heading to its limit (``eta_s`` infinite). Fewer than six
-        points say nothing yet (unless the last is at the limit).
+        points say nothing yet (unless the last is at the limit). A fill that began between the
+        last reports, too recent for three points on its line, is fitted on the last two (see
+        :meth:`_bend`).
 
         >>> t = np.arange(0.0, 600.0, 10.0)
         >>> v = np.where(t < 480, 0.6, 0.6 + (t - 480) * 0.4 / 360)  # filling for the last 2 minutes
@@ -242,6 +244,10 @@ class SaturationForecaster:
             span[take] = -np.where(okl, tt[:, -length:], 0.0).min(axis=1)[take]
             if not alive.any():
                 break
+        if n >= 3:
+            tcrit = student.isf(alpha, np.nan_to_num(best[:, 3], nan=1.0))
+            weak = (best_n == 0) | ((best[:, 3] < window_dof) & ~(best[:, 0] - tcrit * best[:, 2] > 0))
+            self._bend(tt[:, -3:], y[:, -3:], ok[:, -3:], noise, window_dof, weak, best, best_n, span)
         slope, now, se = best[:, 0], best[:, 1], best[:, 2]
         tcrit = student.isf(alpha, np.nan_to_num(best[:, 3], nan=1.0))
         last = np.array([r[k][-1] if k.any() else np.nan for r, k in zip(y, ok, strict=True)])
@@ -266,6 +272,31 @@ class SaturationForecaster:
             out.append(SaturationForecast(sid, float(e), float(lo), float(hi), float(now[i]), self.limit,
                                           float(slope[i]), float(span[i])))  # fmt: skip
         return out
+
+    @staticmethod
+    def _bend(t, y, ok, noise, dof, weak, best, best_n, span) -> None:
+        """A fill that began between the last reports (in place, on the ``weak`` rows: no
+        straight stretch, or only one judged by its own scatter that is not significant; the
+        bend makes a short stretch scatter). At a point a minute, the SDKs' default, three points after
+        the bend take three minutes, and the bend's own point is off their line by how far into
+        its interval the fill began. So the last two points give the line when the point before
+        them lies on it or above it by at most one step of it (the flat past met the new slope
+        in between) and the middle point already rose above it, judged by the past's noise. A
+        step up that stops has a flat last two, and one that was just made rose only once; a
+        line of two points is trusted for only ``EXTRAPOLATION`` times its one interval (see
+        :mod:`.saturation`), so at a point every few seconds it warns only of a limit seconds
+        away."""
+        sl, lv, _ = _line(t[:, 1:], y[:, 1:], ok[:, 1:])
+        with np.errstate(invalid="ignore"):
+            step = sl * (t[:, 1] - t[:, 0])
+            off = y[:, 0] - (lv + sl * t[:, 0])
+            tol = 3.0 * noise
+            rose = y[:, 1] - y[:, 0] > np.sqrt(2.0) * tol  # the fill was under way at the middle point
+            bend = weak & ok.all(axis=1) & rose & (sl > 0) & (off >= -tol) & (off <= step + tol)
+            se = noise * np.sqrt(2.0) / np.abs(t[:, 2] - t[:, 1])
+        best[bend] = np.column_stack([sl, lv, se, dof])[bend]
+        best_n[bend] = 2
+        span[bend] = -t[bend, 1]
 
     def warnings(self, forecasts: list[SaturationForecast]) -> list[SaturationForecast]:
         """The forecasts that should raise an early warning: the limit is expected within ``warn_within_s``."""
