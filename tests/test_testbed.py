@@ -462,7 +462,7 @@ def test_each_fault_is_paged_once_for_the_right_service(tmp_path: Path) -> None:
 def test_scenario_events_are_known_kinds() -> None:
     from forewarn.testbed.timeline import KINDS
 
-    for name in ("full", "ci", "quiet", "extended"):
+    for name in ("full", "ci", "quiet", "extended", "moved"):
         s = Scenario.preset(name)
         assert all(e.kind in KINDS for e in s.events)
         assert all(isinstance(e, Event) and e.end_s <= s.duration_s for e in s.events)

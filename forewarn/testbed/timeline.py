@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-PRESETS = ("full", "ci", "quiet", "extended", "short")
+PRESETS = ("full", "ci", "quiet", "extended", "short", "moved")
 KINDS = (
     "slow_dependency",
     "error_burst",
@@ -113,7 +113,9 @@ class Scenario:
         ``full`` at scale 0.2 (about 3.2 min); ``short`` is the normal phase and two faults (the
         CI form of ``forewarn demo``); ``quiet`` is 10 min of normal traffic with the
         surge, a deploy and new routes (no notification expected); ``extended`` adds the memory
-        leak and the database cascade (~22 min)."""
+        leak and the database cascade (~22 min); ``moved`` is ``full`` with the faults on other
+        services (a slow mid-tier route, an error burst at a leaf, new log templates at the
+        database's service), so a rule fitted to where ``full`` puts them shows."""
         normal = [
             Event("new_route", "frontend", 100, detail={"route": "GET /search"}),
             Event("surge", "frontend", 150, 120, {"factor": 3.0, "ramp_s": 45}),
@@ -139,6 +141,15 @@ class Scenario:
         if name == "quiet":
             late = [Event("surge", "frontend", 420, 90, {"factor": 3.0, "ramp_s": 40})]
             return Scenario("quiet", normal + late, duration_s=600)
+        if name == "moved":  # the disk stays at catalog: the one service that reports a disk
+            moved = [
+                Event("slow_dependency", "inventory", 390, 75, {"route": "POST /reserve", "factor": 8.0}),
+                five[1],
+                Event("error_burst", "payments", 495, 75, {"ratio": 0.35}),
+                five[3],
+                Event("log_burst", "catalog", 705, 75, {"per_s": 25}),
+            ]
+            return Scenario("moved", normal + moved, duration_s=950)
         if name == "extended":
             more = [
                 Event("memory_leak", "checkout", 850, 120, {"mb_per_s": 1.5}),
