@@ -49,6 +49,7 @@ class Incident:
     started_ms: int
     last_active_ms: int  # newest onset or firing point of its series
     last_onset_ms: int = 0
+    streak_ms: int = 0  # first bucket of its latest run of active buckets (one step apart at most)
     services: list[str] = field(default_factory=list)
     rising: list[str] = field(default_factory=list)  # services with latency/error-type evidence
     starved: list[str] = field(default_factory=list)  # services whose own incoming traffic fell
@@ -149,6 +150,7 @@ class IncidentBook:
             inc = owner.get(int(sid))
             at = int(ts) if until_ms is None else min(int(ts), until_ms)
             if inc is not None and at >= inc.started_ms:
+                # it fired since its onset: no gap, however long the (catch-up) batch was
                 inc.last_active_ms = max(inc.last_active_ms, at)
 
     def _bucket(self, ts: int, group: list[dict], touched: dict[int, Incident]) -> None:
@@ -193,10 +195,12 @@ class IncidentBook:
                         grew = True
             active.append(inc)
 
-    @staticmethod
-    def _join(inc: Incident, a: dict, touched: dict[int, Incident]) -> None:
+    def _join(self, inc: Incident, a: dict, touched: dict[int, Incident]) -> None:
         a["incident_id"] = inc.incident_id
-        inc.last_active_ms = max(inc.last_active_ms, int(a["_ts_ms"]))
+        at = int(a["_ts_ms"])
+        if at - inc.last_active_ms > self.step_ms:  # after a gap: a new run of active buckets
+            inc.streak_ms = at
+        inc.last_active_ms = max(inc.last_active_ms, at)
         kind = evidence_kind(a)
         if kind != "drop" or "drop" in inc.kinds[:1]:
             # a dip in traffic joins but does not hold the door open for what comes next, unless
@@ -234,8 +238,10 @@ class IncidentBook:
         entry spans, a server operation, not a client call): a caller that makes fewer calls
         while its own traffic holds (it fails before calling; in a test-bed run an error burst
         at checkout thinned its calls to payments) starved its callee by choice, not by lost users.
-        Latency alone is, once it has lasted into a second bucket (one slow bucket, seen on the
-        p95 and p99 of a server and its callers, is a pause, not a regression), and thin latency
+        Latency alone is, once it has lasted into a second bucket without a gap (one slow
+        bucket, seen on the p95 and p99 of a server and its callers, is a pause, not a
+        regression, and so are two such blips a bucket apart: a warm-ensemble run paged one, and
+        the log burst that began just after it joined it under the blip's name), and thin latency
         evidence (on at most ``THIN`` series: a lone p99 among them) once it has lasted a
         correlation window: a busy minute lifts the slowest requests of a route for a bucket or
         two (a traffic surge, a pause), a regression keeps them up. Resource use
@@ -264,7 +270,7 @@ class IncidentBook:
         if set(inc.kinds) <= {"resource", "load"}:
             return False
         if inc.kinds == ["latency"]:
-            lasted = inc.last_active_ms - inc.started_ms
+            lasted = inc.last_active_ms - max(inc.started_ms, inc.streak_ms)
             return lasted >= (self.window_ms if len(inc.series) <= THIN else self.step_ms)
         if inc.kinds != ["drop"]:
             return True

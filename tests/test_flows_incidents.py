@@ -234,6 +234,33 @@ def test_errors_just_after_a_latency_blip_that_is_over_open_their_own_incident()
     assert errors[0]["incident_id"] == slow[0]["incident_id"]
 
 
+def test_two_latency_blips_a_bucket_apart_are_not_paged_and_a_burst_after_them_is_named_for_itself():
+    """Seen in a warm-ensemble test-bed run: catalog's and frontend's p99 of one route spiked for
+    a bucket (+21 ms), frontend's p95 for another one 20 s later, and that was paged as catalog;
+    inventory's log burst, which began 10 s later, joined it. A regression keeps latency up in
+    consecutive buckets; an incident of latency alone needs a run of them."""
+    book = IncidentBook("live", window_ms=30_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
+    book.observe_edges({("frontend", "catalog"), ("frontend", "checkout"), ("checkout", "inventory"),
+                        ("checkout", "payments"), ("inventory", "catalog")}, 0)  # fmt: skip
+
+    def a(aid, ts, service, name, detector="ensemble:spike"):
+        return {**anomaly(aid, ts, service, aid), "name": name, "detector": detector}
+
+    book.assign([a(1, 0, "frontend", "red.p99"), a(2, 0, "catalog", "red.p99")], {1: 0, 2: 0})
+    book.assign([a(3, 20_000, "frontend", "red.p95")], {3: 20_000})
+    assert book.due_labels(29_000) == []
+    logs = [a(4, 30_000, "inventory", "log.template_rate", "novelty")]
+    book.assign(logs, {4: 30_000})
+    (due,) = book.due_labels(50_000)
+    assert "logs" in due.kinds  # paged for what it is now (its suspects name the burst's service)
+    due.labels = {"service": "inventory"}  # notified
+    slow = [a(10, 300_000, "payments", "red.p95"), a(11, 300_000, "payments", "red.p99"),
+            a(12, 300_000, "checkout", "red.p95")]  # fmt: skip
+    book.assign(slow, {10: 300_000, 11: 300_000, 12: 300_000})
+    book.assign([], {10: 310_000})
+    assert [i.incident_id for i in book.due_labels(330_000)] == [slow[0]["incident_id"]]
+
+
 def test_a_callee_whose_caller_calls_less_while_its_own_traffic_holds_is_not_paged():
     """Seen on the JS test bed with the SDKs' default metric interval: during an error burst at
     checkout (failing before it calls payments), payments' traffic and checkout's calls to it
