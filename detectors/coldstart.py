@@ -327,7 +327,7 @@ class ColdStart:
                 kd = np.minimum(np.round(kk[cand] / disp[cand]), nd)
                 pv = stats.betabinom.sf(kd - 1, nd, a[cand], b[cand])
                 pvals[cand] = np.minimum(pvals[cand], pv * len(windows))
-        flagged = pvals < p.alpha
+        flagged = (pvals < p.alpha) & (cur["n"] > 0)  # a bucket without records is no onset
         details = []
         for i in np.flatnonzero(flagged):
             text = (f"error share up: {cur['k'][i]:.0f} of {cur['n'][i]:.0f} ({cur['k'][i] / cur['n'][i]:.1%}), "

@@ -58,7 +58,8 @@ from forewarn.flows.store import FlowStore, decode_state, encode_state, ms_of, t
 from forewarn.config import Settings
 
 log = logging.getLogger(__name__)
-SILENT_RATES = ("red.rate", "log.rate")
+# service-level series that read 0 in a bucket without points, and their family
+SILENT_RATES = {"red.rate": "traffic", "log.rate": "volume", "log.error_rate": "ratio"}
 SILENCE = 60  # buckets a quiet service's rates read 0 before it counts as gone
 FP_MARGIN = 2.0  # a deviation this many times the one marked false-positive alerts again
 
@@ -332,16 +333,18 @@ class ScoreEngine:
         return sig
 
     def _judged(self, sig: pd.DataFrame) -> pd.DataFrame:
-        """The signals the detectors judge: all but the request-duration metrics of a service
-        whose spans give the same requests' rate, errors and latency (``red.*``). Both measure
-        the same requests, and a metric exported once a minute (the SDKs' default) reports them
-        up to a minute late, as one point: in a test-bed run such echoes joined and prolonged an
-        incident two minutes after its fault had ended. They are stored and shown all the same."""
+        """The signals the detectors judge: all but the request-level metrics (``SPAN_COVERED``:
+        durations, body sizes, active requests) of a service whose spans give the same requests'
+        rate, errors and latency (``red.*``). Both measure the same requests, and a metric
+        exported once a minute (the SDKs' default) reports them up to a minute late, as one
+        point: in test-bed runs such echoes (the duration's, then with Python's old semantic
+        conventions the request and response sizes' error shares) joined and prolonged an
+        incident minutes after its fault had ended. They are stored and shown all the same."""
         traced = {svc for name, svc, _ in self.rates.values() if name == "red.rate"}
         if not len(sig) or not traced:
             return sig
         metric = sig["name"].str.split(":", n=1).str[0]
-        echo = metric.isin(SPAN_COVERED) & sig["service"].isin(traced)
+        echo = metric.str.startswith(SPAN_COVERED) & sig["service"].isin(traced)
         return sig[~echo].reset_index(drop=True) if echo.any() else sig
 
     def _score(self, sig: pd.DataFrame) -> tuple[list[tuple[str, Finding]], dict[int, int]]:
@@ -407,10 +410,13 @@ class ScoreEngine:
     def _fill_silence(self, sig: pd.DataFrame, w: Window) -> pd.DataFrame:
         """A service that stops sending has no points, which no detector can see: its service-level
         request and log rates read 0 (0 events over the bucket) in the buckets without points, for
-        up to ``SILENCE`` buckets after its last real point (then a retired service falls quiet)."""
+        up to ``SILENCE`` buckets after its last real point (then a retired service falls quiet).
+        So does its rate of error logs (0 errors of 0 records): a service that logs once a minute
+        or two had its error-log episode kept firing for minutes after a burst, for lack of the
+        normal points that end it."""
         seen: dict[str, set[int]] = {}
         if len(sig):
-            sel = sig[sig["name"].isin(SILENT_RATES) & sig["labels"].map(lambda x: not x)]
+            sel = sig[sig["name"].isin(list(SILENT_RATES)) & sig["labels"].map(lambda x: not x)]
             for sid, name, service, ts in zip(
                 sel["series_id"], sel["name"], sel["service"], sel["ts"], strict=True
             ):
@@ -425,9 +431,10 @@ class ScoreEngine:
                 if ts in present:
                     last = ts
                 elif last is not None and ts - last <= SILENCE * w.step_ms:
-                    family = "volume" if name == "log.rate" else "traffic"
+                    family = SILENT_RATES[name]
+                    k = 0.0 if family == "ratio" else math.nan
                     fill.append(
-                        (int(sid), ts, 0.0, name, service, {}, 0.0, math.nan, w.step_s, family,
+                        (int(sid), ts, 0.0, name, service, {}, 0.0, k, w.step_s, family,
                          DIRECTION.get(family, 0), "1/s")
                     )  # fmt: skip
             if last is None or w.end_ms - last > SILENCE * w.step_ms:

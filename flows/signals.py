@@ -84,13 +84,9 @@ REQUEST_METRICS = frozenset(
         "rpc.server.call.duration",
     }
 )
-# request-duration histograms whose requests a traced service's spans also show (server and client)
-SPAN_COVERED = REQUEST_METRICS | {
-    "http.client.request.duration",
-    "http.client.duration",
-    "rpc.client.duration",
-    "rpc.client.call.duration",
-}
+# request-level metrics (durations, body sizes, active requests; server and client) of the
+# requests and calls a traced service's spans also show
+SPAN_COVERED = ("http.server.", "http.client.", "rpc.server.", "rpc.client.", "db.client.")
 LATENCY_PREFIXES = ("http.", "rpc.", "db.", "messaging.", "graphql.", "faas.")  # OTel semconv namespaces
 TIME_UNITS = ("ns", "us", "ms", "s", "min", "h")  # UCUM units of durations: their percentiles are latency
 # attributes that split a request histogram by outcome, and the values that are server errors

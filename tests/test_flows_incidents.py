@@ -11,7 +11,7 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
-from flows_data import T0_MS, insert_gauge, insert_spans
+from flows_data import T0_MS, insert_gauge, insert_logs, insert_spans
 from forewarn.detectors.coldstart import ColdStart, ColdStartParams
 from forewarn.detectors.ensemble import EnsembleParams
 from forewarn.detectors.saturation import Saturation
@@ -733,7 +733,8 @@ def test_a_disk_that_goes_on_filling_does_not_keep_an_incident_open(store, setti
 def test_the_request_metrics_of_a_traced_service_are_not_judged(store, settings):
     """A service's spans and its request-duration histogram measure the same requests; exported
     once a minute (the SDKs' default), the histogram reports them up to a minute late, and in a
-    test-bed run such echoes kept an error burst's incident open two minutes after it ended. The
+    test-bed run such echoes kept an error burst's incident open two minutes after it ended (with
+    Python's old semantic conventions, the response sizes' error shares did too). The
     detectors judge the spans' ``red.*``; a service without spans keeps its metrics judged."""
     insert_spans(store, settings.storage.database, shop_spans(12, range(0), {}))
     end = T0_MS + 12 * STEP
@@ -741,8 +742,9 @@ def test_the_request_metrics_of_a_traced_service_are_not_judged(store, settings)
     eng.start_at(T0_MS)
     eng.run_until(end)
     sig = pd.DataFrame({"name": ["red.p95", "http.server.request.duration:p95", "http.client.request.duration:rate",
-                                 "http.server.request.duration:p95", "system.cpu.utilization"],
-                        "service": ["api", "api", "frontend", "legacy", "api"]})  # fmt: skip
+                                 "http.server.request.duration:p95", "system.cpu.utilization",
+                                 "http.server.response.size:error_ratio"],
+                        "service": ["api", "api", "frontend", "legacy", "api", "api"]})  # fmt: skip
     judged = eng._judged(sig)
     assert list(zip(judged["name"], judged["service"], strict=True)) == [
         ("red.p95", "api"),
@@ -767,3 +769,24 @@ def test_a_disk_reported_once_a_minute_keeps_its_warning_between_points():
     fast = IncidentBook("live", window_ms=30_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
     fast.warn("6", {"service": "db", "every_s": 10.0}, 0)
     assert len(fast.expired_warnings(60_000)) == 1  # every 10 s: half the quiet period, as before
+
+
+def test_an_error_log_burst_at_a_service_that_seldom_logs_resolves(store, settings):
+    """Seen on the Python test bed: catalog logs once a minute or two, and after a burst of new
+    error logs its error-log episode had no normal points to end it, so the incident never
+    resolved. A bucket without logs reads 0 error logs, as it reads 0 logs."""
+    settings.flows.resolve_after_s = 60.0
+    logs = [("catalog", T0_MS + b * STEP + 1000, 9, "cache warmed") for b in range(0, 60, 3)]
+    logs += [("catalog", T0_MS + b * STEP + i * 300, 17, f"disk write failed: block {i}")
+             for b in range(60, 66) for i in range(25)]  # fmt: skip
+    logs += [("catalog", T0_MS + b * STEP + 1000, 9, "cache warmed") for b in range(66, 120, 12)]
+    insert_logs(store, settings.storage.database, logs)
+    end = T0_MS + 120 * STEP
+    eng = ScoreEngine(store, settings, "live", clock=lambda: end / 1000.0)
+    eng.start_at(T0_MS)
+    eng.run_until(end)
+    got = incidents(store)
+    assert [i["alert_labels"]["service"] for i in got] == ["catalog"], got
+    assert got[0]["resolved"] and (got[0]["updated_at"] - got[0]["started_at"]).total_seconds() < 240, [
+        (i["updated_at"] - i["started_at"]).total_seconds() for i in got
+    ]
