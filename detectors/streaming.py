@@ -8,7 +8,9 @@ rests on fewer errors than cold start asks for (``min_errors``): on a route
 with a low base rate of failures, 1 failed request of 10 is a 10 % share the series has rarely
 shown, but not an incident. Likewise a latency onset (family ``latency``, in its ``unit``) must
 rise by cold start's ``latency_floor_ms`` (20 ms): an internal span going from 0.27 to 0.31 ms is
-unusual for it and of no interest to anyone. A process's resident memory (family ``memory``) is
+unusual for it and of no interest to anyone. Nor is a rise of a count (family ``volume`` or
+``traffic``) to fewer than ``min_errors`` events: a service that seldom logs had one log line in a
+bucket paged, after the warm-up of an extended test-bed run. A process's resident memory (family ``memory``) is
 left to cold start's leak test for its whole life: its level follows load and heap resizes, and
 in a test-bed run the ensemble's level shifts of it kept an outage's incident open for five
 minutes. Which series are firing comes from the ensemble's ``last_firing`` flags, and a series
@@ -81,11 +83,13 @@ class Streaming:
         row_of = {(s, int(t)): i for i, (s, t) in enumerate(zip(ids, ts, strict=True))}
         direction = dict(zip(ids, points["direction"].to_numpy(int), strict=True))
         few = np.zeros(len(points), dtype=bool)
+        thin = np.zeros(len(points), dtype=bool)  # a count that rose to fewer than MIN_ERRORS events
         if {"family", "k", "n"} <= set(points.columns):  # error shares and rates on too few errors
             fam = points["family"].to_numpy(str)
             few = ((fam == "ratio") & ~(points["k"].to_numpy(float) >= MIN_ERRORS)) | (
                 (fam == "errors") & ~(points["n"].to_numpy(float) >= MIN_ERRORS)
             )
+            thin = np.isin(fam, ("volume", "traffic")) & ~(points["n"].to_numpy(float) >= MIN_ERRORS)
         floor = np.full(len(points), np.nan)  # latency: the smallest rise worth an incident, in the unit
         if {"family", "unit"} <= set(points.columns):
             lat = np.flatnonzero(points["family"].to_numpy(str) == "latency")
@@ -99,7 +103,7 @@ class Streaming:
             row = row_of[(a.series_id, int(a.timestamp))]
             harmless = (d > 0 and ex.observed <= ex.expected) or (d < 0 and ex.observed >= ex.expected)
             slight = ex.observed - ex.expected < floor[row]  # 0.27 -> 0.31 ms of a middleware span
-            if harmless or few[row] or slight:
+            if harmless or few[row] or slight or (thin[row] and ex.observed > ex.expected):
                 self.muted.add(a.series_id)
                 continue
             self.muted.discard(a.series_id)

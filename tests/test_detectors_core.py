@@ -263,6 +263,21 @@ def test_an_error_share_alerts_on_enough_errors_not_on_one_failed_request():
     assert 300 not in rows and 360 in rows, rows
 
 
+def test_a_log_rate_that_rises_to_one_record_is_not_an_onset():
+    """Seen after the warm-up of an extended test-bed run: frontend, which seldom logs, logged one
+    line in a bucket (0.1/s against a usual 0) and that was paged. A count that rises to fewer
+    than min_errors events is not an incident; a burst of records is."""
+    from forewarn.detectors.streaming import Streaming
+
+    n = np.zeros(400)
+    n[::50] = 1.0  # a line now and then in the history
+    n[325], n[385] = 1.0, 30.0
+    pts = pd.DataFrame({"series_id": 7, "ts": np.arange(400) * 10_000, "value": n / 10.0, "direction": 0,
+                        "family": "volume", "k": np.nan, "n": n})  # fmt: skip
+    rows = [f.row for f in Streaming(EnsembleParams(warmup=120)).score(pts).onsets]
+    assert 325 not in rows and 385 in rows, rows
+
+
 def test_a_series_that_goes_flat_is_not_a_variance_change():
     """A runtime's heap limit resizes now and then, then stays put: flat is not a change of spread
     (a frozen value is the stuck test's, which learns that this series often repeats)."""
