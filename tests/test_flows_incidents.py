@@ -546,6 +546,15 @@ def shop_spans(buckets: int, slow_db: range, errors_at: dict[str, range], seed: 
     return spans
 
 
+def run_live(store, settings, buckets: int) -> ScoreEngine:
+    """A live engine run from T0 over ``buckets`` steps, its clock at the end."""
+    end = T0_MS + buckets * STEP
+    eng = ScoreEngine(store, settings, "live", clock=lambda: end / 1000.0)
+    eng.start_at(T0_MS)
+    eng.run_until(end)
+    return eng
+
+
 def incidents(store, run: str = "live") -> list[dict]:
     res = store.query(
         "SELECT incident_id, started_at, updated_at, services, alert_labels, resolved, suspects FROM incidents FINAL "
@@ -559,10 +568,7 @@ def test_engine_names_the_database_resolves_and_opens_a_new_incident_for_an_unre
     settings.flows.resolve_after_s = 60.0
     # db slows at 30-40 (its callers suffer); later, unrelated, the batch job fails at 70-80
     insert_spans(store, settings.storage.database, shop_spans(100, range(30, 40), {"batch": range(70, 80)}))
-    end = T0_MS + 100 * STEP
-    eng = ScoreEngine(store, settings, "live", clock=lambda: end / 1000.0)
-    eng.start_at(T0_MS)
-    eng.run_until(end)
+    run_live(store, settings, 100)
     got = incidents(store)
     assert [i["alert_labels"]["service"] for i in got] == ["db", "batch"], got
     assert got[0]["alert_labels"]["operation"] == "SELECT items"
@@ -580,10 +586,7 @@ def test_engine_warns_of_the_disk_before_it_fills(store, settings):
     disk = [("catalog", "system.filesystem.utilization", {"system.device": "/dev/sda1"}, T0_MS + b * STEP + 500,
              min(1.0, 0.6 + 0.4 * max(0, b - fill_at) / 36)) for b in range(80)]  # fmt: skip
     insert_gauge(store, settings.storage.database, disk)
-    end = T0_MS + 80 * STEP
-    eng = ScoreEngine(store, settings, "live", clock=lambda: end / 1000.0)
-    eng.start_at(T0_MS)
-    eng.run_until(end)
+    eng = run_live(store, settings, 80)
     first = store.query(
         "SELECT min(toUnixTimestamp64Milli(ts)) FROM anomalies FINAL WHERE kind = 'forecast' AND service = 'catalog'"
     ).result_rows[0][0]
@@ -715,10 +718,7 @@ def test_a_disk_that_goes_on_filling_does_not_keep_an_incident_open(store, setti
              T0_MS + b * STEP + 500, 1e10 * (u if state == "used" else 1 - u))
             for b, u in enumerate(share) for state in ("used", "free")]  # fmt: skip
     insert_gauge(store, settings.storage.database, disk)
-    end = T0_MS + 180 * STEP
-    eng = ScoreEngine(store, settings, "live", clock=lambda: end / 1000.0)
-    eng.start_at(T0_MS)
-    eng.run_until(end)
+    run_live(store, settings, 180)
     got = incidents(store)
     names = store.query("SELECT groupUniqArray(name) FROM anomalies FINAL WHERE incident_id = {i:UInt64}",
                         parameters={"i": got[0]["incident_id"]}).result_rows[0][0]  # fmt: skip
@@ -737,10 +737,7 @@ def test_the_request_metrics_of_a_traced_service_are_not_judged(store, settings)
     Python's old semantic conventions, the response sizes' error shares did too). The
     detectors judge the spans' ``red.*``; a service without spans keeps its metrics judged."""
     insert_spans(store, settings.storage.database, shop_spans(12, range(0), {}))
-    end = T0_MS + 12 * STEP
-    eng = ScoreEngine(store, settings, "live", clock=lambda: end / 1000.0)
-    eng.start_at(T0_MS)
-    eng.run_until(end)
+    eng = run_live(store, settings, 12)
     sig = pd.DataFrame({"name": ["red.p95", "http.server.request.duration:p95", "http.client.request.duration:rate",
                                  "http.server.request.duration:p95", "system.cpu.utilization",
                                  "http.server.response.size:error_ratio"],
@@ -781,10 +778,7 @@ def test_an_error_log_burst_at_a_service_that_seldom_logs_resolves(store, settin
              for b in range(60, 66) for i in range(25)]  # fmt: skip
     logs += [("catalog", T0_MS + b * STEP + 1000, 9, "cache warmed") for b in range(66, 120, 12)]
     insert_logs(store, settings.storage.database, logs)
-    end = T0_MS + 120 * STEP
-    eng = ScoreEngine(store, settings, "live", clock=lambda: end / 1000.0)
-    eng.start_at(T0_MS)
-    eng.run_until(end)
+    run_live(store, settings, 120)
     got = incidents(store)
     assert [i["alert_labels"]["service"] for i in got] == ["catalog"], got
     assert got[0]["resolved"] and (got[0]["updated_at"] - got[0]["started_at"]).total_seconds() < 240, [
