@@ -9,7 +9,8 @@ messages are explained only by a callee that fails too, not by one that merely s
 propagates the other way (a caller that stops calling starves its callees), so when throughput
 drops carry most of the evidence, the *shallowest* service with a drop is named. Inside the named
 service the operation that carries most of the deviation is named, a callee operation preferred
-over its caller.
+over its caller (but a step named after its operation, ASGI's ``<route> http send``, counts as that
+operation).
 
 >>> import pandas as pd
 >>> a = pd.DataFrame({"service": ["web", "db", "db"], "labels": [{}, {"operation": "SELECT"}, {}],
@@ -104,6 +105,17 @@ def is_inbound(name: str, labels: dict) -> bool:
 def is_drop(name: str, value: float, expected: float) -> bool:
     """A throughput drop (evidence that travels from callers to callees)."""
     return (name in TRAFFIC or name.endswith(":rate")) and value < expected
+
+
+def is_phase(parent: str, child: str) -> bool:
+    """A child span named after its parent operation is a step of it, not a callee to blame:
+    Python's ASGI instrumentation wraps each response's receive and send in ``<route> http receive``
+    and ``<route> http send`` spans, which carry the route's status and time but explain nothing.
+
+    >>> is_phase("POST /charge", "POST /charge http send"), is_phase("POST /charge", "SELECT orders")
+    (True, False)
+    """
+    return bool(parent) and child.startswith(parent + " ")
 
 
 def _adjust(weights: dict, edges: set[tuple]) -> dict:
@@ -206,7 +218,11 @@ def rank_suspects(
         evidence[r.service].append((w, r.name, r.explanation))
     edges = set(service_edges) | {(p[0], c[0]) for p, c in op_edges if p[0] != c[0]}
     adjusted = _adjust(dict(per_service), edges)
-    ops_adjusted = _adjust(dict(per_op), {(p, c) for p, c in op_edges if p[0] == c[0]})
+    inner = {(p, c) for p, c in op_edges if p[0] == c[0]}
+    for p, c in sorted(inner):
+        if is_phase(p[1], c[1]) and c in per_op:
+            per_op[p] += per_op.pop(c)
+    ops_adjusted = _adjust(dict(per_op), {(p, c) for p, c in inner if not is_phase(p[1], c[1])})
     first = cause(dict(up), dict(down), edges, dict(own))
     out = []
     for svc in sorted(adjusted, key=lambda s: (s != first, -adjusted[s], s)):
