@@ -9,8 +9,8 @@ messages are explained only by a callee that fails too, not by one that merely s
 propagates the other way (a caller that stops calling starves its callees), so when throughput
 drops carry most of the evidence, the *shallowest* service with a drop is named. Inside the named
 service the operation that carries most of the deviation is named, a callee operation preferred
-over its caller (but a step named after its operation, ASGI's ``<route> http send``, counts as that
-operation).
+over its caller; a step an instrumentation library wraps inside an operation (Express's ``request
+handler``, ASGI's ``<route> http send``) counts as that operation.
 
 >>> import pandas as pd
 >>> a = pd.DataFrame({"service": ["web", "db", "db"], "labels": [{}, {"operation": "SELECT"}, {}],
@@ -107,17 +107,6 @@ def is_drop(name: str, value: float, expected: float) -> bool:
     return (name in TRAFFIC or name.endswith(":rate")) and value < expected
 
 
-def is_phase(parent: str, child: str) -> bool:
-    """A child span named after its parent operation is a step of it, not a callee to blame:
-    Python's ASGI instrumentation wraps each response's receive and send in ``<route> http receive``
-    and ``<route> http send`` spans, which carry the route's status and time but explain nothing.
-
-    >>> is_phase("POST /charge", "POST /charge http send"), is_phase("POST /charge", "SELECT orders")
-    (True, False)
-    """
-    return bool(parent) and child.startswith(parent + " ")
-
-
 def _adjust(weights: dict, edges: set[tuple]) -> dict:
     """Callee of another anomalous node: likelier cause (boost); caller of one: symptom (penalty)."""
     out = {}
@@ -189,10 +178,16 @@ def cause(
 
 
 def rank_suspects(
-    anoms: pd.DataFrame, op_edges: set[tuple], service_edges: set[tuple[str, str]]
+    anoms: pd.DataFrame,
+    op_edges: set[tuple],
+    service_edges: set[tuple[str, str]],
+    steps: set[tuple] | None = None,
 ) -> list[dict]:
     """Ranked suspects of one incident, the named cause first; ``op_edges`` holds ((caller
-    service, operation), (callee service, operation)) pairs, ``service_edges`` (caller, callee)."""
+    service, operation), (callee service, operation)) pairs, ``service_edges`` (caller, callee),
+    ``steps`` the (operation, step) pairs whose child only wraps part of its parent (an
+    instrumentation library's internal span: Express's ``request handler``): it is never named, and
+    what it carries counts for its operation."""
     per_service: dict[str, float] = defaultdict(float)
     up: dict[str, float] = defaultdict(float)
     down: dict[str, float] = defaultdict(float)
@@ -218,11 +213,10 @@ def rank_suspects(
         evidence[r.service].append((w, r.name, r.explanation))
     edges = set(service_edges) | {(p[0], c[0]) for p, c in op_edges if p[0] != c[0]}
     adjusted = _adjust(dict(per_service), edges)
-    inner = {(p, c) for p, c in op_edges if p[0] == c[0]}
-    for p, c in sorted(inner):
-        if is_phase(p[1], c[1]) and c in per_op:
+    for p, c in sorted(steps or ()):
+        if c in per_op and p != c:  # a step's deviation is its operation's
             per_op[p] += per_op.pop(c)
-    ops_adjusted = _adjust(dict(per_op), {(p, c) for p, c in inner if not is_phase(p[1], c[1])})
+    ops_adjusted = _adjust(dict(per_op), {(p, c) for p, c in op_edges if p[0] == c[0]})
     first = cause(dict(up), dict(down), edges, dict(own))
     out = []
     for svc in sorted(adjusted, key=lambda s: (s != first, -adjusted[s], s)):

@@ -466,10 +466,10 @@ class ScoreEngine:
                     del due[iid], rank[iid]
             services = sorted(set(allan["service"]))
             start = min(i.started_ms for i in rank.values()) - int(self.f.correlation_window_s * 1000)
-            op_edges = self.store.call_edges(services, start, w.end_ms)
+            op_edges, steps = self.store.call_edges(services, start, w.end_ms)
             for iid, inc in rank.items():
                 mine = allan[allan["incident_id"] == iid].drop_duplicates("anomaly_id")
-                sus = correlate.rank_suspects(mine, op_edges, set(self.book.edges))
+                sus = correlate.rank_suspects(mine, op_edges, set(self.book.edges), steps)
                 if sus and iid in due:  # which attribute values of the named suspect carry the deviation
                     top = sus[0]
                     rows_ = self.store.attribute_values(top["service"], top["operation"], inc.started_ms, w.end_ms,

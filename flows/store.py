@@ -323,24 +323,32 @@ class FlowStore:
 
     def call_edges(
         self, services: list[str], start_ms: int, end_ms: int, limit: int = 200_000
-    ) -> set[tuple[tuple[str, str], tuple[str, str]]]:
+    ) -> tuple[set[tuple[tuple[str, str], tuple[str, str]]], set[tuple[tuple[str, str], tuple[str, str]]]]:
         """((caller service, operation), (callee service, operation)) pairs from parent/child spans
-        of these services in the window (a bounded sample)."""
+        of these services in the window (a bounded sample), and apart from them the *steps*: pairs
+        whose child is an internal span that an instrumentation library made inside its parent's
+        service (Express's ``request handler``, ASGI's ``<route> http send``), which wrap a part of
+        the operation rather than call anything (see :func:`.correlate.rank_suspects`)."""
         if not services:
-            return set()
+            return set(), set()
         t = self.t("otel_traces")
         sql = f"""
             WITH spans AS (
-                SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName FROM {t}
+                SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, ScopeName FROM {t}
                 WHERE Timestamp >= fromUnixTimestamp64Milli({{a:Int64}}) AND Timestamp < fromUnixTimestamp64Milli({{b:Int64}})
                   AND ServiceName IN {{svcs:Array(String)}}
                 LIMIT {{lim:UInt64}})
-            SELECT DISTINCT p.ServiceName, p.SpanName, c.ServiceName, c.SpanName
+            SELECT DISTINCT p.ServiceName, p.SpanName, c.ServiceName, c.SpanName,
+                c.ServiceName = p.ServiceName AND c.SpanKind IN ('Internal', 'SPAN_KIND_INTERNAL')
+                    AND positionCaseInsensitive(c.ScopeName, 'opentelemetry') > 0
             FROM spans AS c INNER JOIN spans AS p ON c.TraceId = p.TraceId AND c.ParentSpanId = p.SpanId
             WHERE (c.ServiceName, c.SpanName) != (p.ServiceName, p.SpanName)"""
         params = {"a": start_ms, "b": end_ms, "svcs": services, "lim": limit}
         rows = self.client.query(sql, parameters=params).result_rows
-        return {((str(ps), str(po)), (str(cs), str(co))) for ps, po, cs, co in rows}
+        edges, steps = set(), set()
+        for ps, po, cs, co, step in rows:
+            (steps if step else edges).add(((str(ps), str(po)), (str(cs), str(co))))
+        return edges, steps
 
     def attribute_values(
         self,

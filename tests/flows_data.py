@@ -42,6 +42,7 @@ def insert_spans(client, db: str, spans: list[dict]) -> None:
         "Duration",
         "StatusCode",
         "SpanAttributes",
+        "ScopeName",
     ]
     rows = [
         [
@@ -55,6 +56,7 @@ def insert_spans(client, db: str, spans: list[dict]) -> None:
             int(s["dur_ns"]),
             s.get("status", "Unset"),
             s.get("attrs", {}),
+            s.get("scope", ""),
         ]
         for s in spans
     ]

@@ -301,7 +301,14 @@ def test_a_service_that_goes_silent_reads_zero_and_is_flagged(store, settings):
     assert flagged == T0_MS + 21 * STEP  # a drop counts once it lasted flows' drop_for_s (20 s: two buckets)
 
 
-def test_inside_one_service_the_slow_child_operation_is_named(store, settings):
+@pytest.mark.parametrize(
+    "scope, named",
+    [("shop", "charge card"), ("@opentelemetry/instrumentation-express", "POST /order")],
+    ids=["own-span", "instrumentation-step"],
+)
+def test_inside_one_service_the_slow_child_operation_is_named(store, settings, scope, named):
+    """A user's own internal span is where the time goes and is named; the same span made by an
+    instrumentation library (Express's handler span) only wraps the route, which is named."""
     from flows_data import insert_spans
 
     rng = __import__("random").Random(9)
@@ -314,7 +321,7 @@ def test_inside_one_service_the_slow_child_operation_is_named(store, settings):
             spans.append({"ms": t, "op": "POST /order", "service": "shop", "dur_ns": charge + 3e6,
                           "trace": tid, "span": sp})  # fmt: skip
             spans.append({"ms": t, "op": "charge card", "service": "shop", "kind": "Internal",
-                          "dur_ns": charge, "trace": tid, "parent": sp})  # fmt: skip
+                          "dur_ns": charge, "trace": tid, "parent": sp, "scope": scope})  # fmt: skip
             spans.append(
                 {"ms": t, "op": "GET /items", "service": "shop", "dur_ns": rng.lognormvariate(15, 0.2)}
             )
@@ -322,7 +329,7 @@ def test_inside_one_service_the_slow_child_operation_is_named(store, settings):
     eng = engine(store, settings)
     eng.run_until(T0_MS + 40 * STEP)
     labels = store.query("SELECT alert_labels FROM incidents FINAL WHERE run = 'live'").result_rows
-    assert [r[0]["operation"] for r in labels] == ["charge card"]
+    assert [r[0]["operation"] for r in labels] == [named]
 
 
 def test_a_failed_batch_is_retried_from_the_checkpoint_by_the_same_engine(store, settings):
