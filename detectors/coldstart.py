@@ -29,6 +29,11 @@ against the traffic seen so far, so that the evidence it asks for grows with the
   ensemble leaves it alone: its level follows load and heap resizes). Where the process has a
   limit, the saturation forecast says when it is reached.
 
+Lost traffic, too, stays this detector's for the series' whole life (the ensemble judges it as
+well): the ensemble's calibration learns from every move a series makes, and after a promotion's
+surge (traffic x3 for two minutes) it takes an 80 % drop for routine for hours, while a drop
+against the counts of the last ``history`` points is as clear as ever.
+
 A point shows the *effect* when its size (alone, or pooled with the two before it) clears those
 floors; an onset needs the effect in
 ``persist`` points in a row (the flows ask for ``flows.persist_s``, at least two buckets), so one
@@ -185,8 +190,11 @@ class ColdStart:
         firing = self.calm[rr] >= 0
         # series past the warm-up are the ensemble's, unless an episode of ours is still open or
         # its effect began before the warm-up ended (the ensemble leaves such a stretch to us: see
-        # EnsembleParams.handover); memory is ours for good (a leak is judged against the recent high)
-        forever = fam == "memory"
+        # EnsembleParams.handover); memory is ours for good (a leak is judged against the recent
+        # high), and so is lost traffic: a promotion's surge teaches the ensemble's calibration that
+        # large moves are routine, and for hours after it an 80 % drop would not be rare enough there
+        memory = fam == "memory"
+        forever = memory | (fam == "traffic")
         live = (self.seen[rr] < p.warmup) | firing | (self.run[rr] > 0) | forever
         flagged = np.zeros(len(rr), dtype=bool)
         normal_now = np.ones(len(rr), dtype=bool)
@@ -211,7 +219,7 @@ class ColdStart:
             s = int(rr[i])
             if self.calm[s] < 0:
                 # a leak's effect is already four points of growth: it needs no more persistence
-                if flagged[i] and self.run[s] >= (1 if forever[i] else p.persist):
+                if flagged[i] and self.run[s] >= (1 if memory[i] else p.persist):
                     self.calm[s], self.length[s] = 0, 0
                     comp, expected, pval, text = found[int(i)]
                     out.onsets.append(Finding(int(sel[pts[i]]), score_of(pval), float(expected), comp, text))

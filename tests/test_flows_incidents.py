@@ -102,6 +102,23 @@ def test_a_memory_leak_after_the_warm_up_is_still_cold_starts_and_not_the_ensemb
     assert Streaming(EnsembleParams(warmup=40)).score(pts.assign(family="gauge")).onsets != []
 
 
+def test_lost_traffic_after_a_surge_is_found_past_the_warm_up():
+    """A promotion (traffic x3 for two minutes) teaches the ensemble's calibration that large moves
+    are routine: an 80 % drop five minutes later is not rare enough for it, and would not be for
+    hours. Lost traffic stays cold start's count test's for good, as memory does; the surge itself
+    and the daily curve are no drop, and the ensemble alone misses it (why this is needed)."""
+    rng = np.random.default_rng(4)
+    m = 400
+    rate = 10.0 * (1 + 0.2 * np.sin(np.arange(m) / 60))  # per second, a slow curve
+    rate[200:212] *= 3.0  # the surge, 120 s
+    rate[240:247] *= 0.2  # the outage, 70 s
+    n = rng.poisson(rate * 10).astype(float)
+    pts = points(9, "traffic", n / 10, n, dt=np.full(m, 10.0)).assign(direction=-1)
+    found = ColdStart(ColdStartParams(warmup=120)).score(pts)
+    assert [f.component for f in found.onsets] == ["drop"] and 241 <= found.onsets[0].row <= 242
+    assert Streaming(EnsembleParams(warmup=120)).score(pts).onsets == []
+
+
 @pytest.mark.parametrize("scale, pages", [(1.0, False), (1000.0, True)])
 def test_the_ensemble_pages_latency_only_for_a_rise_worth_an_incident(scale, pages):
     """An internal span whose p50 goes from 0.27 to 0.40 ms is unusual for it and of no interest
