@@ -31,6 +31,7 @@ from forewarn.detectors.saturation import LOAD
 
 CALLEE_BOOST, CALLER_PENALTY = 1.5, 0.5
 TRAFFIC = ("red.rate", "log.rate")
+HOST_PREFIXES = ("system.", "process.", "container.")  # a machine's or process's own resources
 
 
 def stable_id(*parts: object) -> int:
@@ -103,7 +104,17 @@ def is_inbound(name: str, labels: dict) -> bool:
 
 
 def is_drop(name: str, value: float, expected: float) -> bool:
-    """A throughput drop (evidence that travels from callers to callees)."""
+    """A throughput drop (evidence that travels from callers to callees): requests, log records or
+    an application's own counters falling; a host's or process's processor, disk or network rates
+    falling (when users stop coming, say) are their consequence, not lost traffic.
+
+    >>> is_drop("red.rate", 1.0, 9.0), is_drop("orders_total:rate", 1.0, 9.0)
+    (True, True)
+    >>> is_drop("system.cpu.time:rate", 0.2, 0.4), is_drop("process.cpu.time:rate", 0.2, 0.4)
+    (False, False)
+    """
+    if is_load(name) or name.startswith(HOST_PREFIXES):
+        return False
     return (name in TRAFFIC or name.endswith(":rate")) and value < expected
 
 
