@@ -136,18 +136,26 @@ class IncidentBook:
         for a in anomalies:
             if a["kind"] == "deviation":
                 by_ts[int(a["_ts_ms"])].append(a)
+        onset: dict[int, int] = {}  # each series' first onset in this batch
+        for ts in sorted(by_ts):
+            for a in by_ts[ts]:
+                onset.setdefault(int(a["series_id"]), ts)
         for ts in sorted(by_ts):
             # a series firing at the end of the batch has fired since its onset: within a long
-            # (catch-up) batch its incident is active at every earlier bucket too
-            self._firing(firing, until_ms=ts)
+            # (catch-up) batch its incident is active at every earlier bucket too; a series
+            # whose onset in this batch is still to come fires for the incident that onset
+            # joins, not for one it belonged to before (an older blip of it revived and paged)
+            self._firing(firing, until_ms=ts, skip={s for s, t in onset.items() if t >= ts})
             self._bucket(ts, sorted(by_ts[ts], key=lambda a: a["anomaly_id"]), touched)
         self._firing(firing)
         return touched
 
-    def _firing(self, firing: dict[int, int], until_ms: int | None = None) -> None:
+    def _firing(
+        self, firing: dict[int, int], until_ms: int | None = None, skip: set[int] = frozenset()
+    ) -> None:
         owner = {s: inc for inc in self.open.values() if inc.resolved_ms is None for s in inc.series}
         for sid, ts in firing.items():
-            inc = owner.get(int(sid))
+            inc = owner.get(int(sid)) if int(sid) not in skip else None
             at = int(ts) if until_ms is None else min(int(ts), until_ms)
             if inc is not None and at >= inc.started_ms:
                 # it fired since its onset: no gap, however long the (catch-up) batch was

@@ -197,6 +197,27 @@ def test_incident_resolves_after_the_quiet_period_and_a_later_unrelated_anomaly_
     assert again[0]["incident_id"] not in (0, inc.incident_id)
 
 
+def test_a_new_episode_of_a_series_does_not_revive_the_incident_of_its_old_one():
+    """Seen in a warm-ensemble test-bed run: checkout's p95 blipped (a thin latency incident, not
+    paged), then a minute later payments slowed and checkout's p95 rose again. Its new onset joined
+    payments' incident, but the firing report of that batch first went to the blip's incident,
+    which then had 'lasted' a minute and was paged as a second incident for the slowdown."""
+    book = IncidentBook("live", window_ms=60_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
+    book.observe_edges({("checkout", "payments")}, 0)
+
+    def a(aid, ts, service, series):
+        return {**anomaly(aid, ts, service, series), "name": "red.p95", "detector": "coldstart"}
+
+    blip = [a(1, 0, "checkout", 7)]
+    book.assign(blip, {7: 10_000})
+    old = book.open[blip[0]["incident_id"]]
+    slow = [a(2, 90_000, "payments", 8), a(3, 110_000, "checkout", 7)]
+    book.assign(slow, {7: 120_000, 8: 120_000})
+    assert slow[0]["incident_id"] == slow[1]["incident_id"] != old.incident_id
+    assert old.last_active_ms == 10_000 and not book.confirmed(old)
+    assert book.open[slow[0]["incident_id"]].last_active_ms == 120_000
+
+
 def test_an_unrelated_anomaly_while_an_incident_is_active_opens_its_own():
     book = IncidentBook("live", window_ms=60_000, quiet_ms=120_000, max_ms=3_600_000, hold_ms=20_000)
     book.observe_edges({("frontend", "checkout"), ("inventory", "catalog")}, 0)
