@@ -50,7 +50,21 @@ class Broker:
         raise RuntimeError("tansu did not start listening within 20 s")
 
     def pause(self) -> None:
+        """SIGSTOP, then wait until every thread of the broker is stopped: the signal is delivered
+        asynchronously, and a broker thread still running on a busy machine can answer one more
+        request after ``send_signal`` returned (a CI run saw an export succeed just after it)."""
         self.proc.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            states = []
+            for t in tasks.iterdir():
+                with contextlib.suppress(OSError):
+                    states.append((t / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            if states and all(st in ("T", "t") for st in states):
+                return
+            time.sleep(0.01)
+        raise RuntimeError("the broker did not stop within 10 s of SIGSTOP")
 
     def resume(self) -> None:
         self.proc.send_signal(signal.SIGCONT)
