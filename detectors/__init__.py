@@ -34,17 +34,33 @@ means the same on every series. Imports point one way: this package needs only n
 bottleneck and scikit-learn (and ``forewarn.cliutil`` for its command); flows and alerts call it.
 """
 
-from forewarn.detectors.ensemble import (
-    COMPONENTS,
-    EnsembleCore,
-    EnsembleParams,
-    ScoreBlock,
-    seasonal_periods,
-    step_of,
-)
-from forewarn.detectors.forecast import SaturationForecast, SaturationForecaster
-from forewarn.detectors.multiseries import Anomaly, Explanation, MultiSeriesDetector
-from forewarn.detectors.multivariate import MultivariateDetector
+# The names load on first use (PEP 562): the CLI registers ``forewarn detect`` through this package,
+# and importing the ensemble (scipy.signal) up front cost every ``forewarn`` command about a second.
+_WHERE = {
+    "COMPONENTS": "ensemble",
+    "EnsembleCore": "ensemble",
+    "EnsembleParams": "ensemble",
+    "ScoreBlock": "ensemble",
+    "seasonal_periods": "ensemble",
+    "step_of": "ensemble",
+    "SaturationForecast": "forecast",
+    "SaturationForecaster": "forecast",
+    "Anomaly": "multiseries",
+    "Explanation": "multiseries",
+    "MultiSeriesDetector": "multiseries",
+    "MultivariateDetector": "multivariate",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COMPONENTS",
