@@ -2,7 +2,9 @@
 judged only by the webhook notifications it sends: SDK clients of three services send steady
 telemetry, then an incident; one incident naming db / SELECT orders and the disk forecast must
 arrive. The flows run embedded through Prefect's temporary server, as by default; only the bucket
-width is shortened (1 s) through the environment so the test takes about a minute."""
+width is shortened (1 s) through the environment so the test takes about a minute, and with it the
+quiet period that resolves an incident (30 buckets): on a loaded machine a stall of the test's own
+traffic is rightly paged before the fault, and the fault waits until that incident is resolved."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def test_forewarn_up_delivers_one_incident_and_the_disk_warning(tmp_path: Path):
         grpc_port, http_port = free_port(), free_port()
         env = {**os.environ, "FOREWARN_FLOWS__STEP_S": "1", "FOREWARN_FLOWS__LATENESS_S": "1.5",
                "FOREWARN_FLOWS__INTERVAL_S": "0.5", "FOREWARN_FLOWS__PERSIST_S": "2", "FOREWARN_FLOWS__SUMMARY_INTERVAL_S": "5",
+               "FOREWARN_FLOWS__RESOLVE_AFTER_S": "30",
                "FOREWARN_ALERTS__LISTEN": f"127.0.0.1:{free_port()}"}  # fmt: skip
         with open(tmp_path / "up.log", "wb") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
