@@ -68,11 +68,11 @@ def test_flows_service_scores_through_prefect(prefect_server, store, settings):
     svc.start_thread()
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and svc.batches < 2:
+        while time.time() < deadline and svc.prefect_ticks < 2:
             time.sleep(0.5)
     finally:
         svc.stop_thread()
-    assert svc.orchestrator == "prefect" and svc.batches >= 2 and svc.errors == 0, svc.last_error
+    assert svc.orchestrator == "prefect" and svc.prefect_ticks >= 2 and svc.errors == 0, svc.last_error
 
 
 def test_slo_flow_as_a_prefect_flow_run(prefect_server, store, settings, tmp_path):
