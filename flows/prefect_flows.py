@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from forewarn.flows.runtime import Runtime
+from forewarn.flows.runtime import MAX_BATCHES_PER_TICK, Runtime, score_batches
 from prefect import flow
 
 from forewarn.config import Settings, load_settings
@@ -39,17 +39,10 @@ def runtime() -> Runtime:
 
 @flow(name="forewarn-score", persist_result=False, log_prints=False)
 def score_flow(
-    shard: int = 0, shards: int = 1, until_ms: int | None = None, max_batches: int = 10
+    shard: int = 0, shards: int = 1, until_ms: int | None = None, max_batches: int = MAX_BATCHES_PER_TICK
 ) -> list[dict]:
     """Score every closed bucket past the shard's watermark (at most ``max_batches`` micro-batches)."""
-    eng = runtime().engine("live", shard, shards)
-    out = []
-    for _ in range(max_batches):
-        r = eng.run_once(until_ms)
-        if r is None:
-            break
-        out.append(r.as_dict())
-    return out
+    return score_batches(runtime().engine("live", shard, shards), until_ms, max_batches)
 
 
 @flow(name="forewarn-slo", persist_result=False, log_prints=False)

@@ -107,6 +107,7 @@ class FlowsService:
 
                 prepare_prefect(self.settings.data_dir)
                 from forewarn.flows import prefect_flows
+                from forewarn.flows.runtime import score_batches
 
                 rt = prefect_flows.configure(self.settings, self.dsn, self.alerts_url)
                 eng = rt.engine("live", f.shard, f.shards)
@@ -118,7 +119,7 @@ class FlowsService:
                 def score() -> list[dict]:
                     # one engine either way (the flow run calls this runtime's engine), one thread
                     if not self._prefect_up.is_set():
-                        return [r.as_dict() for r in iter(eng.run_once, None)]
+                        return score_batches(eng)
                     self.prefect_ticks += 1
                     return prefect_flows.score_flow(shard=f.shard, shards=f.shards)
 
@@ -126,12 +127,12 @@ class FlowsService:
             except Exception as e:  # pragma: no cover - depends on the environment
                 log.warning("Prefect unavailable (%s); scoring inline", e)
                 self.orchestrator = "inline"
-        from forewarn.flows.runtime import Runtime
+        from forewarn.flows.runtime import Runtime, score_batches
 
         rt = Runtime(self.settings, self.dsn, self.alerts_url)
         eng = rt.engine("live", f.shard, f.shards)
         eng.start_at(self.started_ms)  # a fresh store starts where the service started, not later
-        return lambda: [r.as_dict() for r in iter(eng.run_once, None)]
+        return lambda: score_batches(eng)
 
     def _start_prefect(self) -> None:
         """Start (or reach) the Prefect server in the background: in ephemeral mode its client's
