@@ -62,17 +62,4 @@ def __getattr__(name: str) -> object:
     return value
 
 
-__all__ = [
-    "COMPONENTS",
-    "Anomaly",
-    "EnsembleCore",
-    "EnsembleParams",
-    "Explanation",
-    "MultiSeriesDetector",
-    "MultivariateDetector",
-    "SaturationForecast",
-    "SaturationForecaster",
-    "ScoreBlock",
-    "seasonal_periods",
-    "step_of",
-]
+__all__ = list(_WHERE)  # the same names, in one place
