@@ -222,8 +222,8 @@ class Services:
     def _disk(self, _options):
         yield Observation(self.disk, {"system.device": "/dev/sda1"})
 
-    def request(self, rng: random.Random, incident: bool) -> None:
-        now = time.time_ns()
+    def request(self, rng: random.Random, incident: bool, now: int) -> None:
+        """One traced request at ``now`` (ns)."""
         d_db = int(rng.lognormvariate(15, 0.2) * (8 if incident else 1))
         web = self.tracers["web"].start_span("GET /checkout", kind=SpanKind.SERVER, start_time=now)
         if incident and rng.random() < 0.5:
@@ -235,25 +235,44 @@ class Services:
         api = self.tracers["api"].start_span("GET /health", kind=SpanKind.SERVER, start_time=now)
         api.end(end_time=now + int(rng.lognormvariate(14, 0.2)))
 
-    def start_traffic(self, seed: int, disk_step: float) -> None:
-        """Requests and logs in a thread until :meth:`stop_traffic`; set ``incident`` to break things
-        (and fill the disk by ``disk_step`` per round)."""
-        self.incident = False
+    def start_traffic(self, seed: int, disk_step: float, period_s: float = 0.055) -> None:
+        """Requests and logs in a thread until :meth:`stop_traffic`, a round every ``period_s``;
+        set ``incident`` to break things (and fill the disk by ``disk_step`` per round).
+
+        The rounds keep to their schedule, as users do: a round the thread could not run on
+        time (a loaded machine starves it for a second or two) runs late with its own
+        timestamps, so a stall of this thread reaches forewarn as late telemetry, not as lost
+        traffic (with 1 s buckets, a stall emptied buckets and forewarn rightly paged the drop)."""
+        self.incident, self._disk_step = False, disk_step
         self._stop = threading.Event()
         rng = random.Random(seed)
 
         def run() -> None:
+            due = time.time()
             while not self._stop.is_set():
-                for _ in range(5):
-                    self.request(rng, self.incident)
-                self.log.info("checkpoint complete: wrote %d buffers", rng.randint(10, 99))
-                if self.incident:
-                    self.log.error("deadlock detected on table orders tx %d", rng.randint(1, 10_000))
-                    self.disk = min(1.0, self.disk + disk_step)
-                time.sleep(0.05)
+                while due <= time.time() and not self._stop.is_set():
+                    self.round(rng, int(due * 1e9))
+                    due += period_s
+                time.sleep(max(0.0, due - time.time()))
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
+
+    def round(self, rng: random.Random, now: int) -> None:
+        """Five requests and a database checkpoint log at ``now`` (ns); in an incident, a
+        deadlock error log and a step of the disk."""
+        for k in range(5):
+            self.request(rng, self.incident, now + k * 1_000_000)
+        self.emit(logging.INFO, now, "checkpoint complete: wrote %d buffers", rng.randint(10, 99))
+        if self.incident:
+            self.emit(logging.ERROR, now, "deadlock detected on table orders tx %d", rng.randint(1, 10_000))
+            self.disk = min(1.0, self.disk + self._disk_step)
+
+    def emit(self, level: int, now: int, msg: str, *args) -> None:
+        """A log record stamped ``now`` (ns), through the logging bridge."""
+        record = self.log.makeRecord(self.log.name, level, __file__, 0, msg, args, None)
+        record.created = now / 1e9
+        self.log.handle(record)
 
     def stop_traffic(self) -> None:
         if getattr(self, "_thread", None) is not None:
