@@ -151,8 +151,10 @@ async def running(cfg: RemediationsConfig, settings: Settings) -> AsyncIterator[
         await eng.stop()
 
 
-async def until(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll ``cond`` (bounded); fail with ``what`` when it does not hold in time."""
+async def until(cond: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll ``cond`` (bounded); fail with ``what`` when it does not hold in time. The bound is a
+    deadline for a hung engine, not a speed check: a loaded machine once took over 20 s for a
+    first attempt that idle takes milliseconds."""
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
@@ -160,7 +162,7 @@ async def until(cond: Callable[[], bool], timeout: float = 20.0, what: str = "co
         await asyncio.sleep(0.02)
 
 
-async def settled(eng: RemediationEngine, timeout: float = 30.0) -> None:
+async def settled(eng: RemediationEngine, timeout: float = 60.0) -> None:
     """Wait until every submitted batch is decided, no action is queued, and audit is flushed."""
 
     def idle() -> bool:
