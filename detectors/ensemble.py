@@ -109,6 +109,21 @@ NO_GUARD = -2  # an episode too short to move the baselines ended: no way back t
 _NEVER = np.iinfo(np.int64).max // 2
 COUNT_MAX_MEAN = 30.0  # above this mean a count is near enough to Gaussian for the robust tests
 COUNT_MIN_POINTS = 30.0  # (weighted) points before a series is judged as counts
+SPARSE_MIN_ZERO = 0.75  # share of exact zeros (weighted) that makes a series mostly zero
+SPARSE_MIN_NONZERO = 5.0  # (weighted) non-zero points of a mostly-zero series before their sizes count
+SPARSE_MIN_SD = 0.1  # log-size spread at least this (sizes within 10 % are not "unusual")
+SPARSE_TESTS = (0, 3)  # the tests a mostly-zero series' usual blips fool: spike and variance
+
+
+@dataclass
+class SparseModel:
+    """Series that are exactly 0 most of the time (intermittent: errors, rare jobs, idle queues).
+
+    ``like``: (series, points) bool, mostly 0 before this point; ``p``: the upper tail probability
+    of this point's size among the series' earlier non-zero values (log-normal; 1 at a 0)."""
+
+    like: np.ndarray
+    p: np.ndarray
 
 
 @dataclass
@@ -176,6 +191,15 @@ def _ew(values: np.ndarray, last: np.ndarray, lam: float) -> np.ndarray:
     return out
 
 
+def _ew_before(values: np.ndarray, state: np.ndarray, col: int, lam: float) -> np.ndarray:
+    """The exponentially weighted sum *before* each point (what was learnt when it came), continuing
+    from and then updating column ``col`` of ``state``."""
+    y = _ew(values, state[:, col], lam)
+    out = np.concatenate([state[:, col : col + 1], y[:, :-1]], axis=1)
+    state[:, col] = y[:, -1]
+    return out
+
+
 class EnsembleCore:
     """State and vectorised update of the default ensemble for a fixed set of S series.
 
@@ -231,6 +255,9 @@ class EnsembleCore:
             "ew_fit": np.zeros((n, 3 + 2 * b)),
             # weight, sum, sum of squares of the values, and weight of those that are whole counts
             "ew_cnt": np.zeros((n, 4)),
+            # weight of the values, of the zeros, of the non-zeros; sum and sum of squares of the
+            # non-zeros' log sizes
+            "ew_sparse": np.zeros((n, 5)),
             "history": np.full((n, self._hist), np.nan),
             "last": np.full((n, 1), np.nan),
             "seen": np.zeros(n, dtype=np.int64),
@@ -328,13 +355,14 @@ class EnsembleCore:
                 branches.append(x - pred)
             st["history"] = he[:, -h:]
         counts = self._counts(st, x)
+        sparse = self._sparse(st, x)
         keys = ("tail_x", "tail_dev", "ew_w", "ew_s1", "ew_s2", "tail_z", "ew_big")
         flat = {key: st[key].reshape(n * nb, -1) for key in keys}
         xb = np.stack(branches, axis=1).reshape(n * nb, k)
         raw, comp, expected, observed, band, scale, band_pt = (
             a.reshape(n, nb, k)
             for a in self._tests(
-                flat, xb, np.repeat(run, nb, axis=0), np.repeat(p_stuck, nb, axis=0), nb, counts
+                flat, xb, np.repeat(run, nb, axis=0), np.repeat(p_stuck, nb, axis=0), nb, counts, sparse
             )
         )
         for key in flat:
@@ -407,6 +435,7 @@ class EnsembleCore:
         p_stuck: np.ndarray,
         nb: int = 1,
         counts: CountModel | None = None,
+        sparse: SparseModel | None = None,
     ) -> tuple[np.ndarray, ...]:
         """The four tests and their calibration on rows of ``x``; updates tails and filter state."""
         p = self.params
@@ -505,6 +534,13 @@ class EnsembleCore:
                 need = rows & (pval[c] < 0.01)
                 if need.any():
                     pval[c] = np.where(need, np.fmax(pval[c], counts.tail(need, width, nb)), pval[c])
+        if sparse is not None:
+            # mostly-zero series: the scale of their deviations comes from rare events, so any
+            # blip is far out; a point must also be a larger blip than the series' usual ones
+            rows = np.repeat(sparse.like, nb, axis=0)
+            pm = np.repeat(sparse.p, nb, axis=0)
+            for c in SPARSE_TESTS:
+                pval[c] = np.where(rows, np.fmax(pval[c], pm), pval[c])
         pc = pval[self._comp_idx]
         which = np.argmin(pc, axis=0)
         pmin = np.take_along_axis(pc, which[None], axis=0)[0]
@@ -539,10 +575,7 @@ class EnsembleCore:
         whole = ok & (x0 >= 0) & (x0 == np.round(x0))
 
         def before(col: int, v: np.ndarray) -> np.ndarray:
-            y = _ew(v, c[:, col], self._lam)
-            out = np.concatenate([c[:, col : col + 1], y[:, :-1]], axis=1)
-            c[:, col] = y[:, -1]
-            return out
+            return _ew_before(v, c, col, self._lam)
 
         w, s1, s2, wi = before(0, ok * 1.0), before(1, x0), before(2, x0 * x0), before(3, whole * 1.0)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -556,6 +589,31 @@ class EnsembleCore:
             return None
         tail = st["tail_x"][:, 0, :]  # the series' own recent values (view 0)
         return CountModel(like, mu, var, np.concatenate([tail, x], axis=1), tail.shape[1])
+
+    def _sparse(self, st: dict[str, np.ndarray], x: np.ndarray) -> SparseModel | None:
+        """Which points belong to mostly-zero series, and how unusual each point's size is among
+        the series' earlier non-zero values (exponentially weighted, as the calibration)."""
+        from scipy.special import ndtr
+
+        c = st["ew_sparse"]
+        ok = np.isfinite(x)
+        x0 = np.where(ok, x, 0.0)
+        nz = ok & (x0 != 0)
+        lg = np.log(np.abs(np.where(nz, x0, 1.0)))
+
+        def before(col: int, v: np.ndarray) -> np.ndarray:
+            return _ew_before(v, c, col, self._lam)
+
+        w, wz, wn = before(0, ok * 1.0), before(1, (ok & ~nz) * 1.0), before(2, nz * 1.0)
+        s1, s2 = before(3, lg), before(4, lg * lg)
+        like = ok & (w >= COUNT_MIN_POINTS) & (wz >= SPARSE_MIN_ZERO * w) & (wn >= SPARSE_MIN_NONZERO)
+        if not like.any():
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu = s1 / wn
+            sd = np.fmax(np.sqrt(np.fmax(s2 / wn - mu * mu, 0.0)), SPARSE_MIN_SD)
+            p = np.where(nz, ndtr(-(lg - mu) / sd), 1.0)
+        return SparseModel(like, np.nan_to_num(p, nan=1.0))
 
     def _explained(self, st: dict[str, np.ndarray], x: np.ndarray, views: np.ndarray) -> np.ndarray:
         """Per point and view: whether the view's mean square (a seasonal residual) has been at most

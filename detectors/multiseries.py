@@ -17,7 +17,7 @@ from forewarn.detectors.ensemble import EnsembleCore, EnsembleParams, ScoreBlock
 FORMAT = "forewarn.detectors.ensemble"
 FORMAT_VERSION = 1
 ADDED_STATE = frozenset(
-    {"ew_big", "ew_fit", "firing", "since_above", "since_end", "since_hot", "hot_from"}
+    {"ew_big", "ew_fit", "ew_sparse", "firing", "since_above", "since_end", "since_hot", "hot_from"}
 )  # state arrays newer than format version 1: may be absent
 
 
